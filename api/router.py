@@ -1,0 +1,12 @@
+"""All REST routers, mounted under ``/api`` by ``server.create_app``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.routes import chat, models, threads
+
+router = APIRouter()
+router.include_router(chat.router)
+router.include_router(models.router)
+router.include_router(threads.router)

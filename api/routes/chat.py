@@ -1,0 +1,48 @@
+"""Chat completions, OpenAI-compatible: ``POST /api/chat/completions`` and ``/api/chat/stream``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import Response, StreamingResponse
+
+from api.deps import ServicesDep
+from api.schemas import ChatCompletionRequest
+from auth.deps import CurrentPrincipal
+
+router = APIRouter(prefix="/chat", tags=["chat"])
+
+_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_ERRORS: dict[int | str, dict[str, str]] = {
+    400: {"description": "Bad request (unknown model, unsupported parameter)"},
+    401: {"description": "Missing or invalid token"},
+    404: {"description": "Thread not found"},
+    429: {"description": "Upstream rate limit"},
+    502: {"description": "Upstream failure"},
+    504: {"description": "Upstream timeout"},
+}
+
+
+@router.post("/completions", operation_id="chat-completions", responses=_ERRORS)
+async def chat_completions(
+    body: ChatCompletionRequest, principal: CurrentPrincipal, services: ServicesDep
+) -> Response:
+    """OpenAI Chat Completions: a JSON answer, or SSE chunks with ``stream: true``."""
+    if body.stream:
+        return await _stream(body, principal, services)
+    content = await services.chat.complete(principal, body)
+    return Response(content, media_type="application/json")
+
+
+@router.post("/stream", operation_id="chat-stream", responses=_ERRORS)
+async def chat_stream(
+    body: ChatCompletionRequest, principal: CurrentPrincipal, services: ServicesDep
+) -> StreamingResponse:
+    """The same body, always answered as OpenAI-style SSE chunks (for the front end)."""
+    return await _stream(body, principal, services)
+
+
+async def _stream(
+    body: ChatCompletionRequest, principal: CurrentPrincipal, services: ServicesDep
+) -> StreamingResponse:
+    events = await services.chat.stream(principal, body)
+    return StreamingResponse(events, media_type="text/event-stream", headers=_SSE_HEADERS)

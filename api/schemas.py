@@ -1,0 +1,128 @@
+"""Request and response bodies of the REST API (separate from the ORM models)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+THREAD_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
+
+
+class ChatMessage(BaseModel):
+    """One OpenAI chat message (extra keys such as ``tool_call_id`` pass through)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+
+
+class StreamOptions(BaseModel):
+    """OpenAI's ``stream_options``."""
+
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    """The OpenAI Chat Completions body, plus ``thread_id`` and ``metadata``.
+
+    Other OpenAI parameters (``top_p``, ``seed``, ``response_format``...) are passed to
+    the provider unchanged.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = Field(default=None, description="Model name; the default when omitted.")
+    messages: list[ChatMessage] = Field(
+        default_factory=list, description="The conversation; with thread_id, only the new turn."
+    )
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    stop: str | list[str] | None = None
+    n: int | None = Field(default=None, ge=1, description="Only 1 is supported.")
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    user: str | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Any = None
+    functions: list[dict[str, Any]] | None = None
+    function_call: Any = None
+    thread_id: str | None = Field(
+        default=None,
+        pattern=THREAD_ID_PATTERN,
+        description="Chat with memory: the service keeps the conversation of this thread.",
+    )
+    metadata: dict[str, Any] | None = Field(
+        default=None, description="Kept with the thread (and, later, the usage event)."
+    )
+
+    @property
+    def reply_limit(self) -> int | None:
+        """The completion token cap, whichever of the two OpenAI names the client used."""
+        return self.max_completion_tokens or self.max_tokens
+
+    @property
+    def stop_list(self) -> list[str] | None:
+        """``stop`` as a list."""
+        if self.stop is None:
+            return None
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+
+
+class ModelCard(BaseModel):
+    """One entry of ``GET /api/models`` (OpenAI's model object)."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    """``GET /api/models``."""
+
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class ThreadPublic(BaseModel):
+    """A chat thread as the API shows it."""
+
+    id: str
+    title: str | None
+    model: str | None
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class ThreadsPublic(BaseModel):
+    """A page of threads."""
+
+    data: list[ThreadPublic]
+    count: int
+
+
+class ThreadMessage(BaseModel):
+    """A message of a thread, in OpenAI's shape."""
+
+    role: str
+    content: str | list[Any]
+
+
+class ThreadDetail(ThreadPublic):
+    """A thread with its messages."""
+
+    messages: list[ThreadMessage]
+
+
+class Health(BaseModel):
+    """``/healthz`` and ``/readyz``."""
+
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str] = Field(default_factory=dict)

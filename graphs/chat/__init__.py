@@ -1,0 +1,1 @@
+"""Chat with memory: a one-node graph whose conversation lives in a checkpointer."""

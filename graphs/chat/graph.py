@@ -1,0 +1,71 @@
+"""Chat with memory.
+
+One node, ``call_model``: it trims the checkpointed conversation to the model's context
+budget (see ``chains.trimming``), calls the model named in ``configurable.model`` and
+appends the answer. The checkpointer (SQLite or PostgreSQL) is attached by the service
+when it starts, keyed by ``configurable.thread_id``; the same graph object serves the REST
+routes, the LangServe route ``/runnables/chat`` and ``langgraph dev`` (``langgraph.json``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+
+from chains.trimming import prompt_budget, trim_history
+from graphs.chat.state import ChatInput, ChatState
+from graphs.configuration import ChatConfigurable, ChatConfiguration
+
+LlmFactory = Callable[[str | None], BaseChatModel]
+ContextWindow = Callable[[str | None], int]
+
+
+def build_chat_graph(
+    *,
+    llm_factory: LlmFactory,
+    context_window: ContextWindow = lambda _model: 8192,
+    reply_reserve: int = 512,
+) -> CompiledStateGraph:
+    """Compile the chat graph (without a checkpointer: the service attaches its own)."""
+
+    async def call_model(state: ChatState, config: RunnableConfig) -> dict[str, list]:
+        """Answer the conversation's last message."""
+        configuration = ChatConfiguration.from_runnable_config(config)
+        llm = llm_factory(configuration.model)
+        model_name = configuration.model or getattr(llm, "model_name", "") or ""
+        budget = prompt_budget(
+            context_window(configuration.model), configuration.max_tokens, reply_reserve
+        )
+        prompt = trim_history(state["messages"], budget=budget, model=model_name)
+        params = configuration.call_params()
+        model = llm.bind(**params) if params else llm
+        response = await model.ainvoke(prompt, config)
+        return {"messages": [response]}
+
+    with warnings.catch_warnings():
+        # Deprecated since LangGraph 1.0 in favour of `context_schema`, but LangServe only
+        # forwards RunnableConfig and reads the configurable keys (thread_id...) from here.
+        warnings.simplefilter("ignore")
+        builder = StateGraph(ChatState, input_schema=ChatInput, config_schema=ChatConfigurable)
+    builder.add_node("call_model", call_model)
+    builder.add_edge(START, "call_model")
+    builder.add_edge("call_model", END)
+    graph = builder.compile()
+    graph.name = "chat"
+    return graph
+
+
+def _default_llm_factory(model: str | None) -> BaseChatModel:
+    """Models from the environment's settings, for ``langgraph dev`` (built on first call)."""
+    from core.config import Settings
+    from providers.registry import ModelRegistry
+
+    return ModelRegistry(Settings()).chat_model(model)
+
+
+graph = build_chat_graph(llm_factory=_default_llm_factory)

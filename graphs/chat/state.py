@@ -1,0 +1,56 @@
+"""State of the chat graph: the conversation, with at most one system message, first."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from langchain_core.messages import AnyMessage, BaseMessage, SystemMessage, convert_to_messages
+from langgraph.graph.message import add_messages
+from pydantic import BaseModel, Field, field_validator
+from typing_extensions import TypedDict
+
+
+def merge_messages(left: list[AnyMessage], right: list[Any] | Any) -> list[AnyMessage]:
+    """``add_messages``, except that a new system message replaces the old one.
+
+    A client may resend its system prompt with every turn of a thread; keeping one makes
+    it an instruction that can be changed, not a growing pile.
+    """
+    incoming = convert_to_messages(right if isinstance(right, list) else [right])
+    systems = [m for m in incoming if isinstance(m, SystemMessage)]
+    if not systems:
+        return add_messages(left, incoming)  # type: ignore[return-value]
+    history = [m for m in left if not isinstance(m, SystemMessage)]
+    rest = [m for m in incoming if not isinstance(m, SystemMessage)]
+    return add_messages([systems[-1], *history], rest)  # type: ignore[return-value]
+
+
+class ChatState(TypedDict):
+    """The checkpointed conversation."""
+
+    messages: Annotated[list[AnyMessage], merge_messages]
+    """Every message of the thread, system message first when there is one."""
+
+
+class ChatInput(BaseModel):
+    """The graph's public input: new messages, as LangChain messages or OpenAI-style dicts.
+
+    Converting here (not in a node) means a malformed message is a 422 from LangServe's
+    input validation, never a 500 from deep inside the graph.
+    """
+
+    messages: list[AnyMessage] = Field(
+        description="New messages of this turn, e.g. [{'role': 'user', 'content': 'Hi'}]."
+    )
+
+    @field_validator("messages", mode="before")
+    @classmethod
+    def _to_messages(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            raise ValueError("messages must be a list")
+        if not value:
+            raise ValueError("messages must not be empty")
+        try:
+            return [m if isinstance(m, BaseMessage) else convert_to_messages([m])[0] for m in value]
+        except (ValueError, TypeError, NotImplementedError, KeyError) as exc:
+            raise ValueError(f"invalid message: {exc}") from exc

@@ -1,0 +1,126 @@
+"""Model names → upstreams, and the LangChain chat models that call them.
+
+A model is addressed by name (``gpt-4o-mini``, ``local``...). The registry knows which
+provider serves each name, answers an unknown name with a 400 listing the known ones,
+and builds (once per name) the ``ChatOpenAI`` the runnables and graphs use. The
+OpenAI-compatible REST path uses the same :class:`Upstream` with a lean relay client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_openai import ChatOpenAI
+
+from core.config import Settings
+from core.errors import ApiError
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """Where and how to call a provider over the OpenAI wire protocol."""
+
+    provider: str
+    base_url: str
+    api_key: str
+    organization: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRoute:
+    """A resolved model name: what to send upstream, and to whom."""
+
+    name: str
+    upstream_model: str
+    upstream: Upstream
+
+
+class ModelRegistry:
+    """The configured models; the local provider's URL is attached once it has started."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._openai_models: list[str] = (
+            list(settings.openai_models) if settings.openai_api_key is not None else []
+        )
+        self._local: Upstream | None = None
+        if settings.local_model_base_url:
+            self._local = Upstream(
+                provider="local", base_url=settings.local_model_base_url.rstrip("/"), api_key="local"
+            )
+        self._chat_models: dict[str, ChatOpenAI] = {}
+
+    # -- configuration ------------------------------------------------------------
+    def attach_local(self, *, base_url: str, api_key: str) -> None:
+        """Serve ``local`` from this OpenAI-compatible server (started in the lifespan)."""
+        self._local = Upstream(provider="local", base_url=base_url, api_key=api_key)
+        self._chat_models.pop(self._settings.local_model_name, None)
+
+    @property
+    def local_enabled(self) -> bool:
+        """Whether the embedded model is part of the configuration."""
+        return self._settings.local_model_enabled
+
+    def names(self) -> list[str]:
+        """Every model a client may name, the default first."""
+        names = list(self._openai_models)
+        if self.local_enabled:
+            names.append(self._settings.local_model_name)
+        default = self.default_model
+        return [default, *(n for n in names if n != default)] if default in names else names
+
+    @property
+    def default_model(self) -> str:
+        """The configured default, else the first OpenAI model with a key, else ``local``."""
+        if self._settings.default_model:
+            return self._settings.default_model
+        if self._openai_models:
+            return self._openai_models[0]
+        return self._settings.local_model_name
+
+    def owner(self, name: str) -> str:
+        """Which provider serves ``name`` (for ``GET /api/models``)."""
+        return "local" if name == self._settings.local_model_name else "openai"
+
+    # -- resolution -----------------------------------------------------------------
+    def resolve(self, name: str | None) -> ModelRoute:
+        """Map a requested model name to its upstream, or raise a 400 naming the known ones."""
+        model = name or self.default_model
+        if model in self._openai_models:
+            settings = self._settings
+            assert settings.openai_api_key is not None
+            upstream = Upstream(
+                provider="openai",
+                base_url=settings.openai_base_url.rstrip("/"),
+                api_key=settings.openai_api_key.get_secret_value(),
+                organization=settings.openai_organization,
+            )
+            return ModelRoute(name=model, upstream_model=model, upstream=upstream)
+        if self.local_enabled and model == self._settings.local_model_name:
+            if self._local is None:
+                raise ApiError(503, "model_unavailable", f"model '{model}' is still starting")
+            return ModelRoute(name=model, upstream_model=model, upstream=self._local)
+        known = ", ".join(self.names()) or "(none configured)"
+        raise ApiError(400, "unknown_model", f"unknown model '{model}'; known models: {known}")
+
+    def chat_model(self, name: str | None = None, **params: Any) -> ChatOpenAI:
+        """The LangChain chat model for ``name`` (cached; ``params`` give a bound copy)."""
+        route = self.resolve(name)
+        model = self._chat_models.get(route.name)
+        if model is None:
+            model = self._build_chat_model(route)
+            self._chat_models[route.name] = model
+        return model.model_copy(update=params) if params else model
+
+    def _build_chat_model(self, route: ModelRoute) -> ChatOpenAI:
+        settings = self._settings
+        return ChatOpenAI(
+            model=route.upstream_model,
+            base_url=route.upstream.base_url,
+            api_key=route.upstream.api_key,  # type: ignore[arg-type]
+            organization=route.upstream.organization,
+            timeout=settings.upstream_timeout_seconds,
+            max_retries=settings.upstream_max_retries,
+            stream_usage=True,
+        )

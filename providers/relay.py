@@ -1,0 +1,208 @@
+"""A lean relay for the OpenAI-compatible routes: the request goes upstream almost as is.
+
+Why not ``ChatOpenAI`` here: LangChain's per-chunk callback machinery costs ~0.6 ms per
+streamed token, more than the whole budget of a gateway. The relay forwards the client's
+body (model name swapped, ``stream_options.include_usage`` forced on so usage is always
+known), returns the upstream bytes unchanged, and reads the usage on the way through.
+Retries (timeouts, 429, 5xx; exponential backoff with jitter, honouring ``Retry-After``)
+happen before the first byte reaches the client, with tenacity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity.wait import wait_base
+
+from core.config import Settings
+from core.errors import ApiError, error_body
+from providers.errors import (
+    RETRYABLE_STATUS,
+    UpstreamStatusError,
+    map_status,
+    map_transport,
+    parse_retry_after,
+    upstream_message,
+)
+from providers.registry import ModelRoute
+
+_DONE = b"data: [DONE]"
+
+
+@dataclass(slots=True)
+class RelayOutcome:
+    """What one relayed call produced, for accounting: usage as the provider reported it."""
+
+    route: ModelRoute
+    usage: dict[str, Any] | None = None
+    completed: bool = False
+    error: str | None = None
+    chunks: int = 0
+
+
+OutcomeHook = Callable[[RelayOutcome], None]
+
+
+class _RetryAfterOrBackoff(wait_base):
+    """Wait what the upstream asked for, else exponential backoff with jitter (capped)."""
+
+    def __init__(self, initial: float, maximum: float) -> None:
+        self._backoff = wait_exponential_jitter(initial=initial, max=maximum, jitter=initial)
+        self._max = maximum
+
+    def __call__(self, retry_state: Any) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(exc, UpstreamStatusError) and exc.retry_after is not None:
+            return min(exc.retry_after, self._max)
+        return float(self._backoff(retry_state))
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, UpstreamStatusError):
+        return exc.status_code in RETRYABLE_STATUS
+    return isinstance(exc, httpx.TimeoutException | httpx.TransportError)
+
+
+class OpenAIRelay:
+    """Forwards chat completion bodies to an OpenAI-compatible upstream (one pooled client)."""
+
+    def __init__(self, settings: Settings, client: httpx.AsyncClient | None = None) -> None:
+        self._client = client or httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.upstream_timeout_seconds, connect=10.0),
+            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
+        )
+        self._attempts = settings.upstream_max_retries + 1
+        self._wait = _RetryAfterOrBackoff(
+            settings.upstream_backoff_seconds, settings.upstream_backoff_max_seconds
+        )
+
+    async def aclose(self) -> None:
+        """Close pooled connections (lifespan shutdown)."""
+        await self._client.aclose()
+
+    def _request(self, route: ModelRoute, body: dict[str, Any]) -> httpx.Request:
+        headers = {
+            "Authorization": f"Bearer {route.upstream.api_key}",
+            "Content-Type": "application/json",
+        }
+        if route.upstream.organization:
+            headers["OpenAI-Organization"] = route.upstream.organization
+        return self._client.build_request(
+            "POST",
+            f"{route.upstream.base_url}/chat/completions",
+            content=orjson.dumps({**body, "model": route.upstream_model}),
+            headers=headers,
+        )
+
+    async def _send(self, route: ModelRoute, body: dict[str, Any], *, stream: bool) -> httpx.Response:
+        """Send with retries; returns a 2xx response (streaming: body not yet read)."""
+        request = self._request(route, body)
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(self._attempts),
+                wait=self._wait,
+                retry=retry_if_exception(_retryable),
+                reraise=True,
+            ):
+                with attempt:
+                    response = await self._client.send(request, stream=stream)
+                    if response.status_code >= 400:
+                        content = await response.aread()
+                        await response.aclose()
+                        raise UpstreamStatusError(
+                            response.status_code,
+                            upstream_message(content),
+                            parse_retry_after(response.headers),
+                        )
+                    return response
+        except UpstreamStatusError as exc:
+            raise map_status(
+                route.upstream.provider, exc.status_code, exc.message, exc.retry_after
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise map_transport(route.upstream.provider, exc) from exc
+        raise AssertionError("unreachable: tenacity either returns or re-raises")
+
+    async def complete(self, route: ModelRoute, body: dict[str, Any]) -> tuple[bytes, RelayOutcome]:
+        """One non-streamed completion: the upstream's JSON bytes and the outcome."""
+        response = await self._send(route, body, stream=False)
+        content = response.content
+        outcome = RelayOutcome(route=route, completed=True)
+        try:
+            outcome.usage = orjson.loads(content).get("usage")
+        except (orjson.JSONDecodeError, AttributeError) as exc:
+            raise ApiError(
+                502, "upstream_error", f"{route.upstream.provider} sent an invalid response"
+            ) from exc
+        return content, outcome
+
+    async def open_stream(
+        self,
+        route: ModelRoute,
+        body: dict[str, Any],
+        *,
+        include_usage: bool,
+        on_done: OutcomeHook | None = None,
+    ) -> AsyncIterator[bytes]:
+        """Open the upstream stream now (errors raise here, before any byte is sent) and
+        return an iterator of SSE events for the client."""
+        upstream_body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+        response = await self._send(route, upstream_body, stream=True)
+        return self._relay(response, RelayOutcome(route=route), include_usage, on_done)
+
+    async def _relay(
+        self,
+        response: httpx.Response,
+        outcome: RelayOutcome,
+        include_usage: bool,
+        on_done: OutcomeHook | None,
+    ) -> AsyncIterator[bytes]:
+        buffer = b""
+        try:
+            async for raw in response.aiter_raw():
+                buffer += raw.replace(b"\r\n", b"\n") if b"\r" in raw else raw
+                if b"\n\n" not in buffer:
+                    continue
+                *events, buffer = buffer.split(b"\n\n")
+                out = [e for e in (self._event(e, outcome, include_usage) for e in events) if e]
+                if out:
+                    yield b"".join(out)
+            if buffer.strip():
+                if tail := self._event(buffer, outcome, include_usage):
+                    yield tail
+        except httpx.HTTPError as exc:
+            error = map_transport(outcome.route.upstream.provider, exc)
+            outcome.error = error.code
+            yield b"data: " + orjson.dumps(error_body(error.code, error.message, error.status_code)) + b"\n\n"
+        finally:
+            await response.aclose()
+            if on_done is not None:
+                on_done(outcome)
+
+    @staticmethod
+    def _event(event: bytes, outcome: RelayOutcome, include_usage: bool) -> bytes:
+        """One SSE event on its way to the client: note usage and completion, and drop the
+        usage chunk the client did not ask for."""
+        event = event.strip(b"\n")
+        if not event:
+            return b""
+        if event.startswith(_DONE):
+            outcome.completed = True
+            return event + b"\n\n"
+        outcome.chunks += 1
+        if b'"usage"' in event and event.startswith(b"data:"):
+            chunk = orjson.loads(event[5:])
+            usage = chunk.get("usage")
+            if usage:
+                outcome.usage = usage
+                if not include_usage:
+                    if not chunk.get("choices"):
+                        return b""
+                    chunk.pop("usage")
+                    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+        return event + b"\n\n"

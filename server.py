@@ -1,0 +1,152 @@
+"""The ASGI app: ``create_app(settings)`` wires settings, auth, the REST API and LangServe.
+
+A request goes: ``TokenCookieMiddleware`` (playground links) → route → ``auth.deps``
+(JWT → Principal) → ``services`` (chat, threads) → ``providers`` (relay or ChatOpenAI) →
+the model, and back. LangServe is confined to this module (``_add_runnable_routes``):
+runnables and graphs never import it.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from langserve import add_routes
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from api.router import router as api_router
+from api.routes import health
+from api.schemas import THREAD_ID_PATTERN
+from auth.cookie import TokenCookieMiddleware
+from auth.deps import runnable_principal
+from auth.tokens import Principal, TokenVerifier
+from chains.completion import build_completion_chain
+from core.config import Settings
+from core.errors import ApiError, install_error_handlers
+from core.logging import configure_logging
+from db.models import checkpoint_key
+from graphs.chat.graph import build_chat_graph
+from providers.registry import ModelRegistry
+from services.container import Services, open_services
+
+logger = logging.getLogger(__name__)
+
+ConfigModifier = Callable[[dict[str, Any], Request], Awaitable[dict[str, Any]]]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; resources (DB, checkpointer, local model) start in its lifespan."""
+    settings = settings or Settings()
+    configure_logging(settings.log_level)
+    registry = ModelRegistry(settings)
+    chat_graph = build_chat_graph(
+        llm_factory=registry.chat_model,
+        context_window=lambda model: settings.context_window(model or registry.default_model),
+        reply_reserve=settings.memory_reply_reserve_tokens,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_services(settings, registry=registry, chat_graph=chat_graph) as services:
+            app.state.services = services
+            yield
+
+    app = FastAPI(
+        title="ai-helper-core",
+        version="0.1.0",
+        summary="OpenAI-compatible LLM gateway with per-org accounting, RAG and chat memory.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.token_verifier = verifier = TokenVerifier(settings)
+    install_error_handlers(app)
+    app.add_middleware(TokenCookieMiddleware, verifier=verifier, secure=settings.cookie_secure)
+    app.include_router(health.router)
+    app.include_router(api_router, prefix="/api")
+    _add_runnable_routes(app, chat_graph=chat_graph, completion=build_completion_chain(registry.chat_model))
+    return app
+
+
+# --- LangServe (the only place that knows it) -----------------------------------------
+
+
+class RunnableConfigurable(BaseModel):
+    """What a client may put in ``config.configurable`` of a runnable call."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=1)
+    thread_id: str | None = Field(default=None, pattern=THREAD_ID_PATTERN)
+
+
+async def _client_configurable(config: dict[str, Any], request: Request) -> RunnableConfigurable:
+    """The client's configurable keys, validated.
+
+    A runnable without a config schema (the completion chain) gets its ``configurable``
+    dropped by LangServe's validation, so it is read from the request body here.
+    """
+    configurable = dict(config.get("configurable") or {})
+    if not configurable and request.method == "POST":
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        raw = body.get("config") if isinstance(body, dict) else None
+        if isinstance(raw, dict) and isinstance(raw.get("configurable"), dict):
+            configurable = raw["configurable"]
+    try:
+        return RunnableConfigurable.model_validate(configurable)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ApiError(422, "invalid_config", f"configurable.{where}: {first['msg']}") from exc
+
+
+def _config_modifier(*, with_threads: bool) -> ConfigModifier:
+    """Inject the caller's org and user (written last: never taken from the client)."""
+
+    async def modify(config: dict[str, Any], request: Request) -> dict[str, Any]:
+        principal: Principal = request.state.principal
+        services: Services = request.app.state.services
+        client = await _client_configurable(config, request)
+        route = services.registry.resolve(client.model)
+        configurable: dict[str, Any] = client.model_dump(exclude_none=True)
+        configurable["model"] = route.name
+        if with_threads:
+            thread_id = client.thread_id or f"runnable-{uuid.uuid4().hex}"
+            await services.threads.claim(principal, thread_id, model=route.name)
+            configurable["thread_id"] = checkpoint_key(principal.org_id, thread_id)
+        else:
+            configurable.pop("thread_id", None)
+        configurable.update(org_id=principal.org_id, user_id=principal.user_id)
+        return {**config, "configurable": configurable}
+
+    return modify
+
+
+def _add_runnable_routes(app: FastAPI, *, chat_graph: Any, completion: Any) -> None:
+    """Expose the runnables under ``/runnables`` (invoke, batch, stream, playground...)."""
+    auth = [Depends(runnable_principal)]
+    add_routes(
+        app,
+        chat_graph,
+        path="/runnables/chat",
+        dependencies=auth,
+        per_req_config_modifier=_config_modifier(with_threads=True),
+    )
+    add_routes(
+        app,
+        completion,
+        path="/runnables/completion",
+        dependencies=auth,
+        per_req_config_modifier=_config_modifier(with_threads=False),
+    )
+
+
+app = create_app()

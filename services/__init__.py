@@ -1,0 +1,2 @@
+"""Use cases behind the routes: each service takes plain inputs and the caller's Principal,
+and knows nothing of HTTP beyond raising ApiError."""

@@ -1,0 +1,174 @@
+"""The chat use case behind ``/api/chat/completions`` and ``/api/chat/stream``.
+
+Two paths, one wire format:
+- stateless (no ``thread_id``): the lean relay forwards the OpenAI body to the provider;
+- with ``thread_id``: the chat graph (LangChain + LangGraph checkpointer) keeps the
+  conversation, so the client sends only the new turn.
+Both check the request the same way and fail with the same errors.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import openai
+import orjson
+from langchain_core.messages import AIMessageChunk, BaseMessage, RemoveMessage, convert_to_messages
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph.state import CompiledStateGraph
+
+from api.schemas import ChatCompletionRequest
+from auth.tokens import Principal
+from core.errors import ApiError
+from db.models import checkpoint_key
+from providers.errors import map_openai_error, upstream_errors
+from providers.registry import ModelRegistry, ModelRoute
+from providers.relay import OpenAIRelay, OutcomeHook
+from services import openai_format as fmt
+from services.threads import ThreadStore
+
+# Keys of our own (never sent upstream) and keys the relay sets itself.
+_SERVICE_KEYS = frozenset({"thread_id", "metadata", "model", "stream", "stream_options"})
+
+
+def check_request(request: ChatCompletionRequest) -> None:
+    """Refuse what the service does not support yet, with a clear 400."""
+    for name in ("tools", "tool_choice", "functions", "function_call"):
+        if getattr(request, name) is not None:
+            raise ApiError(400, "unsupported_parameter", f"'{name}' is not supported yet")
+    if request.n not in (None, 1):
+        raise ApiError(400, "unsupported_parameter", "only n=1 is supported")
+    if not request.messages:
+        raise ApiError(400, "missing_messages", "'messages' must contain at least one message")
+
+
+class ChatService:
+    """Routes a chat completion to the relay or to the chat-with-memory graph."""
+
+    def __init__(
+        self,
+        *,
+        registry: ModelRegistry,
+        relay: OpenAIRelay,
+        threads: ThreadStore,
+        graph: CompiledStateGraph,
+        on_relay_done: OutcomeHook | None = None,
+    ) -> None:
+        self._registry = registry
+        self._relay = relay
+        self._threads = threads
+        self._graph = graph
+        self._on_relay_done = on_relay_done
+
+    # -- public API ---------------------------------------------------------------
+    async def complete(self, principal: Principal, request: ChatCompletionRequest) -> bytes:
+        """A ``chat.completion`` JSON body."""
+        check_request(request)
+        route = self._registry.resolve(request.model)
+        if request.thread_id is None:
+            content, outcome = await self._relay.complete(route, _upstream_body(request))
+            if self._on_relay_done is not None:
+                self._on_relay_done(outcome)
+            return content
+        config, inputs = await self._thread_call(principal, request, route)
+        with upstream_errors(route.upstream.provider):
+            try:
+                state = await self._graph.ainvoke(inputs, config)
+            except BaseException:
+                await self._rollback(config, inputs)
+                raise
+        body = fmt.completion_body(cid=fmt.completion_id(), model=route.name, message=state["messages"][-1])
+        return orjson.dumps(body)
+
+    async def stream(self, principal: Principal, request: ChatCompletionRequest) -> AsyncIterator[bytes]:
+        """SSE events of a streamed completion; upstream errors raise before the first byte."""
+        check_request(request)
+        route = self._registry.resolve(request.model)
+        include_usage = bool(request.stream_options and request.stream_options.include_usage)
+        if request.thread_id is None:
+            return await self._relay.open_stream(
+                route, _upstream_body(request), include_usage=include_usage, on_done=self._on_relay_done
+            )
+        config, inputs = await self._thread_call(principal, request, route)
+        chunks = self._graph.astream(inputs, config, stream_mode="messages")
+        with upstream_errors(route.upstream.provider):
+            try:
+                first = await anext(aiter(chunks), None)
+            except BaseException:
+                await self._rollback(config, inputs)
+                raise
+        return self._relay_graph_stream(first, chunks, route, include_usage)
+
+    # -- memory path --------------------------------------------------------------
+    async def _thread_call(
+        self, principal: Principal, request: ChatCompletionRequest, route: ModelRoute
+    ) -> tuple[RunnableConfig, dict[str, Any]]:
+        assert request.thread_id is not None
+        messages = convert_to_messages([m.model_dump(exclude_none=True) for m in request.messages])
+        for message in messages:
+            message.id = message.id or str(uuid.uuid4())
+        first_user = next((m.text for m in messages if m.type == "human"), None)
+        await self._threads.claim(
+            principal, request.thread_id, model=route.name, metadata=request.metadata, title=first_user
+        )
+        configurable: dict[str, Any] = {
+            "model": route.name,
+            "temperature": request.temperature,
+            "max_tokens": request.reply_limit,
+            "stop": request.stop_list,
+            "thread_id": checkpoint_key(principal.org_id, request.thread_id),
+            "org_id": principal.org_id,
+            "user_id": principal.user_id,
+        }
+        return {"configurable": configurable}, {"messages": messages}
+
+    async def _rollback(self, config: RunnableConfig, inputs: dict[str, Any]) -> None:
+        """A failed turn leaves no dangling user message in the thread."""
+        removals = [RemoveMessage(id=m.id) for m in inputs["messages"] if m.id]
+        try:
+            await self._graph.aupdate_state(config, {"messages": removals}, as_node="call_model")
+        except (ValueError, KeyError):  # nothing was written yet
+            pass
+
+    async def _relay_graph_stream(
+        self,
+        first: tuple[BaseMessage, dict[str, Any]] | None,
+        chunks: AsyncIterator[tuple[BaseMessage, dict[str, Any]]],
+        route: ModelRoute,
+        include_usage: bool,
+    ) -> AsyncIterator[bytes]:
+        cid, created, model = fmt.completion_id(), int(time.time()), route.name
+        yield fmt.chunk_event(cid=cid, model=model, created=created, delta={"role": "assistant", "content": ""})
+        usage: dict[str, int] | None = None
+        finish = "stop"
+
+        async def messages() -> AsyncIterator[tuple[BaseMessage, dict[str, Any]]]:
+            if first is not None:
+                yield first
+            async for item in chunks:
+                yield item
+
+        try:
+            async for message, _meta in messages():
+                if not isinstance(message, AIMessageChunk):
+                    continue
+                if message.text:
+                    yield fmt.chunk_event(cid=cid, model=model, created=created, delta={"content": message.text})
+                usage = fmt.usage_dict(message) or usage
+                finish = message.response_metadata.get("finish_reason") or finish
+        except openai.OpenAIError as exc:
+            error = map_openai_error(route.upstream.provider, exc)
+            yield b"data: " + orjson.dumps(error.body()) + b"\n\n"
+            return
+        yield fmt.chunk_event(cid=cid, model=model, created=created, finish=finish)
+        if include_usage and usage is not None:
+            yield fmt.chunk_event(cid=cid, model=model, created=created, usage=usage)
+        yield fmt.DONE_EVENT
+
+
+def _upstream_body(request: ChatCompletionRequest) -> dict[str, Any]:
+    """The client's body as the provider should see it (our own keys removed)."""
+    return request.model_dump(exclude_unset=True, exclude_none=True, exclude=set(_SERVICE_KEYS))

@@ -1,0 +1,85 @@
+"""Everything the routes use, built once in the app's lifespan and closed at shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from langgraph.graph.state import CompiledStateGraph
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from core.config import Settings
+from core.tokenizer import install_offline_encodings
+from core.vectorstore import ChromaClientProvider
+from db.migrate import upgrade
+from db.session import create_engine, create_sessionmaker
+from graphs.checkpointer import open_checkpointer
+from providers.local_llm import start_local_model
+from providers.registry import ModelRegistry
+from providers.relay import OpenAIRelay
+from services.chat import ChatService
+from services.threads import ThreadStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """The app's long-lived objects (``request.app.state.services``)."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    registry: ModelRegistry
+    relay: OpenAIRelay
+    chat_graph: CompiledStateGraph
+    threads: ThreadStore
+    chat: ChatService
+    chroma: ChromaClientProvider
+    started_at: int
+
+
+@asynccontextmanager
+async def open_services(
+    settings: Settings, *, registry: ModelRegistry, chat_graph: CompiledStateGraph
+) -> AsyncIterator[Services]:
+    """Migrate, connect, start the local model; tear everything down on exit."""
+    install_offline_encodings(settings.data_dir / "tiktoken")
+    if settings.migrate_on_start:
+        await asyncio.to_thread(upgrade, settings)
+    async with AsyncExitStack() as stack:
+        engine = create_engine(settings)
+        stack.push_async_callback(engine.dispose)
+        sessions = create_sessionmaker(engine)
+        checkpointer = await stack.enter_async_context(open_checkpointer(settings))
+        chat_graph.checkpointer = checkpointer  # the graph was compiled before resources existed
+        if registry.local_enabled and not settings.local_model_base_url:
+            local = await asyncio.to_thread(
+                start_local_model,
+                model_path=settings.local_model_path,
+                context=settings.local_model_context,
+                threads=settings.local_model_threads,
+                port=settings.local_model_port,
+                alias=settings.local_model_name,
+            )
+            stack.callback(local.stop)
+            registry.attach_local(base_url=local.base_url, api_key=local.api_key)
+        relay = OpenAIRelay(settings)
+        stack.push_async_callback(relay.aclose)
+        threads = ThreadStore(sessions, checkpointer)
+        yield Services(
+            settings=settings,
+            engine=engine,
+            sessions=sessions,
+            registry=registry,
+            relay=relay,
+            chat_graph=chat_graph,
+            threads=threads,
+            chat=ChatService(registry=registry, relay=relay, threads=threads, graph=chat_graph),
+            chroma=ChromaClientProvider(settings),
+            started_at=int(time.time()),
+        )

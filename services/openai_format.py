@@ -1,0 +1,84 @@
+"""OpenAI wire format for answers that do not come straight from an upstream (memory path)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import orjson
+from langchain_core.messages import BaseMessage
+
+
+def completion_id() -> str:
+    """A fresh ``chatcmpl-`` id."""
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+def usage_dict(message: BaseMessage) -> dict[str, int] | None:
+    """OpenAI ``usage`` from a LangChain message's ``usage_metadata``."""
+    meta = getattr(message, "usage_metadata", None)
+    if not meta:
+        return None
+    return {
+        "prompt_tokens": meta["input_tokens"],
+        "completion_tokens": meta["output_tokens"],
+        "total_tokens": meta["total_tokens"],
+    }
+
+
+def finish_reason(message: BaseMessage) -> str:
+    """The provider's finish reason, ``stop`` when unknown."""
+    return str(message.response_metadata.get("finish_reason") or "stop")
+
+
+def completion_body(*, cid: str, model: str, message: BaseMessage) -> dict[str, Any]:
+    """A ``chat.completion`` object for one assistant message."""
+    return {
+        "id": cid,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": message.text},
+                "finish_reason": finish_reason(message),
+            }
+        ],
+        "usage": usage_dict(message)
+        or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+    }
+
+
+def chunk_event(
+    *,
+    cid: str,
+    model: str,
+    created: int,
+    delta: dict[str, Any] | None = None,
+    finish: str | None = None,
+    usage: dict[str, int] | None = None,
+) -> bytes:
+    """One SSE event carrying a ``chat.completion.chunk``."""
+    chunk: dict[str, Any] = {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": []
+        if usage is not None
+        else [{"index": 0, "delta": delta or {}, "finish_reason": finish}],
+    }
+    if usage is not None:
+        chunk["usage"] = usage
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+DONE_EVENT = b"data: [DONE]\n\n"
+
+
+def to_openai_message(message: BaseMessage) -> dict[str, Any]:
+    """A LangChain message as ``{"role", "content"}``."""
+    roles = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
+    return {"role": roles.get(message.type, message.type), "content": message.content}
