@@ -67,7 +67,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(TokenCookieMiddleware, verifier=verifier, secure=settings.cookie_secure)
     app.include_router(health.router)
     app.include_router(api_router, prefix="/api")
-    _add_runnable_routes(app, chat_graph=chat_graph, completion=build_completion_chain(registry.chat_model))
+    _add_runnable_routes(
+        app, chat_graph=chat_graph, completion=build_completion_chain(registry.chat_model)
+    )
     return app
 
 

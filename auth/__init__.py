@@ -1,0 +1,1 @@
+"""Authentication: JWTs from ai-helper-back, and the playground cookie."""

@@ -36,6 +36,7 @@ class TokenCookieMiddleware:
         self.secure = secure
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Redirect a runnable URL carrying ``token=``; pass everything else through."""
         if (
             scope["type"] != "http"
             or not scope["path"].startswith(self.prefix)
@@ -61,5 +62,3 @@ class TokenCookieMiddleware:
             COOKIE_NAME, token, httponly=True, samesite="lax", secure=secure, path="/"
         )
         await response(scope, receive, send)
-
-

@@ -89,10 +89,16 @@ class TokenVerifier:
         except jwt.InvalidSignatureError as exc:
             raise _unauthorized("invalid_token", "the token signature is invalid") from exc
         except jwt.MissingRequiredClaimError as exc:
-            raise _unauthorized("invalid_token", f"the token lacks the {exc.claim!r} claim") from exc
+            raise _unauthorized(
+                "invalid_token", f"the token lacks the {exc.claim!r} claim"
+            ) from exc
         except jwt.PyJWTError as exc:
             raise _unauthorized("invalid_token", f"the token is invalid: {exc}") from exc
-        org_id, user_id, role = claims.get("org_id"), claims.get("sub"), claims.get("role", "member")
+        org_id, user_id, role = (
+            claims.get("org_id"),
+            claims.get("sub"),
+            claims.get("role", "member"),
+        )
         if not isinstance(org_id, str) or not org_id:
             raise _unauthorized("invalid_token", "the token lacks the 'org_id' claim")
         if not isinstance(user_id, str) or not user_id:

@@ -18,18 +18,14 @@ from pydantic import BaseModel, Field
 
 from graphs.configuration import ChatConfiguration
 
-COMPLETION_PROMPT = ChatPromptTemplate.from_messages(
-    [("system", "{system}"), ("human", "{input}")]
-)
+COMPLETION_PROMPT = ChatPromptTemplate.from_messages([("system", "{system}"), ("human", "{input}")])
 
 
 class CompletionInput(BaseModel):
     """Input of the completion chain."""
 
     input: str = Field(description="The user's message.", min_length=1)
-    system: str = Field(
-        default="You are a helpful assistant.", description="System instructions."
-    )
+    system: str = Field(default="You are a helpful assistant.", description="System instructions.")
 
 
 def select_model(llm_factory: Callable[[str | None], BaseChatModel]) -> Runnable:
@@ -47,6 +43,7 @@ def select_model(llm_factory: Callable[[str | None], BaseChatModel]) -> Runnable
 def build_completion_chain(llm_factory: Callable[[str | None], BaseChatModel]) -> Runnable:
     """``prompt | model | StrOutputParser`` with typed input and output."""
     chain = COMPLETION_PROMPT | select_model(llm_factory) | StrOutputParser()
-    return chain.with_types(input_type=CompletionInput, output_type=str).with_config(
-        run_name="completion"
-    )
+    return chain.with_types(
+        input_type=CompletionInput,  # type: ignore[arg-type]
+        output_type=str,
+    ).with_config(run_name="completion")

@@ -23,9 +23,7 @@ def prompt_budget(context_window: int, max_tokens: int | None, reserve: int) -> 
     return max(context_window - reply, 64)
 
 
-def trim_history(
-    messages: Sequence[BaseMessage], *, budget: int, model: str
-) -> list[BaseMessage]:
+def trim_history(messages: Sequence[BaseMessage], *, budget: int, model: str) -> list[BaseMessage]:
     """The most recent messages within ``budget`` tokens, system message kept."""
     trimmed = trim_messages(
         list(messages),
@@ -39,5 +37,5 @@ def trim_history(
     if not any(m.type == "human" for m in trimmed) and messages:
         # The last user message alone is over budget: send it anyway and let the
         # provider answer with its own context-length error.
-        return [m for m in messages if m.type == "system"][:1] + [messages[-1]]
+        return [*[m for m in messages if m.type == "system"][:1], messages[-1]]
     return trimmed

@@ -7,7 +7,9 @@ import typer
 from core.config import Settings
 
 app = typer.Typer(help="ai-helper-core: the AI engine of ai-helper.", no_args_is_help=True)
-db_app = typer.Typer(help="Database migrations (the service's own ahc_ tables).", no_args_is_help=True)
+db_app = typer.Typer(
+    help="Database migrations (the service's own ahc_ tables).", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
 
 

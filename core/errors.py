@@ -111,9 +111,7 @@ async def _validation_error_handler(_: Request, exc: Exception) -> JSONResponse:
 
 async def _unhandled_error_handler(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    return JSONResponse(
-        error_body("internal_error", "internal server error", 500), status_code=500
-    )
+    return JSONResponse(error_body("internal_error", "internal server error", 500), status_code=500)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import importlib.util
 import os
+import tempfile
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -23,13 +24,15 @@ from langchain_core.messages import BaseMessage
 ENCODINGS = ("cl100k_base", "o200k_base")
 _URL = "https://openaipublic.blob.core.windows.net/encodings/{name}.tiktoken"
 _O200K_MODELS = ("gpt-4o", "gpt-4.1", "gpt-5", "o1", "o3", "o4")
+_installed = False
 
 
 def install_offline_encodings(cache_dir: Path) -> Path:
     """Make tiktoken find its encodings in ``cache_dir`` (idempotent, called at start-up)."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     spec = importlib.util.find_spec("bpe_openai")
-    source = Path(next(iter(spec.submodule_search_locations))) / "data" if spec else None
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    source = Path(locations[0]) / "data" if locations else None
     for name in ENCODINGS:
         target = cache_dir / hashlib.sha1(_URL.format(name=name).encode()).hexdigest()
         packed = source / f"{name}.tiktoken.gz" if source else None
@@ -38,12 +41,17 @@ def install_offline_encodings(cache_dir: Path) -> Path:
             tmp.write_bytes(gzip.decompress(packed.read_bytes()))
             tmp.replace(target)
     os.environ["TIKTOKEN_CACHE_DIR"] = str(cache_dir)
+    global _installed
+    _installed = True
+    encoding_for.cache_clear()
     return cache_dir
 
 
 @lru_cache(maxsize=4)
 def encoding_for(model: str) -> tiktoken.Encoding:
     """o200k for the GPT-4o family and newer, cl100k otherwise (a fair estimate for others)."""
+    if not _installed:  # used outside the app (a script, a test): a cache of our own
+        install_offline_encodings(Path(tempfile.gettempdir()) / "ai-helper-core-tiktoken")
     name = "o200k_base" if model.startswith(_O200K_MODELS) else "cl100k_base"
     return tiktoken.get_encoding(name)
 

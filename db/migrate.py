@@ -18,14 +18,18 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 def sync_url(url: str) -> str:
     """Alembic runs synchronously: swap async drivers for their sync siblings."""
-    return url.replace("sqlite+aiosqlite", "sqlite").replace("postgresql+asyncpg", "postgresql+psycopg")
+    return url.replace("sqlite+aiosqlite", "sqlite").replace(
+        "postgresql+asyncpg", "postgresql+psycopg"
+    )
 
 
 def alembic_config(settings: Settings) -> Config:
     """An Alembic config pointing at this package's migrations and the settings' DB."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.set_main_option("sqlalchemy.url", sync_url(settings.resolved_database_url).replace("%", "%%"))
+    config.set_main_option(
+        "sqlalchemy.url", sync_url(settings.resolved_database_url).replace("%", "%%")
+    )
     return config
 
 

@@ -24,7 +24,9 @@ class ChatThread(Timestamped, Base):
     user_id: Mapped[str] = mapped_column(String(128))
     title: Mapped[str | None] = mapped_column(String(200), default=None)
     model: Mapped[str | None] = mapped_column(String(128), default=None)
-    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict, nullable=False)
+    metadata_: Mapped[dict[str, Any]] = mapped_column(
+        "metadata", JSON, default=dict, nullable=False
+    )
 
     __table_args__ = (Index("ix_ahc_chat_threads_owner", "org_id", "user_id", "updated_at"),)
 

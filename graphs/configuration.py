@@ -27,7 +27,9 @@ class ChatConfigurable(TypedDict, total=False):
 class ChatConfiguration:
     """What ``call_model`` needs to know for one call."""
 
-    model: str | None = field(default=None, metadata={"description": "Model name; default if unset."})
+    model: str | None = field(
+        default=None, metadata={"description": "Model name; default if unset."}
+    )
     temperature: float | None = None
     max_tokens: int | None = None
     stop: list[str] | None = None

@@ -1,2 +1,4 @@
-"""Document loaders and ingestion for the knowledge base (parsers by mimetype, splitting,
-indexing). Transport-agnostic: nothing here imports FastAPI."""
+"""Document loaders and ingestion for the knowledge base.
+
+Parsers by mimetype, splitting, indexing. Transport-agnostic: nothing here imports FastAPI.
+"""

@@ -9,9 +9,9 @@ the provider.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from email.utils import parsedate_to_datetime
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 import httpx
 import openai
@@ -32,7 +32,7 @@ class UpstreamStatusError(Exception):
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 
-def parse_retry_after(headers: httpx.Headers) -> float | None:
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds the upstream asked us to wait (``retry-after-ms``, ``retry-after``)."""
     if (value := headers.get("retry-after-ms")) is not None:
         with contextlib.suppress(ValueError):

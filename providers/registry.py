@@ -47,7 +47,9 @@ class ModelRegistry:
         self._local: Upstream | None = None
         if settings.local_model_base_url:
             self._local = Upstream(
-                provider="local", base_url=settings.local_model_base_url.rstrip("/"), api_key="local"
+                provider="local",
+                base_url=settings.local_model_base_url.rstrip("/"),
+                api_key="local",
             )
         self._chat_models: dict[str, ChatOpenAI] = {}
 
@@ -118,7 +120,7 @@ class ModelRegistry:
         return ChatOpenAI(
             model=route.upstream_model,
             base_url=route.upstream.base_url,
-            api_key=route.upstream.api_key,  # type: ignore[arg-type]
+            api_key=route.upstream.api_key,
             organization=route.upstream.organization,
             timeout=settings.upstream_timeout_seconds,
             max_retries=settings.upstream_max_retries,

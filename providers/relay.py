@@ -99,7 +99,9 @@ class OpenAIRelay:
             headers=headers,
         )
 
-    async def _send(self, route: ModelRoute, body: dict[str, Any], *, stream: bool) -> httpx.Response:
+    async def _send(
+        self, route: ModelRoute, body: dict[str, Any], *, stream: bool
+    ) -> httpx.Response:
         """Send with retries; returns a 2xx response (streaming: body not yet read)."""
         request = self._request(route, body)
         try:
@@ -149,8 +151,10 @@ class OpenAIRelay:
         include_usage: bool,
         on_done: OutcomeHook | None = None,
     ) -> AsyncIterator[bytes]:
-        """Open the upstream stream now (errors raise here, before any byte is sent) and
-        return an iterator of SSE events for the client."""
+        """Open the upstream stream now and return the client's SSE events.
+
+        Opening here means upstream errors raise before any byte is sent to the client.
+        """
         upstream_body = {**body, "stream": True, "stream_options": {"include_usage": True}}
         response = await self._send(route, upstream_body, stream=True)
         return self._relay(response, RelayOutcome(route=route), include_usage, on_done)
@@ -178,7 +182,11 @@ class OpenAIRelay:
         except httpx.HTTPError as exc:
             error = map_transport(outcome.route.upstream.provider, exc)
             outcome.error = error.code
-            yield b"data: " + orjson.dumps(error_body(error.code, error.message, error.status_code)) + b"\n\n"
+            yield (
+                b"data: "
+                + orjson.dumps(error_body(error.code, error.message, error.status_code))
+                + b"\n\n"
+            )
         finally:
             await response.aclose()
             if on_done is not None:
@@ -186,8 +194,10 @@ class OpenAIRelay:
 
     @staticmethod
     def _event(event: bytes, outcome: RelayOutcome, include_usage: bool) -> bytes:
-        """One SSE event on its way to the client: note usage and completion, and drop the
-        usage chunk the client did not ask for."""
+        """One SSE event on its way to the client.
+
+        Notes usage and completion, and drops the usage chunk the client did not ask for.
+        """
         event = event.strip(b"\n")
         if not event:
             return b""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import openai
 import orjson
@@ -80,20 +80,30 @@ class ChatService:
             except BaseException:
                 await self._rollback(config, inputs)
                 raise
-        body = fmt.completion_body(cid=fmt.completion_id(), model=route.name, message=state["messages"][-1])
+        body = fmt.completion_body(
+            cid=fmt.completion_id(), model=route.name, message=state["messages"][-1]
+        )
         return orjson.dumps(body)
 
-    async def stream(self, principal: Principal, request: ChatCompletionRequest) -> AsyncIterator[bytes]:
+    async def stream(
+        self, principal: Principal, request: ChatCompletionRequest
+    ) -> AsyncIterator[bytes]:
         """SSE events of a streamed completion; upstream errors raise before the first byte."""
         check_request(request)
         route = self._registry.resolve(request.model)
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         if request.thread_id is None:
             return await self._relay.open_stream(
-                route, _upstream_body(request), include_usage=include_usage, on_done=self._on_relay_done
+                route,
+                _upstream_body(request),
+                include_usage=include_usage,
+                on_done=self._on_relay_done,
             )
         config, inputs = await self._thread_call(principal, request, route)
-        chunks = self._graph.astream(inputs, config, stream_mode="messages")
+        chunks = cast(
+            AsyncIterator[tuple[BaseMessage, dict[str, Any]]],
+            self._graph.astream(inputs, config, stream_mode="messages"),
+        )
         with upstream_errors(route.upstream.provider):
             try:
                 first = await anext(aiter(chunks), None)
@@ -112,7 +122,11 @@ class ChatService:
             message.id = message.id or str(uuid.uuid4())
         first_user = next((m.text for m in messages if m.type == "human"), None)
         await self._threads.claim(
-            principal, request.thread_id, model=route.name, metadata=request.metadata, title=first_user
+            principal,
+            request.thread_id,
+            model=route.name,
+            metadata=request.metadata,
+            title=first_user,
         )
         configurable: dict[str, Any] = {
             "model": route.name,
@@ -141,7 +155,9 @@ class ChatService:
         include_usage: bool,
     ) -> AsyncIterator[bytes]:
         cid, created, model = fmt.completion_id(), int(time.time()), route.name
-        yield fmt.chunk_event(cid=cid, model=model, created=created, delta={"role": "assistant", "content": ""})
+        yield fmt.chunk_event(
+            cid=cid, model=model, created=created, delta={"role": "assistant", "content": ""}
+        )
         usage: dict[str, int] | None = None
         finish = "stop"
 
@@ -156,7 +172,9 @@ class ChatService:
                 if not isinstance(message, AIMessageChunk):
                     continue
                 if message.text:
-                    yield fmt.chunk_event(cid=cid, model=model, created=created, delta={"content": message.text})
+                    yield fmt.chunk_event(
+                        cid=cid, model=model, created=created, delta={"content": message.text}
+                    )
                 usage = fmt.usage_dict(message) or usage
                 finish = message.response_metadata.get("finish_reason") or finish
         except openai.OpenAIError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
+from langchain_core.runnables import RunnableConfig
 
 from api.deps import ServicesDep
 from api.schemas import THREAD_ID_PATTERN, ThreadDetail, ThreadMessage, ThreadPublic, ThreadsPublic
@@ -46,7 +47,9 @@ async def get_thread(
 ) -> ThreadDetail:
     """A thread with its full conversation (trimming affects only what the model sees)."""
     thread = await services.threads.get(principal, thread_id)
-    config = {"configurable": {"thread_id": checkpoint_key(principal.org_id, thread_id)}}
+    config: RunnableConfig = {
+        "configurable": {"thread_id": checkpoint_key(principal.org_id, thread_id)}
+    }
     state = await services.chat_graph.aget_state(config)
     messages = state.values.get("messages", []) if state else []
     return ThreadDetail(

@@ -51,7 +51,9 @@ def build_chat_graph(
         # Deprecated since LangGraph 1.0 in favour of `context_schema`, but LangServe only
         # forwards RunnableConfig and reads the configurable keys (thread_id...) from here.
         warnings.simplefilter("ignore")
-        builder = StateGraph(ChatState, input_schema=ChatInput, config_schema=ChatConfigurable)
+        builder = StateGraph(  # type: ignore[call-arg]
+            ChatState, input_schema=ChatInput, config_schema=ChatConfigurable
+        )
     builder.add_node("call_model", call_model)
     builder.add_edge(START, "call_model")
     builder.add_edge("call_model", END)

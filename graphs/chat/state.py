@@ -19,10 +19,10 @@ def merge_messages(left: list[AnyMessage], right: list[Any] | Any) -> list[AnyMe
     incoming = convert_to_messages(right if isinstance(right, list) else [right])
     systems = [m for m in incoming if isinstance(m, SystemMessage)]
     if not systems:
-        return add_messages(left, incoming)  # type: ignore[return-value]
+        return add_messages(left, incoming)  # type: ignore[arg-type,return-value]
     history = [m for m in left if not isinstance(m, SystemMessage)]
     rest = [m for m in incoming if not isinstance(m, SystemMessage)]
-    return add_messages([systems[-1], *history], rest)  # type: ignore[return-value]
+    return add_messages([systems[-1], *history], rest)  # type: ignore[arg-type,return-value]
 
 
 class ChatState(TypedDict):

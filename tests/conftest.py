@@ -1,0 +1,59 @@
+"""Shared fixtures: the fake OpenAI upstream, PostgreSQL test databases, the live service."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from tests.fakes.openai_server import FakeOpenAI, fake_openai  # noqa: F401  (fixture)
+from tests.support.service import RunningService, ServiceFactory
+
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session (dropped afterwards)."""
+    name = f"ahc_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> str | None:
+    """Run the test on SQLite (the embedded default) and on PostgreSQL."""
+    if request.param == "sqlite":
+        return None
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+@pytest.fixture
+def services(tmp_path, fake_openai: FakeOpenAI) -> Iterator[ServiceFactory]:  # noqa: F811
+    """Start services on SQLite with custom settings: ``services.start(**overrides)``."""
+    factory = ServiceFactory(tmp_path, fake_openai.base_url, None)
+    yield factory
+    factory.close()
+
+
+@pytest.fixture
+def service(services: ServiceFactory) -> RunningService:
+    """The service with test defaults (SQLite, fake upstream as OpenAI and as `local`)."""
+    return services.start()
+
+
+@pytest.fixture
+def db_services(tmp_path, fake_openai: FakeOpenAI, database_url: str | None) -> Iterator[ServiceFactory]:  # noqa: F811
+    """Like ``services``, parametrized over SQLite and PostgreSQL."""
+    factory = ServiceFactory(tmp_path, fake_openai.base_url, database_url)
+    yield factory
+    factory.close()
