@@ -52,6 +52,26 @@ class ModelRegistry:
                 api_key="local",
             )
         self._chat_models: dict[str, ChatOpenAI] = {}
+        self._http: Any = None
+
+    # -- lifecycle ----------------------------------------------------------------
+    def open(self) -> None:
+        """Create the connection pool the chat models share (inside the app's event loop).
+
+        LangChain's default pool is a process-wide cache bound to the first event loop that
+        used it; one pool per app, closed with the app, keeps the models loop-safe.
+        """
+        import openai
+
+        self._http = openai.DefaultAsyncHttpxClient(timeout=self._settings.upstream_timeout_seconds)
+        self._chat_models.clear()
+
+    async def aclose(self) -> None:
+        """Close the chat models' connection pool."""
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+        self._chat_models.clear()
 
     # -- configuration ------------------------------------------------------------
     def attach_local(self, *, base_url: str, api_key: str) -> None:
@@ -125,4 +145,5 @@ class ModelRegistry:
             timeout=settings.upstream_timeout_seconds,
             max_retries=settings.upstream_max_retries,
             stream_usage=True,
+            http_async_client=self._http,
         )

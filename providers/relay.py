@@ -52,7 +52,7 @@ class _RetryAfterOrBackoff(wait_base):
     """Wait what the upstream asked for, else exponential backoff with jitter (capped)."""
 
     def __init__(self, initial: float, maximum: float) -> None:
-        self._backoff = wait_exponential_jitter(initial=initial, max=maximum, jitter=initial)
+        self._backoff = wait_exponential_jitter(multiplier=initial, max=maximum, jitter=initial)
         self._max = maximum
 
     def __call__(self, retry_state: Any) -> float:

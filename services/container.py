@@ -68,6 +68,8 @@ async def open_services(
             )
             stack.callback(local.stop)
             registry.attach_local(base_url=local.base_url, api_key=local.api_key)
+        registry.open()
+        stack.push_async_callback(registry.aclose)
         relay = OpenAIRelay(settings)
         stack.push_async_callback(relay.aclose)
         threads = ThreadStore(sessions, checkpointer)

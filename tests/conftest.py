@@ -52,7 +52,9 @@ def service(services: ServiceFactory) -> RunningService:
 
 
 @pytest.fixture
-def db_services(tmp_path, fake_openai: FakeOpenAI, database_url: str | None) -> Iterator[ServiceFactory]:  # noqa: F811
+def db_services(
+    tmp_path, fake_openai: FakeOpenAI, database_url: str | None
+) -> Iterator[ServiceFactory]:  # noqa: F811
     """Like ``services``, parametrized over SQLite and PostgreSQL."""
     factory = ServiceFactory(tmp_path, fake_openai.base_url, database_url)
     yield factory

@@ -24,12 +24,16 @@ API_CALLS = [
 ]
 
 
-def call(service: RunningService, method: str, path: str, body: object, headers: dict | None = None) -> httpx.Response:
+def call(
+    service: RunningService, method: str, path: str, body: object, headers: dict | None = None
+) -> httpx.Response:
     return httpx.request(method, service.url + path, json=body, headers=headers or {})
 
 
 @pytest.mark.parametrize(("method", "path", "body"), API_CALLS)
-def test_missing_token_is_401(service: RunningService, method: str, path: str, body: object) -> None:
+def test_missing_token_is_401(
+    service: RunningService, method: str, path: str, body: object
+) -> None:
     response = call(service, method, path, body)
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "missing_token"
@@ -42,8 +46,10 @@ def test_every_bad_credential_is_401_with_a_reason(service: RunningService) -> N
         "Basic abc": "invalid_authorization",
         "Bearer": "invalid_authorization",
         "Bearer garbage": "invalid_token",
-        "Bearer " + jwt.encode({"sub": "u", "org_id": "o", "exp": now - 60}, secret): "token_expired",
-        "Bearer " + jwt.encode({"sub": "u", "org_id": "o", "exp": now + 60}, "x" * 40): "invalid_token",
+        "Bearer "
+        + jwt.encode({"sub": "u", "org_id": "o", "exp": now - 60}, secret): "token_expired",
+        "Bearer "
+        + jwt.encode({"sub": "u", "org_id": "o", "exp": now + 60}, "x" * 40): "invalid_token",
         "Bearer " + jwt.encode({"sub": "u", "exp": now + 60}, secret): "invalid_token",
     }
     for header, code in cases.items():
@@ -84,7 +90,9 @@ def test_playground_token_link_sets_cookie_and_redirects(service: RunningService
 
 
 def test_bad_token_link_is_401_without_cookie(service: RunningService) -> None:
-    response = httpx.get(f"{service.url}/runnables/chat/playground/?token=nope", follow_redirects=False)
+    response = httpx.get(
+        f"{service.url}/runnables/chat/playground/?token=nope", follow_redirects=False
+    )
     assert response.status_code == 401
     assert "set-cookie" not in response.headers
 

@@ -11,7 +11,9 @@ from tests.fakes.openai_server import FakeOpenAI
 from tests.support.service import RunningService
 
 
-def remote(service: RunningService, path: str, org: str = "org-a", user: str = "alice") -> RemoteRunnable:
+def remote(
+    service: RunningService, path: str, org: str = "org-a", user: str = "alice"
+) -> RemoteRunnable:
     return RemoteRunnable(f"{service.url}/runnables/{path}", headers=service.headers(org, user))
 
 
@@ -23,11 +25,17 @@ def test_completion_invoke_stream_batch(service: RunningService, fake_openai: Fa
     assert fake_openai.requests[-1].body["messages"][0]["role"] == "system"
 
 
-def test_completion_model_and_params_from_config(service: RunningService, fake_openai: FakeOpenAI) -> None:
+def test_completion_model_and_params_from_config(
+    service: RunningService, fake_openai: FakeOpenAI
+) -> None:
     completion = remote(service, "completion")
-    completion.invoke({"input": "hi"}, config={"configurable": {"model": "gpt-4", "temperature": 0, "max_tokens": 7}})
+    completion.invoke(
+        {"input": "hi"},
+        config={"configurable": {"model": "gpt-4", "temperature": 0, "max_tokens": 7}},
+    )
     sent = fake_openai.requests[-1].body
-    assert (sent["model"], sent["temperature"], sent["max_tokens"]) == ("gpt-4", 0, 7)
+    limit = sent.get("max_completion_tokens", sent.get("max_tokens"))
+    assert (sent["model"], sent["temperature"], limit) == ("gpt-4", 0, 7)
 
 
 def test_unknown_model_in_config_is_400(service: RunningService) -> None:
@@ -40,7 +48,9 @@ def test_unknown_model_in_config_is_400(service: RunningService) -> None:
     assert response.json()["error"]["code"] == "unknown_model"
 
 
-def test_chat_graph_memory_through_remote_runnable(service: RunningService, fake_openai: FakeOpenAI) -> None:
+def test_chat_graph_memory_through_remote_runnable(
+    service: RunningService, fake_openai: FakeOpenAI
+) -> None:
     chat = remote(service, "chat")
     config = {"configurable": {"thread_id": "ls-1"}}
     chat.invoke({"messages": [{"role": "user", "content": "I like tea"}]}, config=config)
@@ -48,8 +58,13 @@ def test_chat_graph_memory_through_remote_runnable(service: RunningService, fake
     assert [m.content for m in out["messages"]][-2:] == ["what do I like?", "echo: what do I like?"]
     assert [m["content"] for m in fake_openai.requests[-1].body["messages"]][0] == "I like tea"
     # The thread is the caller's: visible in the REST API, invisible to another org.
-    assert httpx.get(f"{service.api}/chat/threads/ls-1", headers=service.headers()).status_code == 200
-    assert httpx.get(f"{service.api}/chat/threads/ls-1", headers=service.headers("org-b")).status_code == 404
+    assert (
+        httpx.get(f"{service.api}/chat/threads/ls-1", headers=service.headers()).status_code == 200
+    )
+    assert (
+        httpx.get(f"{service.api}/chat/threads/ls-1", headers=service.headers("org-b")).status_code
+        == 404
+    )
     other = remote(service, "chat", org="org-b", user="mallory")
     theirs = other.invoke({"messages": [{"role": "user", "content": "hi"}]}, config=config)
     assert [m.content for m in theirs["messages"]] == ["hi", "echo: hi"]
@@ -61,18 +76,39 @@ def test_client_cannot_inject_org(service: RunningService) -> None:
         {"messages": [{"role": "user", "content": "x"}]},
         config={"configurable": {"thread_id": "ls-inj", "org_id": "org-b", "user_id": "mallory"}},
     )
-    assert httpx.get(f"{service.api}/chat/threads/ls-inj", headers=service.headers()).status_code == 200
-    assert httpx.get(f"{service.api}/chat/threads/ls-inj", headers=service.headers("org-b", "mallory")).status_code == 404
+    assert (
+        httpx.get(f"{service.api}/chat/threads/ls-inj", headers=service.headers()).status_code
+        == 200
+    )
+    assert (
+        httpx.get(
+            f"{service.api}/chat/threads/ls-inj", headers=service.headers("org-b", "mallory")
+        ).status_code
+        == 404
+    )
 
 
 async def test_chat_stream_events_and_log(service: RunningService) -> None:
     chat = remote(service, "chat")
     config = {"configurable": {"thread_id": "ls-stream"}}
-    kinds = [e["event"] async for e in chat.astream_events({"messages": [{"role": "user", "content": "a b"}]}, config=config, version="v2")]
+    kinds = [
+        e["event"]
+        async for e in chat.astream_events(
+            {"messages": [{"role": "user", "content": "a b"}]}, config=config, version="v2"
+        )
+    ]
     assert "on_chat_model_stream" in kinds
-    patches = [p async for p in chat.astream_log({"messages": [{"role": "user", "content": "c"}]}, config=config)]
+    patches = [
+        p
+        async for p in chat.astream_log(
+            {"messages": [{"role": "user", "content": "c"}]}, config=config
+        )
+    ]
     assert patches
-    chunks = [c async for c in chat.astream({"messages": [{"role": "user", "content": "d"}]}, config=config)]
+    chunks = [
+        c
+        async for c in chat.astream({"messages": [{"role": "user", "content": "d"}]}, config=config)
+    ]
     assert chunks
 
 
@@ -87,7 +123,9 @@ async def test_chat_stream_events_and_log(service: RunningService) -> None:
     ],
 )
 def test_malformed_chat_input_is_422(service: RunningService, payload: dict) -> None:
-    response = httpx.post(f"{service.url}/runnables/chat/invoke", headers=service.headers(), json=payload)
+    response = httpx.post(
+        f"{service.url}/runnables/chat/invoke", headers=service.headers(), json=payload
+    )
     assert response.status_code == 422, response.text
     assert response.json()["error"]["message"]
 
@@ -96,7 +134,10 @@ def test_bad_config_is_422(service: RunningService) -> None:
     response = httpx.post(
         f"{service.url}/runnables/chat/invoke",
         headers=service.headers(),
-        json={"input": {"messages": [{"role": "user", "content": "x"}]}, "config": {"configurable": {"thread_id": "a b/c"}}},
+        json={
+            "input": {"messages": [{"role": "user", "content": "x"}]},
+            "config": {"configurable": {"thread_id": "a b/c"}},
+        },
     )
     assert response.status_code == 422
 

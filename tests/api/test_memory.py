@@ -9,7 +9,15 @@ from tests.fakes.openai_server import FakeOpenAI
 from tests.support.service import RunningService
 
 
-def say(service: RunningService, text: str, thread: str, *, org: str = "org-a", user: str = "alice", **extra: object) -> httpx.Response:
+def say(
+    service: RunningService,
+    text: str,
+    thread: str,
+    *,
+    org: str = "org-a",
+    user: str = "alice",
+    **extra: object,
+) -> httpx.Response:
     return httpx.post(
         f"{service.api}/chat/completions",
         headers=service.headers(org, user),
@@ -67,8 +75,13 @@ def test_threads_are_private_to_org_and_user(db_services, fake_openai: FakeOpenA
 def test_delete_thread(db_services) -> None:
     service = db_services.start()
     say(service, "hi", "t-del")
-    assert httpx.delete(f"{service.api}/chat/threads/t-del", headers=service.headers()).status_code == 204
-    assert httpx.get(f"{service.api}/chat/threads/t-del", headers=service.headers()).status_code == 404
+    assert (
+        httpx.delete(f"{service.api}/chat/threads/t-del", headers=service.headers()).status_code
+        == 204
+    )
+    assert (
+        httpx.get(f"{service.api}/chat/threads/t-del", headers=service.headers()).status_code == 404
+    )
     say(service, "fresh", "t-del")
     detail = httpx.get(f"{service.api}/chat/threads/t-del", headers=service.headers()).json()
     assert [m["content"] for m in detail["messages"]] == ["fresh", "echo: fresh"]
@@ -89,7 +102,9 @@ def test_streamed_turn_is_remembered(db_services, fake_openai: FakeOpenAI) -> No
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "echo: first"
     assert chunks[-1].usage is not None
     client.chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "second"}], extra_body={"thread_id": "t-stream"}
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "second"}],
+        extra_body={"thread_id": "t-stream"},
     )
     sent = [m["content"] for m in fake_openai.requests[-1].body["messages"]]
     assert sent == ["first", "echo: first", "second"]
@@ -100,7 +115,13 @@ def test_system_prompt_is_kept_once(service: RunningService, fake_openai: FakeOp
         httpx.post(
             f"{service.api}/chat/completions",
             headers=service.headers(),
-            json={"thread_id": "t-sys", "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": text}]},
+            json={
+                "thread_id": "t-sys",
+                "messages": [
+                    {"role": "system", "content": "be brief"},
+                    {"role": "user", "content": text},
+                ],
+            },
         )
     roles = [m["role"] for m in fake_openai.requests[-1].body["messages"]]
     assert roles == ["system", "user", "assistant", "user"]

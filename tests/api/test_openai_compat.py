@@ -29,13 +29,23 @@ def test_models_without_key_lists_only_local(services) -> None:
     body = httpx.get(f"{service.api}/models", headers=service.headers()).json()
     assert body == {
         "object": "list",
-        "data": [{"id": "local", "object": "model", "created": body["data"][0]["created"], "owned_by": "local"}],
+        "data": [
+            {
+                "id": "local",
+                "object": "model",
+                "created": body["data"][0]["created"],
+                "owned_by": "local",
+            }
+        ],
     }
 
 
 def test_sdk_plain_completion(service: RunningService, fake_openai: FakeOpenAI) -> None:
     result = sdk(service).chat.completions.create(
-        model="gpt-4o", messages=[{"role": "user", "content": "ping pong"}], temperature=0.2, max_tokens=50
+        model="gpt-4o",
+        messages=[{"role": "user", "content": "ping pong"}],
+        temperature=0.2,
+        max_tokens=50,
     )
     assert result.choices[0].message.content == "echo: ping pong"
     assert result.usage is not None and result.usage.total_tokens > 0
@@ -70,7 +80,9 @@ def test_sdk_stream_without_usage_gets_no_usage_chunk(service: RunningService) -
     assert all(c.choices for c in chunks)
 
 
-def test_default_model_is_used_when_none_given(service: RunningService, fake_openai: FakeOpenAI) -> None:
+def test_default_model_is_used_when_none_given(
+    service: RunningService, fake_openai: FakeOpenAI
+) -> None:
     response = httpx.post(
         f"{service.api}/chat/completions",
         headers=service.headers(),
@@ -82,7 +94,9 @@ def test_default_model_is_used_when_none_given(service: RunningService, fake_ope
 
 def test_local_model_is_default_without_key(services, fake_openai: FakeOpenAI) -> None:
     service = services.start(openai_api_key=None)
-    result = sdk(service).chat.completions.create(model="local", messages=[{"role": "user", "content": "hi"}])
+    result = sdk(service).chat.completions.create(
+        model="local", messages=[{"role": "user", "content": "hi"}]
+    )
     assert result.choices[0].message.content == "echo: hi"
     response = httpx.post(
         f"{service.api}/chat/completions",
@@ -93,18 +107,24 @@ def test_local_model_is_default_without_key(services, fake_openai: FakeOpenAI) -
 
 
 def test_chat_openai_invoke_and_stream(service: RunningService) -> None:
-    llm = ChatOpenAI(base_url=service.api, api_key=service.token(), model="gpt-4o-mini", max_retries=0)
+    llm = ChatOpenAI(
+        base_url=service.api, api_key=service.token(), model="gpt-4o-mini", max_retries=0
+    )
     answer = llm.invoke("hello there")
     assert answer.content == "echo: hello there"
     assert answer.usage_metadata and answer.usage_metadata["total_tokens"] > 0
-    streamed = list(ChatOpenAI(base_url=service.api, api_key=service.token(), stream_usage=True).stream("a b"))
+    streamed = list(
+        ChatOpenAI(base_url=service.api, api_key=service.token(), stream_usage=True).stream("a b")
+    )
     assert "".join(str(c.content) for c in streamed) == "echo: a b"
     assert any(c.usage_metadata for c in streamed)
 
 
 async def test_async_sdk(service: RunningService) -> None:
     client = openai.AsyncOpenAI(base_url=service.api, api_key=service.token(), max_retries=0)
-    result = await client.chat.completions.create(model="gpt-4", messages=[{"role": "user", "content": "x"}])
+    result = await client.chat.completions.create(
+        model="gpt-4", messages=[{"role": "user", "content": "x"}]
+    )
     assert result.choices[0].message.content == "echo: x"
     await client.close()
 
@@ -123,7 +143,9 @@ def test_front_end_stream_route(service: RunningService) -> None:
     assert len(events) > 2
 
 
-def test_stream_chunks_arrive_incrementally(service: RunningService, fake_openai: FakeOpenAI) -> None:
+def test_stream_chunks_arrive_incrementally(
+    service: RunningService, fake_openai: FakeOpenAI
+) -> None:
     fake_openai.reply = "a b c d e f"
     fake_openai.token_delay = 0.15
     arrivals: list[float] = []
@@ -149,13 +171,20 @@ def test_stream_chunks_arrive_incrementally(service: RunningService, fake_openai
         ({"messages": []}, 400, "missing_messages"),
         ({"messages": [{"role": "user", "content": "x"}], "n": 2}, 400, "unsupported_parameter"),
         (
-            {"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function", "function": {"name": "f"}}]},
+            {
+                "messages": [{"role": "user", "content": "x"}],
+                "tools": [{"type": "function", "function": {"name": "f"}}],
+            },
             400,
             "unsupported_parameter",
         ),
         ({"messages": [{"role": "wizard", "content": "x"}]}, 422, "invalid_request"),
         ({"messages": "hello"}, 422, "invalid_request"),
-        ({"messages": [{"role": "user", "content": "x"}], "temperature": 7}, 422, "invalid_request"),
+        (
+            {"messages": [{"role": "user", "content": "x"}], "temperature": 7},
+            422,
+            "invalid_request",
+        ),
     ],
 )
 def test_bad_requests(service: RunningService, body: dict, status: int, code: str) -> None:
@@ -167,7 +196,9 @@ def test_bad_requests(service: RunningService, body: dict, status: int, code: st
 
 def test_unknown_model_names_known_ones(service: RunningService) -> None:
     with pytest.raises(openai.BadRequestError) as info:
-        sdk(service).chat.completions.create(model="gpt-9", messages=[{"role": "user", "content": "x"}])
+        sdk(service).chat.completions.create(
+            model="gpt-9", messages=[{"role": "user", "content": "x"}]
+        )
     assert "gpt-4o-mini" in str(info.value) and "local" in str(info.value)
 
 

@@ -25,6 +25,12 @@ class LiveServer:
         self.url = ""
 
     def __enter__(self) -> LiveServer:
+        # sse-starlette (LangServe's SSE) keeps a process-wide exit event bound to the first
+        # event loop that used it; each live server runs its own loop (the library's
+        # documented test workaround is to reset it).
+        from sse_starlette.sse import AppStatus
+
+        AppStatus.should_exit_event = None
         self._thread.start()
         deadline = time.monotonic() + 60
         while not self._server.started:

@@ -43,11 +43,15 @@ class RunningService:
         """Base URL for OpenAI clients (``base_url=<service>/api``)."""
         return f"{self.url}/api"
 
-    def token(self, org: str = "org-a", user: str = "alice", role: Role = "member", **kw: Any) -> str:
+    def token(
+        self, org: str = "org-a", user: str = "alice", role: Role = "member", **kw: Any
+    ) -> str:
         """A valid JWT for ``org``/``user``."""
         return mint_token(self.settings, org_id=org, user_id=user, role=role, **kw)
 
-    def headers(self, org: str = "org-a", user: str = "alice", role: Role = "member") -> dict[str, str]:
+    def headers(
+        self, org: str = "org-a", user: str = "alice", role: Role = "member"
+    ) -> dict[str, str]:
         """``Authorization`` header for ``org``/``user``."""
         return {"Authorization": f"Bearer {self.token(org, user, role)}"}
 

@@ -47,14 +47,26 @@ def test_role_defaults_to_member(tmp_path: Path) -> None:
     ("claims", "secret", "code", "fragment"),
     [
         ({"sub": "u", "org_id": "o", "exp": 1}, SECRET, "token_expired", "expired"),
-        ({"sub": "u", "org_id": "o", "exp": future()}, "another-secret-another-secret-!!!", "invalid_token", "signature"),
+        (
+            {"sub": "u", "org_id": "o", "exp": future()},
+            "another-secret-another-secret-!!!",
+            "invalid_token",
+            "signature",
+        ),
         ({"sub": "u", "org_id": "o"}, SECRET, "invalid_token", "exp"),
         ({"org_id": "o", "exp": future()}, SECRET, "invalid_token", "sub"),
         ({"sub": "u", "exp": future()}, SECRET, "invalid_token", "org_id"),
-        ({"sub": "u", "org_id": "o", "role": "root", "exp": future()}, SECRET, "invalid_token", "role"),
+        (
+            {"sub": "u", "org_id": "o", "role": "root", "exp": future()},
+            SECRET,
+            "invalid_token",
+            "role",
+        ),
     ],
 )
-def test_bad_tokens_are_401(tmp_path: Path, claims: dict, secret: str, code: str, fragment: str) -> None:
+def test_bad_tokens_are_401(
+    tmp_path: Path, claims: dict, secret: str, code: str, fragment: str
+) -> None:
     verifier = TokenVerifier(settings(tmp_path, jwt_secret=SECRET))
     with pytest.raises(ApiError) as info:
         verifier.verify(hs(claims, secret))
@@ -83,9 +95,11 @@ def test_issuer_and_audience_are_checked_when_configured(tmp_path: Path) -> None
 
 def test_rs256_public_key(tmp_path: Path) -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    public_pem = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    public_pem = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     verifier = TokenVerifier(settings(tmp_path, jwt_public_key=public_pem))
     claims = {"sub": "u", "org_id": "o", "exp": future()}
     assert verifier.verify(jwt.encode(claims, key, algorithm="RS256")).org_id == "o"

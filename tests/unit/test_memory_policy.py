@@ -16,7 +16,10 @@ def test_budget_reserves_the_reply() -> None:
 def test_trim_keeps_system_and_most_recent_turns() -> None:
     history = [SystemMessage("be brief")]
     for i in range(50):
-        history += [HumanMessage(f"question {i} " + "word " * 40), AIMessage(f"answer {i} " + "word " * 40)]
+        history += [
+            HumanMessage(f"question {i} " + "word " * 40),
+            AIMessage(f"answer {i} " + "word " * 40),
+        ]
     history.append(HumanMessage("last question"))
     trimmed = trim_history(history, budget=400, model="gpt-4o-mini")
     assert trimmed[0].content == "be brief"
