@@ -132,9 +132,27 @@ def _config_modifier(*, with_threads: bool) -> ConfigModifier:
     return modify
 
 
+async def _json_object_body(request: Request) -> None:
+    """LangServe answers 500 to a POST whose body is not a JSON object: answer 422 first.
+
+    Starlette caches the parsed body on the request, so LangServe does not read it twice.
+    """
+    if request.method != "POST":
+        return
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise ApiError(422, "invalid_request", "the body must be a JSON object") from exc
+    if not isinstance(body, dict):
+        raise ApiError(422, "invalid_request", "the body must be a JSON object")
+    for key in ("config", "kwargs"):
+        if key in body and not isinstance(body[key], dict | list):
+            raise ApiError(422, "invalid_request", f"'{key}' must be an object")
+
+
 def _add_runnable_routes(app: FastAPI, *, chat_graph: Any, completion: Any) -> None:
     """Expose the runnables under ``/runnables`` (invoke, batch, stream, playground...)."""
-    auth = [Depends(runnable_principal)]
+    auth = [Depends(runnable_principal), Depends(_json_object_body)]
     add_routes(
         app,
         chat_graph,

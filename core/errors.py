@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger(__name__)
@@ -109,6 +110,17 @@ async def _validation_error_handler(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _input_validation_handler(_: Request, exc: Exception) -> JSONResponse:
+    """A runnable's own input validation (inside LangChain/LangGraph) is the client's error."""
+    assert isinstance(exc, ValidationError)
+    errors = exc.errors()
+    if not errors:
+        return JSONResponse(error_body("invalid_input", str(exc), 422), status_code=422)
+    where = ".".join(str(p) for p in errors[0]["loc"])
+    message = f"{where}: {errors[0]['msg']}" if where else errors[0]["msg"]
+    return JSONResponse(error_body("invalid_input", message, 422), status_code=422)
+
+
 async def _unhandled_error_handler(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return JSONResponse(error_body("internal_error", "internal server error", 500), status_code=500)
@@ -119,4 +131,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error_handler)
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)
     app.add_exception_handler(RequestValidationError, _validation_error_handler)
+    app.add_exception_handler(ValidationError, _input_validation_handler)
     app.add_exception_handler(Exception, _unhandled_error_handler)

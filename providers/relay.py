@@ -92,11 +92,12 @@ class OpenAIRelay:
         }
         if route.upstream.organization:
             headers["OpenAI-Organization"] = route.upstream.organization
+        try:
+            content = orjson.dumps({**body, "model": route.upstream_model})
+        except TypeError as exc:  # e.g. an integer beyond 64 bits in a pass-through field
+            raise ApiError(400, "invalid_request", f"the request cannot be encoded: {exc}") from exc
         return self._client.build_request(
-            "POST",
-            f"{route.upstream.base_url}/chat/completions",
-            content=orjson.dumps({**body, "model": route.upstream_model}),
-            headers=headers,
+            "POST", f"{route.upstream.base_url}/chat/completions", content=content, headers=headers
         )
 
     async def _send(

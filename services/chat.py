@@ -117,7 +117,12 @@ class ChatService:
         self, principal: Principal, request: ChatCompletionRequest, route: ModelRoute
     ) -> tuple[RunnableConfig, dict[str, Any]]:
         assert request.thread_id is not None
-        messages = convert_to_messages([m.model_dump(exclude_none=True) for m in request.messages])
+        try:
+            messages = convert_to_messages(
+                [m.model_dump(exclude_none=True) for m in request.messages]
+            )
+        except (ValueError, TypeError, NotImplementedError) as exc:
+            raise ApiError(422, "invalid_request", f"invalid message: {exc}") from exc
         for message in messages:
             message.id = message.id or str(uuid.uuid4())
         first_user = next((m.text for m in messages if m.type == "human"), None)

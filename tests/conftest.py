@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
 from psycopg import sql
 
-from tests.fakes.openai_server import FakeOpenAI, fake_openai  # noqa: F401  (fixture)
 from tests.support.service import RunningService, ServiceFactory
+
+if TYPE_CHECKING:
+    from tests.fakes.openai_server import FakeOpenAI
+
+pytest_plugins = ["tests.fakes.openai_server"]  # the `fake_openai` fixture
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -38,7 +43,7 @@ def database_url(request: pytest.FixtureRequest) -> str | None:
 
 
 @pytest.fixture
-def services(tmp_path, fake_openai: FakeOpenAI) -> Iterator[ServiceFactory]:  # noqa: F811
+def services(tmp_path, fake_openai: FakeOpenAI) -> Iterator[ServiceFactory]:
     """Start services on SQLite with custom settings: ``services.start(**overrides)``."""
     factory = ServiceFactory(tmp_path, fake_openai.base_url, None)
     yield factory
@@ -54,7 +59,7 @@ def service(services: ServiceFactory) -> RunningService:
 @pytest.fixture
 def db_services(
     tmp_path, fake_openai: FakeOpenAI, database_url: str | None
-) -> Iterator[ServiceFactory]:  # noqa: F811
+) -> Iterator[ServiceFactory]:
     """Like ``services``, parametrized over SQLite and PostgreSQL."""
     factory = ServiceFactory(tmp_path, fake_openai.base_url, database_url)
     yield factory

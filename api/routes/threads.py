@@ -34,7 +34,7 @@ async def list_threads(
     principal: CurrentPrincipal,
     services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> ThreadsPublic:
     """The caller's threads, most recently used first."""
     rows, count = await services.threads.list(principal, limit=limit, offset=offset)

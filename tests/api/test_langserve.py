@@ -56,7 +56,7 @@ def test_chat_graph_memory_through_remote_runnable(
     chat.invoke({"messages": [{"role": "user", "content": "I like tea"}]}, config=config)
     out = chat.invoke({"messages": [HumanMessage("what do I like?")]}, config=config)
     assert [m.content for m in out["messages"]][-2:] == ["what do I like?", "echo: what do I like?"]
-    assert [m["content"] for m in fake_openai.requests[-1].body["messages"]][0] == "I like tea"
+    assert fake_openai.requests[-1].body["messages"][0]["content"] == "I like tea"
     # The thread is the caller's: visible in the REST API, invisible to another org.
     assert (
         httpx.get(f"{service.api}/chat/threads/ls-1", headers=service.headers()).status_code == 200
