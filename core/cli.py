@@ -21,9 +21,15 @@ def serve(
     reload: bool = typer.Option(False, help="Reload on code changes (development)."),
 ) -> None:
     """Run the service with uvicorn."""
+    import os
+
     import uvicorn
 
     settings = Settings()
+    if settings.migrate_on_start and (workers > 1 or reload):
+        # Migrate once here, not concurrently in every worker process.
+        _upgrade(settings, "head")
+        os.environ["AHC_MIGRATE_ON_START"] = "false"
     uvicorn.run(
         "server:app",
         host=host,
@@ -56,12 +62,17 @@ def token(
 @db_app.command("upgrade")
 def db_upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> None:
     """Apply migrations (also LangGraph's checkpoint tables)."""
+    _upgrade(Settings(), revision)
+    typer.echo(f"database at {revision}")
+
+
+def _upgrade(settings: Settings, revision: str) -> None:
+    """The service's migrations, then LangGraph's checkpoint tables."""
     import asyncio
 
     from db.migrate import upgrade
     from graphs.checkpointer import open_checkpointer
 
-    settings = Settings()
     upgrade(settings, revision)
 
     async def _checkpointer() -> None:
@@ -69,7 +80,6 @@ def db_upgrade(revision: str = typer.Argument("head", help="Target revision.")) 
             pass
 
     asyncio.run(_checkpointer())
-    typer.echo(f"database at {revision}")
 
 
 @db_app.command("revision")

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from sqlalchemy.engine import make_url
 
 from core.config import Settings
+
+_SETUP_LOCK_ID = 0x41484C47  # "AHLG"
 
 
 def postgres_conninfo(settings: Settings) -> str:
@@ -42,13 +45,30 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointS
 async def _postgres_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointSaver]:
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
     from psycopg import AsyncConnection, sql
-    from psycopg.rows import dict_row
-    from psycopg_pool import AsyncConnectionPool
 
     conninfo = postgres_conninfo(settings)
     schema = settings.langgraph_schema
-    async with await AsyncConnection.connect(conninfo, autocommit=True) as conn:
-        await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+    async with _open_pool(conninfo, schema) as pool:
+        saver = AsyncPostgresSaver(pool)
+        async with await AsyncConnection.connect(conninfo, autocommit=True) as lock:
+            # Instances starting together run LangGraph's migrations one at a time.
+            await lock.execute("SELECT pg_advisory_lock(%s)", (_SETUP_LOCK_ID,))
+            try:
+                await lock.execute(
+                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))
+                )
+                await saver.setup()
+            finally:
+                await lock.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK_ID,))
+        yield saver
+
+
+@asynccontextmanager
+async def _open_pool(conninfo: str, schema: str) -> AsyncIterator[Any]:
+    """A connection pool whose connections see only LangGraph's schema."""
+    from psycopg.rows import dict_row
+    from psycopg_pool import AsyncConnectionPool
+
     pool = AsyncConnectionPool(
         conninfo,
         min_size=1,
@@ -63,8 +83,6 @@ async def _postgres_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckp
     )
     await pool.open()
     try:
-        saver = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
-        await saver.setup()
-        yield saver
+        yield pool
     finally:
         await pool.close()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import engine_from_config, pool
+from sqlalchemy import engine_from_config, pool, text
 
 from db import models  # noqa: F401  (registers the tables on the metadata)
 from db.base import TABLE_PREFIX, VERSION_TABLE, Base
 
 config = context.config
+
+# Several instances may start at once against one PostgreSQL: one migrates, the others wait.
+MIGRATION_LOCK_ID = 0x414843  # "AHC"
 
 
 def _include_name(name: str | None, type_: str, _parent: object) -> bool:
@@ -37,6 +40,8 @@ def run_migrations() -> None:
             compare_type=True,
         )
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                connection.execute(text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})"))
             context.run_migrations()
 
 
