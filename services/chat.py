@@ -12,11 +12,12 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any, cast
+from typing import Any
 
+import anyio
 import openai
 import orjson
-from langchain_core.messages import AIMessageChunk, BaseMessage, RemoveMessage, convert_to_messages
+from langchain_core.messages import AIMessageChunk, RemoveMessage, convert_to_messages
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 
@@ -28,6 +29,7 @@ from providers.errors import map_openai_error, upstream_errors
 from providers.registry import ModelRegistry, ModelRoute
 from providers.relay import OpenAIRelay, OutcomeHook
 from services import openai_format as fmt
+from services.graph_stream import MessageChunk, TokenPump
 from services.threads import ThreadStore
 
 # Keys of our own (never sent upstream) and keys the relay sets itself.
@@ -100,17 +102,15 @@ class ChatService:
                 on_done=self._on_relay_done,
             )
         config, inputs = await self._thread_call(principal, request, route)
-        chunks = cast(
-            AsyncIterator[tuple[BaseMessage, dict[str, Any]]],
-            self._graph.astream(inputs, config, stream_mode="messages"),
-        )
+        pump = TokenPump(self._graph, inputs, config)
         with upstream_errors(route.upstream.provider):
             try:
-                first = await anext(aiter(chunks), None)
+                first = await pump.next()
             except BaseException:
+                await pump.cancel()
                 await self._rollback(config, inputs)
                 raise
-        return self._relay_graph_stream(first, chunks, route, include_usage)
+        return self._relay_graph_stream(first, pump, route, include_usage, config, inputs)
 
     # -- memory path --------------------------------------------------------------
     async def _thread_call(
@@ -154,10 +154,12 @@ class ChatService:
 
     async def _relay_graph_stream(
         self,
-        first: tuple[BaseMessage, dict[str, Any]] | None,
-        chunks: AsyncIterator[tuple[BaseMessage, dict[str, Any]]],
+        first: MessageChunk | None,
+        pump: TokenPump,
         route: ModelRoute,
         include_usage: bool,
+        config: RunnableConfig,
+        inputs: dict[str, Any],
     ) -> AsyncIterator[bytes]:
         cid, created, model = fmt.completion_id(), int(time.time()), route.name
         yield fmt.chunk_event(
@@ -166,12 +168,13 @@ class ChatService:
         usage: dict[str, int] | None = None
         finish = "stop"
 
-        async def messages() -> AsyncIterator[tuple[BaseMessage, dict[str, Any]]]:
-            if first is not None:
-                yield first
-            async for item in chunks:
+        async def messages() -> AsyncIterator[MessageChunk]:
+            item = first
+            while item is not None:
                 yield item
+                item = await pump.next()
 
+        finished = False
         try:
             async for message, _meta in messages():
                 if not isinstance(message, AIMessageChunk):
@@ -182,9 +185,19 @@ class ChatService:
                     )
                 usage = fmt.usage_dict(message) or usage
                 finish = message.response_metadata.get("finish_reason") or finish
+            finished = True
         except openai.OpenAIError as exc:
             error = map_openai_error(route.upstream.provider, exc)
             yield b"data: " + orjson.dumps(error.body()) + b"\n\n"
+        finally:
+            if not finished:
+                # Failed, or the client went away: stop the model call now and take the
+                # unanswered turn back out of the thread. Shielded: the response's
+                # cancel scope would cancel these awaits too.
+                with anyio.CancelScope(shield=True):
+                    await pump.cancel()
+                    await self._rollback(config, inputs)
+        if not finished:
             return
         yield fmt.chunk_event(cid=cid, model=model, created=created, finish=finish)
         if include_usage and usage is not None:

@@ -131,3 +131,28 @@ def test_chat_openai_errors_reach_langchain_clients(
     with pytest.raises(Exception) as info:
         llm.invoke([HumanMessage("hi")])
     assert "upstream_rate_limited" in str(info.value) or "429" in str(info.value)
+
+
+def test_client_disconnect_on_a_thread_cancels_upstream_and_rolls_back(
+    service: RunningService, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.reply = " ".join(f"w{i}" for i in range(200))
+    fake_openai.token_delay = 0.02
+    with httpx.stream(
+        "POST",
+        f"{service.api}/chat/stream",
+        headers=service.headers(),
+        json={"messages": [{"role": "user", "content": "long story"}], "thread_id": "t-cut"},
+    ) as response:
+        lines = response.iter_lines()
+        for _ in range(4):
+            next(lines)
+    deadline = time.monotonic() + 2.0
+    while not fake_openai.client_disconnected.is_set() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert fake_openai.client_disconnected.is_set()
+    time.sleep(0.2)
+    fake_openai.reply, fake_openai.token_delay = None, 0.0
+    post(service, {"messages": [{"role": "user", "content": "short"}], "thread_id": "t-cut"})
+    sent = [m["content"] for m in fake_openai.requests[-1].body["messages"]]
+    assert sent == ["short"]  # the interrupted turn was taken back

@@ -87,7 +87,7 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     pytest.fail(f"the service was not ready within {READY_TIMEOUT_S:.0f} s:\n{_tail(log)}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playground_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlaygroundService]:
     """Start ``ai-helper-core serve`` on a free port; stop it at the end of the session.
 
@@ -130,14 +130,16 @@ def playground_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pla
             proc.wait(timeout=15)
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: playwright's sync API keeps an event loop running in the main
+# thread while it is open, which would break the async tests collected after these.
+@pytest.fixture(scope="package")
 def playwright_session() -> Iterator[Playwright]:
-    """One playwright driver for the session."""
+    """One playwright driver for the browser tests."""
     with sync_playwright() as playwright:
         yield playwright
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright_session: Playwright) -> Iterator[Browser]:
     """Debian's headless chromium (install it with ``.ci/install-browser``)."""
     if not CHROMIUM.exists():
