@@ -18,6 +18,7 @@ from fastapi import Depends, FastAPI, Request
 from langserve import add_routes
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from accounting.events import CallContext
 from api.router import router as api_router
 from api.routes import health
 from api.schemas import THREAD_ID_PATTERN
@@ -28,6 +29,7 @@ from chains.completion import build_completion_chain
 from core.config import Settings
 from core.errors import ApiError, install_error_handlers
 from core.logging import configure_logging
+from core.request_id import RequestIdMiddleware, current_request_id
 from db.models import checkpoint_key
 from graphs.chat.graph import build_chat_graph
 from providers.registry import ModelRegistry
@@ -41,7 +43,7 @@ ConfigModifier = Callable[[dict[str, Any], Request], Awaitable[dict[str, Any]]]
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; resources (DB, checkpointer, local model) start in its lifespan."""
     settings = settings or Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, json_logs=settings.json_logs)
     registry = ModelRegistry(settings)
     chat_graph = build_chat_graph(
         llm_factory=registry.chat_model,
@@ -65,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.token_verifier = verifier = TokenVerifier(settings)
     install_error_handlers(app)
     app.add_middleware(TokenCookieMiddleware, verifier=verifier, secure=settings.cookie_secure)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every response carries the id
     app.include_router(health.router)
     app.include_router(api_router, prefix="/api")
     _add_runnable_routes(
@@ -110,7 +113,7 @@ async def _client_configurable(config: dict[str, Any], request: Request) -> Runn
         raise ApiError(422, "invalid_config", f"configurable.{where}: {first['msg']}") from exc
 
 
-def _config_modifier(*, with_threads: bool) -> ConfigModifier:
+def _config_modifier(*, flow: str, with_threads: bool) -> ConfigModifier:
     """Inject the caller's org and user (written last: never taken from the client)."""
 
     async def modify(config: dict[str, Any], request: Request) -> dict[str, Any]:
@@ -120,6 +123,7 @@ def _config_modifier(*, with_threads: bool) -> ConfigModifier:
         route = services.registry.resolve(client.model)
         configurable: dict[str, Any] = client.model_dump(exclude_none=True)
         configurable["model"] = route.name
+        thread_id: str | None = None
         if with_threads:
             thread_id = client.thread_id or f"runnable-{uuid.uuid4().hex}"
             await services.threads.claim(principal, thread_id, model=route.name)
@@ -127,7 +131,16 @@ def _config_modifier(*, with_threads: bool) -> ConfigModifier:
         else:
             configurable.pop("thread_id", None)
         configurable.update(org_id=principal.org_id, user_id=principal.user_id)
-        return {**config, "configurable": configurable}
+        usage = services.accountant.callback(
+            CallContext(
+                org_id=principal.org_id,
+                user_id=principal.user_id,
+                route=flow,
+                request_id=current_request_id(),
+                thread_id=thread_id,
+            )
+        )
+        return {**config, "configurable": configurable, "callbacks": [usage]}
 
     return modify
 
@@ -158,14 +171,14 @@ def _add_runnable_routes(app: FastAPI, *, chat_graph: Any, completion: Any) -> N
         chat_graph,
         path="/runnables/chat",
         dependencies=auth,
-        per_req_config_modifier=_config_modifier(with_threads=True),
+        per_req_config_modifier=_config_modifier(flow="runnables.chat", with_threads=True),
     )
     add_routes(
         app,
         completion,
         path="/runnables/completion",
         dependencies=auth,
-        per_req_config_modifier=_config_modifier(with_threads=False),
+        per_req_config_modifier=_config_modifier(flow="runnables.completion", with_threads=False),
     )
 
 

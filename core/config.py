@@ -124,9 +124,22 @@ class Settings(BaseSettings):
         default=512, description="Tokens kept free for the answer when max_tokens is not set."
     )
 
+    # --- accounting ----------------------------------------------------------------
+    prices: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description="USD per 1M (input, output) tokens, added to / overriding the shipped "
+        'OpenAI prices, e.g. {"my-model": [1.0, 2.0]}.',
+    )
+    usage_flush_interval_seconds: float = Field(default=0.25, gt=0)
+    usage_batch_size: int = Field(default=500, ge=1)
+    usage_max_buffer: int = Field(
+        default=50_000, ge=100, description="Events kept in memory before spooling to disk."
+    )
+
     # --- misc ----------------------------------------------------------------------
     environment: Literal["development", "production", "test"] = "development"
     log_level: str = "INFO"
+    json_logs: bool = Field(default=True, description="One JSON object per log line.")
 
     @field_validator("openai_api_key")
     @classmethod

@@ -1,9 +1,13 @@
-"""Logging set-up (structured JSON logs with request ids come with the accounting work)."""
+"""Structured logging: one JSON object per line, with the request id of the request."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+from datetime import UTC, datetime
+
+from core.request_id import current_request_id
 
 _TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&\s\"]+")
 
@@ -23,15 +27,45 @@ class RedactTokens(logging.Filter):
         return True
 
 
-def configure_logging(level: str) -> None:
-    """Configure the root logger once; quiet chatty libraries; redact tokens."""
+class JsonFormatter(logging.Formatter):
+    """``{"ts", "level", "logger", "message", "request_id", ...}`` per line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render one record as JSON."""
+        entry: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if (rid := current_request_id()) is not None:
+            entry["request_id"] = rid
+        if record.exc_info:
+            entry["exc_info"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(level: str, *, json_logs: bool = True) -> None:
+    """Configure the root logger (JSON lines by default); quiet chatty libraries."""
     root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    else:
-        root.setLevel(level)
+    handler = next((h for h in root.handlers if getattr(h, "_ahc", False)), None)
+    if handler is None:
+        handler = logging.StreamHandler()
+        handler._ahc = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    handler.setFormatter(
+        JsonFormatter()
+        if json_logs
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    root.setLevel(level)
     for name in ("httpx", "httpx2", "httpcore", "chromadb"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        # uvicorn's own handlers print plain text: route its records through ours.
+        uv = logging.getLogger(name)
+        uv.handlers = []
+        uv.propagate = True
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, RedactTokens) for f in access.filters):
         access.addFilter(RedactTokens())

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Index, String
+from sqlalchemy import JSON, Boolean, Index, Integer, Numeric, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from db.base import Base, Timestamped
+from db.base import Base, Timestamped, UtcDateTime, utcnow
 
 
 class ChatThread(Timestamped, Base):
@@ -39,3 +41,38 @@ class ChatThread(Timestamped, Base):
 def checkpoint_key(org_id: str, thread_id: str) -> str:
     """LangGraph thread id of an org's thread."""
     return f"{org_id}/{thread_id}"
+
+
+class UsageEvent(Base):
+    """One model or embedding call, as accounted: who, what, how many tokens, what it cost.
+
+    Written in batches by ``accounting.recorder``; never updated.
+    """
+
+    __tablename__ = "ahc_usage_events"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, nullable=False)
+    org_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    user_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    route: Mapped[str] = mapped_column(String(64), nullable=False)
+    model: Mapped[str] = mapped_column(String(128), nullable=False)
+    provider: Mapped[str] = mapped_column(String(32), nullable=False)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    total_tokens: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    estimated: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    cost_usd: Mapped[Decimal] = mapped_column(Numeric(18, 8), default=Decimal(0), nullable=False)
+    latency_ms: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    cached: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    error_code: Mapped[str | None] = mapped_column(String(64), default=None)
+    request_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    thread_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    template_name: Mapped[str | None] = mapped_column(String(128), default=None)
+    template_version: Mapped[int | None] = mapped_column(Integer, default=None)
+
+    __table_args__ = (
+        Index("ix_ahc_usage_events_org_time", "org_id", "created_at"),
+        Index("ix_ahc_usage_events_org_user_time", "org_id", "user_id", "created_at"),
+    )

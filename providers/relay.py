@@ -10,8 +10,9 @@ happen before the first byte reaches the client, with tenacity.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -39,10 +40,11 @@ class RelayOutcome:
     """What one relayed call produced, for accounting: usage as the provider reported it."""
 
     route: ModelRoute
+    started: float = field(default_factory=time.perf_counter)
     usage: dict[str, Any] | None = None
     completed: bool = False
     error: str | None = None
-    chunks: int = 0
+    content_chunks: int = 0
 
 
 OutcomeHook = Callable[[RelayOutcome], None]
@@ -133,9 +135,10 @@ class OpenAIRelay:
 
     async def complete(self, route: ModelRoute, body: dict[str, Any]) -> tuple[bytes, RelayOutcome]:
         """One non-streamed completion: the upstream's JSON bytes and the outcome."""
+        outcome = RelayOutcome(route=route)
         response = await self._send(route, body, stream=False)
         content = response.content
-        outcome = RelayOutcome(route=route, completed=True)
+        outcome.completed = True
         try:
             outcome.usage = orjson.loads(content).get("usage")
         except (orjson.JSONDecodeError, AttributeError) as exc:
@@ -157,8 +160,9 @@ class OpenAIRelay:
         Opening here means upstream errors raise before any byte is sent to the client.
         """
         upstream_body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+        outcome = RelayOutcome(route=route)
         response = await self._send(route, upstream_body, stream=True)
-        return self._relay(response, RelayOutcome(route=route), include_usage, on_done)
+        return self._relay(response, outcome, include_usage, on_done)
 
     async def _relay(
         self,
@@ -205,7 +209,8 @@ class OpenAIRelay:
         if event.startswith(_DONE):
             outcome.completed = True
             return event + b"\n\n"
-        outcome.chunks += 1
+        if b'"content":"' in event and b'"content":""' not in event:
+            outcome.content_chunks += 1
         if b'"usage"' in event and event.startswith(b"data:"):
             chunk = orjson.loads(event[5:])
             usage = chunk.get("usage")

@@ -21,13 +21,16 @@ from langchain_core.messages import AIMessageChunk, RemoveMessage, convert_to_me
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 
+from accounting.accountant import Accountant
+from accounting.events import CallContext
 from api.schemas import ChatCompletionRequest
 from auth.tokens import Principal
 from core.errors import ApiError
+from core.request_id import current_request_id
 from db.models import checkpoint_key
 from providers.errors import map_openai_error, upstream_errors
 from providers.registry import ModelRegistry, ModelRoute
-from providers.relay import OpenAIRelay, OutcomeHook
+from providers.relay import OpenAIRelay
 from services import openai_format as fmt
 from services.graph_stream import MessageChunk, TokenPump
 from services.threads import ThreadStore
@@ -57,25 +60,32 @@ class ChatService:
         relay: OpenAIRelay,
         threads: ThreadStore,
         graph: CompiledStateGraph,
-        on_relay_done: OutcomeHook | None = None,
+        accountant: Accountant,
     ) -> None:
         self._registry = registry
         self._relay = relay
         self._threads = threads
         self._graph = graph
-        self._on_relay_done = on_relay_done
+        self._accountant = accountant
 
     # -- public API ---------------------------------------------------------------
-    async def complete(self, principal: Principal, request: ChatCompletionRequest) -> bytes:
+    async def complete(
+        self, principal: Principal, request: ChatCompletionRequest, *, flow: str
+    ) -> bytes:
         """A ``chat.completion`` JSON body."""
         check_request(request)
         route = self._registry.resolve(request.model)
+        context = _context(principal, flow, request)
         if request.thread_id is None:
-            content, outcome = await self._relay.complete(route, _upstream_body(request))
-            if self._on_relay_done is not None:
-                self._on_relay_done(outcome)
+            started = time.perf_counter()
+            try:
+                content, outcome = await self._relay.complete(route, _upstream_body(request))
+            except ApiError as error:
+                self._accountant.relay_failed(context, route.name, started, error.code)
+                raise
+            self._accountant.relay_done(context, request.messages)(outcome)
             return content
-        config, inputs = await self._thread_call(principal, request, route)
+        config, inputs = await self._thread_call(principal, request, route, context)
         with upstream_errors(route.upstream.provider):
             try:
                 state = await self._graph.ainvoke(inputs, config)
@@ -88,20 +98,26 @@ class ChatService:
         return orjson.dumps(body)
 
     async def stream(
-        self, principal: Principal, request: ChatCompletionRequest
+        self, principal: Principal, request: ChatCompletionRequest, *, flow: str
     ) -> AsyncIterator[bytes]:
         """SSE events of a streamed completion; upstream errors raise before the first byte."""
         check_request(request)
         route = self._registry.resolve(request.model)
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
+        context = _context(principal, flow, request)
         if request.thread_id is None:
-            return await self._relay.open_stream(
-                route,
-                _upstream_body(request),
-                include_usage=include_usage,
-                on_done=self._on_relay_done,
-            )
-        config, inputs = await self._thread_call(principal, request, route)
+            started = time.perf_counter()
+            try:
+                return await self._relay.open_stream(
+                    route,
+                    _upstream_body(request),
+                    include_usage=include_usage,
+                    on_done=self._accountant.relay_done(context, request.messages),
+                )
+            except ApiError as error:
+                self._accountant.relay_failed(context, route.name, started, error.code)
+                raise
+        config, inputs = await self._thread_call(principal, request, route, context)
         pump = TokenPump(self._graph, inputs, config)
         with upstream_errors(route.upstream.provider):
             try:
@@ -114,7 +130,11 @@ class ChatService:
 
     # -- memory path --------------------------------------------------------------
     async def _thread_call(
-        self, principal: Principal, request: ChatCompletionRequest, route: ModelRoute
+        self,
+        principal: Principal,
+        request: ChatCompletionRequest,
+        route: ModelRoute,
+        context: CallContext,
     ) -> tuple[RunnableConfig, dict[str, Any]]:
         assert request.thread_id is not None
         try:
@@ -142,7 +162,11 @@ class ChatService:
             "org_id": principal.org_id,
             "user_id": principal.user_id,
         }
-        return {"configurable": configurable}, {"messages": messages}
+        config: RunnableConfig = {
+            "configurable": configurable,
+            "callbacks": [self._accountant.callback(context)],
+        }
+        return config, {"messages": messages}
 
     async def _rollback(self, config: RunnableConfig, inputs: dict[str, Any]) -> None:
         """A failed turn leaves no dangling user message in the thread."""
@@ -203,6 +227,17 @@ class ChatService:
         if include_usage and usage is not None:
             yield fmt.chunk_event(cid=cid, model=model, created=created, usage=usage)
         yield fmt.DONE_EVENT
+
+
+def _context(principal: Principal, flow: str, request: ChatCompletionRequest) -> CallContext:
+    """Who and where, for the usage events of this request."""
+    return CallContext(
+        org_id=principal.org_id,
+        user_id=principal.user_id,
+        route=flow,
+        request_id=current_request_id(),
+        thread_id=request.thread_id,
+    )
 
 
 def _upstream_body(request: ChatCompletionRequest) -> dict[str, Any]:

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from langgraph.graph.state import CompiledStateGraph
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from accounting.accountant import Accountant
+from accounting.pricing import PriceTable
+from accounting.recorder import UsageRecorder
 from core.config import Settings
 from core.tokenizer import install_offline_encodings
 from core.vectorstore import ChromaClientProvider
@@ -40,6 +43,7 @@ class Services:
     threads: ThreadStore
     chat: ChatService
     chroma: ChromaClientProvider
+    accountant: Accountant
     started_at: int
 
 
@@ -73,6 +77,16 @@ async def open_services(
         relay = OpenAIRelay(settings)
         stack.push_async_callback(relay.aclose)
         threads = ThreadStore(sessions, checkpointer)
+        recorder = UsageRecorder(
+            sessions,
+            spool_path=settings.data_dir / "usage-spool.jsonl",
+            batch_size=settings.usage_batch_size,
+            flush_interval=settings.usage_flush_interval_seconds,
+            max_buffer=settings.usage_max_buffer,
+        )
+        await recorder.start()
+        stack.push_async_callback(recorder.aclose)
+        accountant = Accountant(recorder, PriceTable(settings.prices), registry.owner)
         yield Services(
             settings=settings,
             engine=engine,
@@ -81,7 +95,14 @@ async def open_services(
             relay=relay,
             chat_graph=chat_graph,
             threads=threads,
-            chat=ChatService(registry=registry, relay=relay, threads=threads, graph=chat_graph),
+            chat=ChatService(
+                registry=registry,
+                relay=relay,
+                threads=threads,
+                graph=chat_graph,
+                accountant=accountant,
+            ),
             chroma=ChromaClientProvider(settings),
+            accountant=accountant,
             started_at=int(time.time()),
         )

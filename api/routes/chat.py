@@ -28,8 +28,8 @@ async def chat_completions(
 ) -> Response:
     """OpenAI Chat Completions: a JSON answer, or SSE chunks with ``stream: true``."""
     if body.stream:
-        return await _stream(body, principal, services)
-    content = await services.chat.complete(principal, body)
+        return await _stream(body, principal, services, flow="chat.completions")
+    content = await services.chat.complete(principal, body, flow="chat.completions")
     return Response(content, media_type="application/json")
 
 
@@ -38,11 +38,11 @@ async def chat_stream(
     body: ChatCompletionRequest, principal: CurrentPrincipal, services: ServicesDep
 ) -> StreamingResponse:
     """The same body, always answered as OpenAI-style SSE chunks (for the front end)."""
-    return await _stream(body, principal, services)
+    return await _stream(body, principal, services, flow="chat.stream")
 
 
 async def _stream(
-    body: ChatCompletionRequest, principal: CurrentPrincipal, services: ServicesDep
+    body: ChatCompletionRequest, principal: CurrentPrincipal, services: ServicesDep, *, flow: str
 ) -> StreamingResponse:
-    events = await services.chat.stream(principal, body)
+    events = await services.chat.stream(principal, body, flow=flow)
     return StreamingResponse(events, media_type="text/event-stream", headers=_SSE_HEADERS)

@@ -1,0 +1,89 @@
+"""One object the flows ask for accounting: callbacks for LangChain, hooks for the relay."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from accounting.callbacks import UsageCallbackHandler
+from accounting.events import CallContext, UsageRecord
+from accounting.pricing import PriceTable
+from accounting.recorder import UsageRecorder
+from core.tokenizer import count_text_tokens
+from providers.relay import RelayOutcome
+
+
+class Accountant:
+    """Prices calls and hands their events to the recorder."""
+
+    def __init__(
+        self, recorder: UsageRecorder, prices: PriceTable, provider_of: Callable[[str], str]
+    ) -> None:
+        self.recorder = recorder
+        self.prices = prices
+        self._provider_of = provider_of
+
+    def callback(self, context: CallContext) -> UsageCallbackHandler:
+        """A LangChain callback accounting every model call of one request."""
+        return UsageCallbackHandler(
+            context, sink=self.recorder.record, prices=self.prices, provider_of=self._provider_of
+        )
+
+    def relay_done(
+        self, context: CallContext, messages: Sequence[Any]
+    ) -> Callable[[RelayOutcome], None]:
+        """A hook turning a relayed call's outcome into its usage event."""
+
+        def done(outcome: RelayOutcome) -> None:
+            self.recorder.record(self._relay_record(context, outcome, messages))
+
+        return done
+
+    def relay_failed(self, context: CallContext, model: str, started: float, code: str) -> None:
+        """Account a relayed call that failed before any token was produced."""
+        self.recorder.record(
+            UsageRecord(
+                org_id=context.org_id,
+                user_id=context.user_id,
+                route=context.route,
+                model=model,
+                provider=self._provider_of(model),
+                latency_ms=round((time.perf_counter() - started) * 1000),
+                status="error",
+                error_code=code,
+                request_id=context.request_id,
+                thread_id=context.thread_id,
+            )
+        )
+
+    def _relay_record(
+        self, context: CallContext, outcome: RelayOutcome, messages: Sequence[Any]
+    ) -> UsageRecord:
+        model = outcome.route.name
+        usage = outcome.usage or {}
+        prompt = usage.get("prompt_tokens")
+        completion = usage.get("completion_tokens")
+        estimated = prompt is None or completion is None
+        if estimated:
+            # The stream ended before the provider's usage chunk (client gone, upstream
+            # broke): estimate rather than under-count. One content chunk ≈ one token.
+            text = " ".join(str(getattr(m, "content", None) or "") for m in messages)
+            prompt = count_text_tokens(text, model) + 3 * len(messages)
+            completion = outcome.content_chunks
+        return UsageRecord(
+            org_id=context.org_id,
+            user_id=context.user_id,
+            route=context.route,
+            model=model,
+            provider=outcome.route.upstream.provider,
+            prompt_tokens=int(prompt or 0),
+            completion_tokens=int(completion or 0),
+            estimated=estimated,
+            cost_usd=self.prices.cost(model, int(prompt or 0), int(completion or 0)),
+            latency_ms=round((time.perf_counter() - outcome.started) * 1000),
+            status="ok" if outcome.error is None else "error",
+            error_code=outcome.error,
+            request_id=context.request_id,
+            thread_id=context.thread_id,
+        )

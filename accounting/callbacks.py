@@ -1,0 +1,128 @@
+"""The LangChain callback that accounts every chat model call of the graphs and chains.
+
+Attached per request (REST memory path, LangServe's config modifier), it turns
+``on_chat_model_start``/``on_llm_end``/``on_llm_error`` into one :class:`UsageRecord`:
+tokens from the provider's usage, estimated with tiktoken (and marked so) only when the
+provider reports none. It never raises into the call it observes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import ChatGeneration, LLMResult
+
+from accounting.events import CallContext, UsageRecord
+from accounting.pricing import PriceTable
+from core.tokenizer import count_message_tokens, count_text_tokens
+
+logger = logging.getLogger(__name__)
+
+Sink = Callable[[UsageRecord], None]
+ProviderOf = Callable[[str], str]
+
+
+class UsageCallbackHandler(BaseCallbackHandler):
+    """Records one usage event per model call made under this handler."""
+
+    run_inline = True  # called on the event loop, not in a thread: it only appends
+    raise_error = False
+
+    def __init__(
+        self, context: CallContext, *, sink: Sink, prices: PriceTable, provider_of: ProviderOf
+    ) -> None:
+        self._context = context
+        self._sink = sink
+        self._prices = prices
+        self._provider_of = provider_of
+        self._calls: dict[UUID, tuple[float, str, list[BaseMessage]]] = {}
+
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any],
+        messages: list[list[BaseMessage]],
+        *,
+        run_id: UUID,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Remember when and with which model the call started."""
+        meta = metadata or {}
+        model = str(meta.get("model") or meta.get("ls_model_name") or "unknown")
+        self._calls[run_id] = (time.perf_counter(), model, messages[0] if messages else [])
+
+    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
+        """Account a finished call."""
+        call = self._calls.pop(run_id, None)
+        if call is None:
+            return
+        started, model, prompt = call
+        generation = response.generations[0][0] if response.generations else None
+        usage = _usage(response, generation)
+        estimated = usage is None
+        if usage is None:
+            text = generation.text if generation is not None else ""
+            usage = (count_message_tokens(prompt, model), count_text_tokens(text, model))
+        self._emit(model, started, usage, estimated=estimated)
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        """Account a failed call (no tokens billed by the provider)."""
+        call = self._calls.pop(run_id, None)
+        if call is None:
+            return
+        started, model, _ = call
+        code = type(error).__name__
+        self._emit(model, started, (0, 0), estimated=False, status="error", error_code=code)
+
+    def _emit(
+        self,
+        model: str,
+        started: float,
+        usage: tuple[int, int],
+        *,
+        estimated: bool,
+        status: str = "ok",
+        error_code: str | None = None,
+    ) -> None:
+        ctx = self._context
+        try:
+            self._sink(
+                UsageRecord(
+                    org_id=ctx.org_id,
+                    user_id=ctx.user_id,
+                    route=ctx.route,
+                    model=model,
+                    provider=self._provider_of(model),
+                    prompt_tokens=usage[0],
+                    completion_tokens=usage[1],
+                    estimated=estimated,
+                    cost_usd=self._prices.cost(model, *usage),
+                    latency_ms=round((time.perf_counter() - started) * 1000),
+                    status=status,
+                    error_code=error_code,
+                    request_id=ctx.request_id,
+                    thread_id=ctx.thread_id,
+                    template_name=ctx.template_name,
+                    template_version=ctx.template_version,
+                )
+            )
+        except Exception:  # accounting must never break the call it observes
+            logger.exception("could not record a usage event")
+
+
+def _usage(response: LLMResult, generation: Any) -> tuple[int, int] | None:
+    """Provider-reported (prompt, completion) tokens, if any."""
+    if isinstance(generation, ChatGeneration):
+        meta = getattr(generation.message, "usage_metadata", None)
+        if meta and (meta.get("input_tokens") or meta.get("output_tokens")):
+            return int(meta["input_tokens"]), int(meta["output_tokens"])
+    token_usage = (response.llm_output or {}).get("token_usage") or {}
+    if token_usage.get("prompt_tokens") is not None:
+        return int(token_usage["prompt_tokens"]), int(token_usage.get("completion_tokens", 0))
+    return None

@@ -1,0 +1,74 @@
+"""The usage event as the recorder carries it (a plain record, serializable to the spool)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+
+@dataclass(slots=True)
+class UsageRecord:
+    """One accounted call; field names are the columns of ``ahc_usage_events``."""
+
+    org_id: str
+    user_id: str
+    route: str
+    model: str
+    provider: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    estimated: bool = False
+    cost_usd: Decimal = Decimal(0)
+    latency_ms: int = 0
+    cached: bool = False
+    status: str = "ok"
+    error_code: str | None = None
+    request_id: str | None = None
+    thread_id: str | None = None
+    template_name: str | None = None
+    template_version: int | None = None
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def total_tokens(self) -> int:
+        """Prompt plus completion."""
+        return self.prompt_tokens + self.completion_tokens
+
+    def row(self) -> dict[str, Any]:
+        """The database row."""
+        return {**asdict(self), "total_tokens": self.total_tokens}
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-safe dict (for the spool file)."""
+        data = asdict(self)
+        data["cost_usd"] = str(self.cost_usd)
+        data["created_at"] = self.created_at.isoformat()
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> UsageRecord:
+        """Inverse of :meth:`to_json`."""
+        return cls(
+            **{
+                **data,
+                "cost_usd": Decimal(data["cost_usd"]),
+                "created_at": datetime.fromisoformat(data["created_at"]),
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    """Who a call is for and where it came from; set by the server, never by the client."""
+
+    org_id: str
+    user_id: str
+    route: str
+    request_id: str | None = None
+    thread_id: str | None = None
+    template_name: str | None = None
+    template_version: int | None = None

@@ -1,0 +1,150 @@
+"""Writes usage events in batches, off the request path, and loses none.
+
+``record()`` only appends to an in-memory buffer (microseconds, never blocks a request).
+A background task inserts the buffer in batches. When the database is down, events stay
+in the buffer and the task retries with backoff; past ``max_buffer`` events, or at
+shutdown with the database still down, they go to a spool file (JSON lines in the data
+directory) that is replayed on the next start. Inserts ignore ids already written, so a
+batch retried after an ambiguous failure is not counted twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import deque
+from pathlib import Path
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from accounting.events import UsageRecord
+from db.models import UsageEvent
+
+logger = logging.getLogger(__name__)
+
+
+class UsageRecorder:
+    """The one writer of ``ahc_usage_events`` in a process."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        spool_path: Path,
+        batch_size: int = 500,
+        flush_interval: float = 0.25,
+        max_buffer: int = 50_000,
+        max_backoff: float = 5.0,
+    ) -> None:
+        self._sessions = sessions
+        self._spool_path = spool_path
+        self._batch_size = batch_size
+        self._flush_interval = flush_interval
+        self._max_buffer = max_buffer
+        self._max_backoff = max_backoff
+        self._buffer: deque[UsageRecord] = deque()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.written = 0
+        self.failures = 0
+
+    # -- the hot path -----------------------------------------------------------------
+    def record(self, event: UsageRecord) -> None:
+        """Accept an event (never raises, never blocks)."""
+        self._buffer.append(event)
+        if len(self._buffer) > self._max_buffer:
+            self._spool([self._buffer.popleft() for _ in range(len(self._buffer) // 2)])
+        if len(self._buffer) >= self._batch_size:
+            self._wakeup.set()
+
+    @property
+    def pending(self) -> int:
+        """Events accepted but not yet in the database (spooled ones excluded)."""
+        return len(self._buffer)
+
+    # -- lifecycle --------------------------------------------------------------------
+    async def start(self) -> None:
+        """Replay the spool of an earlier run, then start the writer task."""
+        self._replay_spool()
+        self._task = asyncio.create_task(self._run(), name="usage-recorder")
+
+    async def aclose(self, drain_seconds: float = 10.0) -> None:
+        """Flush what is buffered; spool whatever the database does not take in time."""
+        self._wakeup.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(drain_seconds):
+                while self._buffer and await self.flush():
+                    pass
+        if self._buffer:
+            self._spool(list(self._buffer))
+            self._buffer.clear()
+
+    async def _run(self) -> None:
+        backoff = self._flush_interval
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(backoff):
+                    await self._wakeup.wait()
+            self._wakeup.clear()
+            ok = True
+            while self._buffer and ok:
+                ok = await self.flush()
+            backoff = self._flush_interval if ok else min(backoff * 2, self._max_backoff)
+
+    async def flush(self) -> bool:
+        """Insert one batch; on failure the batch goes back to the front of the buffer."""
+        batch = [self._buffer.popleft() for _ in range(min(self._batch_size, len(self._buffer)))]
+        if not batch:
+            return True
+        try:
+            async with self._sessions() as session:
+                dialect = session.get_bind().dialect.name
+                insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+                statement = insert(UsageEvent).on_conflict_do_nothing(index_elements=["id"])
+                await session.execute(statement, [event.row() for event in batch])
+                await session.commit()
+        except Exception as exc:  # database down, connection killed...: retry later
+            self.failures += 1
+            self._buffer.extendleft(reversed(batch))
+            logger.warning("usage events not written yet (%d pending): %s", len(self._buffer), exc)
+            return False
+        self.written += len(batch)
+        self._replayed()
+        return True
+
+    # -- the spool ----------------------------------------------------------------------
+    def _spool(self, events: list[UsageRecord]) -> None:
+        self._spool_path.parent.mkdir(parents=True, exist_ok=True)
+        with self._spool_path.open("a", encoding="utf-8") as handle:
+            for event in events:
+                handle.write(json.dumps(event.to_json()) + "\n")
+        logger.warning("spooled %d usage events to %s", len(events), self._spool_path)
+
+    @property
+    def _replaying(self) -> Path:
+        return self._spool_path.with_suffix(".replaying")
+
+    def _replay_spool(self) -> None:
+        """Load spooled events; the file stays until they are all written (ids dedupe)."""
+        if self._spool_path.exists():
+            with self._replaying.open("a", encoding="utf-8") as out:
+                out.write(self._spool_path.read_text(encoding="utf-8"))
+            self._spool_path.unlink()
+        if not self._replaying.exists():
+            return
+        with self._replaying.open(encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    self._buffer.append(UsageRecord.from_json(json.loads(line)))
+        logger.info("replaying %d spooled usage events", len(self._buffer))
+
+    def _replayed(self) -> None:
+        if not self._buffer and self._replaying.exists():
+            self._replaying.unlink()
