@@ -126,3 +126,32 @@ class Health(BaseModel):
 
     status: Literal["ok", "unavailable"]
     checks: dict[str, str] = Field(default_factory=dict)
+
+
+class UsageNumbers(BaseModel):
+    """Aggregated usage."""
+
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost_usd: float
+    errors: int
+    cache_hits: int
+
+
+class UsageGroup(UsageNumbers):
+    """Usage of one model, user, day or route."""
+
+    key: str
+
+
+class UsageReport(BaseModel):
+    """``GET /api/usage``."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: datetime = Field(alias="from", serialization_alias="from")
+    to: datetime
+    totals: UsageNumbers
+    groups: list[UsageGroup]

@@ -8,7 +8,6 @@ never reads the environment itself.
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -149,7 +148,7 @@ class Settings(BaseSettings):
             return None
         return value
 
-    @cached_property
+    @property
     def resolved_database_url(self) -> str:
         """The SQLAlchemy URL, defaulting to SQLite in the data directory."""
         if self.database_url:
