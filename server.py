@@ -8,6 +8,7 @@ runnables and graphs never import it.
 
 from __future__ import annotations
 
+import gc
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -55,6 +56,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_services(settings, registry=registry, chat_graph=chat_graph) as services:
             app.state.services = services
+            # Everything imported and built so far lives as long as the process: move it out
+            # of the garbage collector's sight, so full collections stop scanning LangChain's
+            # large heap under load (measured: p95 spikes of ~250 ms at concurrency 50).
+            gc.collect()
+            gc.freeze()
             yield
 
     app = FastAPI(

@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from services.container import Services
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     """The app's services (built in the lifespan)."""
     services: Services = request.app.state.services
     return services

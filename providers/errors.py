@@ -85,7 +85,7 @@ def map_status(provider: str, status: int, message: str, retry_after: float | No
 
 def map_transport(provider: str, exc: Exception) -> ApiError:
     """The API error for a network failure that retries did not cure."""
-    if isinstance(exc, httpx.TimeoutException | openai.APITimeoutError):
+    if isinstance(exc, TimeoutError | httpx.TimeoutException | openai.APITimeoutError):
         return ApiError(504, "upstream_timeout", f"{provider} did not answer in time")
     return ApiError(502, "upstream_unavailable", f"{provider} could not be reached: {exc}")
 

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 from tenacity.wait import wait_base
@@ -67,16 +67,26 @@ class _RetryAfterOrBackoff(wait_base):
 def _retryable(exc: BaseException) -> bool:
     if isinstance(exc, UpstreamStatusError):
         return exc.status_code in RETRYABLE_STATUS
-    return isinstance(exc, httpx.TimeoutException | httpx.TransportError)
+    return isinstance(
+        exc, TimeoutError | aiohttp.ClientConnectionError | aiohttp.ClientPayloadError
+    )
 
 
 class OpenAIRelay:
-    """Forwards chat completion bodies to an OpenAI-compatible upstream (one pooled client)."""
+    """Forwards chat completion bodies to an OpenAI-compatible upstream (one pooled client).
 
-    def __init__(self, settings: Settings, client: httpx.AsyncClient | None = None) -> None:
-        self._client = client or httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.upstream_timeout_seconds, connect=10.0),
-            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
+    The transport is aiohttp: measured here, httpx/httpcore took half of the service's CPU
+    per relayed request; aiohttp's C-accelerated client takes a fraction of that.
+    Build it inside the running event loop (the app's lifespan).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._client = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=512, keepalive_timeout=30),
+            timeout=aiohttp.ClientTimeout(
+                total=None, connect=10.0, sock_read=settings.upstream_timeout_seconds
+            ),
+            auto_decompress=True,
         )
         self._attempts = settings.upstream_max_retries + 1
         self._wait = _RetryAfterOrBackoff(
@@ -85,9 +95,10 @@ class OpenAIRelay:
 
     async def aclose(self) -> None:
         """Close pooled connections (lifespan shutdown)."""
-        await self._client.aclose()
+        await self._client.close()
 
-    def _request(self, route: ModelRoute, body: dict[str, Any]) -> httpx.Request:
+    @staticmethod
+    def _request(route: ModelRoute, body: dict[str, Any]) -> tuple[str, bytes, dict[str, str]]:
         headers = {
             "Authorization": f"Bearer {route.upstream.api_key}",
             "Content-Type": "application/json",
@@ -98,15 +109,11 @@ class OpenAIRelay:
             content = orjson.dumps({**body, "model": route.upstream_model})
         except TypeError as exc:  # e.g. an integer beyond 64 bits in a pass-through field
             raise ApiError(400, "invalid_request", f"the request cannot be encoded: {exc}") from exc
-        return self._client.build_request(
-            "POST", f"{route.upstream.base_url}/chat/completions", content=content, headers=headers
-        )
+        return f"{route.upstream.base_url}/chat/completions", content, headers
 
-    async def _send(
-        self, route: ModelRoute, body: dict[str, Any], *, stream: bool
-    ) -> httpx.Response:
-        """Send with retries; returns a 2xx response (streaming: body not yet read)."""
-        request = self._request(route, body)
+    async def _send(self, route: ModelRoute, body: dict[str, Any]) -> aiohttp.ClientResponse:
+        """Send with retries; returns a 2xx response whose body is not read yet."""
+        url, content, headers = self._request(route, body)
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(self._attempts),
@@ -115,13 +122,13 @@ class OpenAIRelay:
                 reraise=True,
             ):
                 with attempt:
-                    response = await self._client.send(request, stream=stream)
-                    if response.status_code >= 400:
-                        content = await response.aread()
-                        await response.aclose()
+                    response = await self._client.post(url, data=content, headers=headers)
+                    if response.status >= 400:
+                        error_body_bytes = await response.read()
+                        response.release()
                         raise UpstreamStatusError(
-                            response.status_code,
-                            upstream_message(content),
+                            response.status,
+                            upstream_message(error_body_bytes),
                             parse_retry_after(response.headers),
                         )
                     return response
@@ -129,15 +136,20 @@ class OpenAIRelay:
             raise map_status(
                 route.upstream.provider, exc.status_code, exc.message, exc.retry_after
             ) from exc
-        except httpx.HTTPError as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise map_transport(route.upstream.provider, exc) from exc
         raise AssertionError("unreachable: tenacity either returns or re-raises")
 
     async def complete(self, route: ModelRoute, body: dict[str, Any]) -> tuple[bytes, RelayOutcome]:
         """One non-streamed completion: the upstream's JSON bytes and the outcome."""
         outcome = RelayOutcome(route=route)
-        response = await self._send(route, body, stream=False)
-        content = response.content
+        response = await self._send(route, body)
+        try:
+            content = await response.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise map_transport(route.upstream.provider, exc) from exc
+        finally:
+            response.release()
         outcome.completed = True
         try:
             outcome.usage = orjson.loads(content).get("usage")
@@ -161,19 +173,19 @@ class OpenAIRelay:
         """
         upstream_body = {**body, "stream": True, "stream_options": {"include_usage": True}}
         outcome = RelayOutcome(route=route)
-        response = await self._send(route, upstream_body, stream=True)
+        response = await self._send(route, upstream_body)
         return self._relay(response, outcome, include_usage, on_done)
 
     async def _relay(
         self,
-        response: httpx.Response,
+        response: aiohttp.ClientResponse,
         outcome: RelayOutcome,
         include_usage: bool,
         on_done: OutcomeHook | None,
     ) -> AsyncIterator[bytes]:
         buffer = b""
         try:
-            async for raw in response.aiter_raw():
+            async for raw in response.content.iter_any():
                 buffer += raw.replace(b"\r\n", b"\n") if b"\r" in raw else raw
                 if b"\n\n" not in buffer:
                     continue
@@ -184,7 +196,7 @@ class OpenAIRelay:
             if buffer.strip():
                 if tail := self._event(buffer, outcome, include_usage):
                     yield tail
-        except httpx.HTTPError as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             error = map_transport(outcome.route.upstream.provider, exc)
             outcome.error = error.code
             yield (
@@ -193,7 +205,10 @@ class OpenAIRelay:
                 + b"\n\n"
             )
         finally:
-            await response.aclose()
+            if outcome.completed:
+                response.release()  # back to the pool
+            else:
+                response.close()  # client gone or upstream broke: drop the connection
             if on_done is not None:
                 on_done(outcome)
 
