@@ -155,3 +155,33 @@ class UsageReport(BaseModel):
     to: datetime
     totals: UsageNumbers
     groups: list[UsageGroup]
+
+
+class BatchRequest(BaseModel):
+    """``POST /api/chat/batch``: chat completion bodies, validated one by one."""
+
+    requests: list[Any] = Field(
+        min_length=1, description="Chat completion request bodies (no streaming)."
+    )
+
+
+class BatchError(BaseModel):
+    """Why one item failed (the status it would have had on its own)."""
+
+    status: int
+    code: str
+    message: str
+
+
+class BatchResult(BaseModel):
+    """One item's outcome."""
+
+    index: int
+    response: dict[str, Any] | None = None
+    error: BatchError | None = None
+
+
+class BatchResponse(BaseModel):
+    """Results in the order of the requests."""
+
+    results: list[BatchResult]

@@ -135,6 +135,10 @@ class Settings(BaseSettings):
         default=50_000, ge=100, description="Events kept in memory before spooling to disk."
     )
 
+    # --- batch ---------------------------------------------------------------------
+    batch_max_items: int = Field(default=100, ge=1)
+    batch_concurrency: int = Field(default=8, ge=1)
+
     # --- misc ----------------------------------------------------------------------
     environment: Literal["development", "production", "test"] = "development"
     log_level: str = "INFO"

@@ -6,8 +6,10 @@ from fastapi import APIRouter
 from fastapi.responses import Response, StreamingResponse
 
 from api.deps import ServicesDep
-from api.schemas import ChatCompletionRequest
+from api.schemas import BatchRequest, BatchResponse, ChatCompletionRequest
 from auth.deps import CurrentPrincipal
+from core.errors import ApiError
+from services.batch import run_batch
 
 router = APIRouter(prefix="/chat", tags=["chat"])
 
@@ -46,3 +48,17 @@ async def _stream(
 ) -> StreamingResponse:
     events = await services.chat.stream(principal, body, flow=flow)
     return StreamingResponse(events, media_type="text/event-stream", headers=_SSE_HEADERS)
+
+
+@router.post("/batch", response_model=BatchResponse, operation_id="chat-batch", responses=_ERRORS)
+async def chat_batch(
+    body: BatchRequest, principal: CurrentPrincipal, services: ServicesDep
+) -> BatchResponse:
+    """Many completions at once (bounded concurrency); each item gets a response or an error."""
+    limit = services.settings.batch_max_items
+    if len(body.requests) > limit:
+        raise ApiError(413, "batch_too_large", f"a batch holds at most {limit} requests")
+    results = await run_batch(
+        services.chat, principal, body.requests, concurrency=services.settings.batch_concurrency
+    )
+    return BatchResponse.model_validate({"results": results})
