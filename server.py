@@ -31,6 +31,7 @@ from core.config import Settings
 from core.errors import ApiError, install_error_handlers
 from core.logging import configure_logging
 from core.request_id import RequestIdMiddleware, current_request_id
+from core.tracing import run_metadata
 from db.models import checkpoint_key
 from graphs.chat.graph import build_chat_graph
 from providers.registry import ModelRegistry
@@ -137,16 +138,22 @@ def _config_modifier(*, flow: str, with_threads: bool) -> ConfigModifier:
         else:
             configurable.pop("thread_id", None)
         configurable.update(org_id=principal.org_id, user_id=principal.user_id)
-        usage = services.accountant.callback(
-            CallContext(
-                org_id=principal.org_id,
-                user_id=principal.user_id,
-                route=flow,
-                request_id=current_request_id(),
-                thread_id=thread_id,
-            )
+        context = CallContext(
+            org_id=principal.org_id,
+            user_id=principal.user_id,
+            route=flow,
+            request_id=current_request_id(),
+            thread_id=thread_id,
         )
-        return {**config, "configurable": configurable, "callbacks": [usage]}
+        trace = run_metadata(context)
+        return {
+            **config,
+            "metadata": {**(config.get("metadata") or {}), **trace["metadata"]},
+            "tags": [*(config.get("tags") or []), *trace["tags"]],
+            "run_name": trace["run_name"],
+            "configurable": configurable,
+            "callbacks": [services.accountant.callback(context)],
+        }
 
     return modify
 

@@ -17,9 +17,11 @@ from typing import Any
 import anyio
 import openai
 import orjson
-from langchain_core.messages import AIMessageChunk, RemoveMessage, convert_to_messages
+from langchain_core.messages import AIMessageChunk, RemoveMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
+from langsmith.run_trees import RunTree
+from pydantic import ValidationError
 
 from accounting.accountant import Accountant
 from accounting.events import CallContext
@@ -27,10 +29,12 @@ from api.schemas import ChatCompletionRequest
 from auth.tokens import Principal
 from core.errors import ApiError
 from core.request_id import current_request_id
+from core.tracing import RelayTracer, run_metadata
 from db.models import checkpoint_key
+from graphs.chat.state import ChatInput
 from providers.errors import map_openai_error, upstream_errors
 from providers.registry import ModelRegistry, ModelRoute
-from providers.relay import OpenAIRelay
+from providers.relay import OpenAIRelay, OutcomeHook, RelayOutcome
 from services import openai_format as fmt
 from services.graph_stream import MessageChunk, TokenPump
 from services.threads import ThreadStore
@@ -61,12 +65,14 @@ class ChatService:
         threads: ThreadStore,
         graph: CompiledStateGraph,
         accountant: Accountant,
+        tracer: RelayTracer,
     ) -> None:
         self._registry = registry
         self._relay = relay
         self._threads = threads
         self._graph = graph
         self._accountant = accountant
+        self._tracer = tracer
 
     # -- public API ---------------------------------------------------------------
     async def complete(
@@ -78,12 +84,15 @@ class ChatService:
         context = _context(principal, flow, request)
         if request.thread_id is None:
             started = time.perf_counter()
+            body = _upstream_body(request)
+            run = self._tracer.start(context, route.name, body)
             try:
-                content, outcome = await self._relay.complete(route, _upstream_body(request))
+                content, outcome = await self._relay.complete(route, body)
             except ApiError as error:
                 self._accountant.relay_failed(context, route.name, started, error.code)
+                self._tracer.end(run, usage=None, error=error.code)
                 raise
-            self._accountant.relay_done(context, request.messages)(outcome)
+            self._relay_hook(context, request, run)(outcome)
             return content
         config, inputs = await self._thread_call(principal, request, route, context)
         with upstream_errors(route.upstream.provider):
@@ -107,15 +116,18 @@ class ChatService:
         context = _context(principal, flow, request)
         if request.thread_id is None:
             started = time.perf_counter()
+            body = _upstream_body(request)
+            run = self._tracer.start(context, route.name, body)
             try:
                 return await self._relay.open_stream(
                     route,
-                    _upstream_body(request),
+                    body,
                     include_usage=include_usage,
-                    on_done=self._accountant.relay_done(context, request.messages),
+                    on_done=self._relay_hook(context, request, run),
                 )
             except ApiError as error:
                 self._accountant.relay_failed(context, route.name, started, error.code)
+                self._tracer.end(run, usage=None, error=error.code)
                 raise
         config, inputs = await self._thread_call(principal, request, route, context)
         pump = TokenPump(self._graph, inputs, config)
@@ -128,6 +140,20 @@ class ChatService:
                 raise
         return self._relay_graph_stream(first, pump, route, include_usage, config, inputs)
 
+    def _relay_hook(
+        self, context: CallContext, request: ChatCompletionRequest, run: RunTree | None
+    ) -> OutcomeHook:
+        """Account (and trace) a relayed call once its outcome is known."""
+        account = self._accountant.relay_done(context, request.messages)
+        if run is None:
+            return account
+
+        def done(outcome: RelayOutcome) -> None:
+            account(outcome)
+            self._tracer.end(run, usage=outcome.usage, error=outcome.error)
+
+        return done
+
     # -- memory path --------------------------------------------------------------
     async def _thread_call(
         self,
@@ -137,12 +163,12 @@ class ChatService:
         context: CallContext,
     ) -> tuple[RunnableConfig, dict[str, Any]]:
         assert request.thread_id is not None
-        try:
-            messages = convert_to_messages(
-                [m.model_dump(exclude_none=True) for m in request.messages]
-            )
-        except (ValueError, TypeError, NotImplementedError) as exc:
-            raise ApiError(422, "invalid_request", f"invalid message: {exc}") from exc
+        try:  # the graph's own input contract: convertible and storable messages
+            messages = ChatInput.model_validate(
+                {"messages": [m.model_dump(exclude_none=True) for m in request.messages]}
+            ).messages
+        except ValidationError as exc:
+            raise ApiError(422, "invalid_request", exc.errors()[0]["msg"]) from exc
         for message in messages:
             message.id = message.id or str(uuid.uuid4())
         first_user = next((m.text for m in messages if m.type == "human"), None)
@@ -165,6 +191,7 @@ class ChatService:
         config: RunnableConfig = {
             "configurable": configurable,
             "callbacks": [self._accountant.callback(context)],
+            **run_metadata(context),  # type: ignore[typeddict-item]
         }
         return config, {"messages": messages}
 

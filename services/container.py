@@ -17,6 +17,7 @@ from accounting.pricing import PriceTable
 from accounting.recorder import UsageRecorder
 from core.config import Settings
 from core.tokenizer import install_offline_encodings
+from core.tracing import RelayTracer, tracing_enabled
 from core.vectorstore import ChromaClientProvider
 from db.migrate import upgrade
 from db.session import create_engine, create_sessionmaker
@@ -101,6 +102,7 @@ async def open_services(
                 threads=threads,
                 graph=chat_graph,
                 accountant=accountant,
+                tracer=RelayTracer(tracing_enabled()),
             ),
             chroma=ChromaClientProvider(settings),
             accountant=accountant,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import orjson
 from langchain_core.messages import AnyMessage, BaseMessage, SystemMessage, convert_to_messages
 from langgraph.graph.message import add_messages
 from pydantic import BaseModel, Field, field_validator
@@ -51,6 +52,12 @@ class ChatInput(BaseModel):
         if not value:
             raise ValueError("messages must not be empty")
         try:
-            return [m if isinstance(m, BaseMessage) else convert_to_messages([m])[0] for m in value]
+            messages = [
+                m if isinstance(m, BaseMessage) else convert_to_messages([m])[0] for m in value
+            ]
+            for message in messages:
+                # The checkpointer must be able to store it (e.g. no integers beyond 64 bits).
+                orjson.dumps(message.model_dump())
         except (ValueError, TypeError, NotImplementedError, KeyError) as exc:
             raise ValueError(f"invalid message: {exc}") from exc
+        return messages
