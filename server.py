@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
 from fastapi import Depends, FastAPI, Request
 from langserve import add_routes
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -145,6 +146,17 @@ def _config_modifier(*, flow: str, with_threads: bool) -> ConfigModifier:
             request_id=current_request_id(),
             thread_id=thread_id,
         )
+        body = await request.json() if request.method == "POST" else {}
+        context, cap = await services.limits.hold(
+            principal,
+            context,
+            model=route.name,
+            prompt=lambda: orjson.dumps(body.get("input")).decode(),
+            messages=1,
+            reply_limit=client.max_tokens,
+        )
+        if cap is not None:
+            configurable["max_tokens"] = cap
         trace = run_metadata(context)
         return {
             **config,

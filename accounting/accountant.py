@@ -24,10 +24,19 @@ class Accountant:
         self.prices = prices
         self._provider_of = provider_of
 
+    def record(self, context: CallContext, record: UsageRecord) -> None:
+        """Write the event, and settle the request's limit reservation with it."""
+        self.recorder.record(record)
+        if context.reservation is not None:
+            context.reservation.account(record.total_tokens, record.cost_usd)
+
     def callback(self, context: CallContext) -> UsageCallbackHandler:
         """A LangChain callback accounting every model call of one request."""
         return UsageCallbackHandler(
-            context, sink=self.recorder.record, prices=self.prices, provider_of=self._provider_of
+            context,
+            sink=lambda record: self.record(context, record),
+            prices=self.prices,
+            provider_of=self._provider_of,
         )
 
     def relay_done(
@@ -36,13 +45,14 @@ class Accountant:
         """A hook turning a relayed call's outcome into its usage event."""
 
         def done(outcome: RelayOutcome) -> None:
-            self.recorder.record(self._relay_record(context, outcome, messages))
+            self.record(context, self._relay_record(context, outcome, messages))
 
         return done
 
     def relay_failed(self, context: CallContext, model: str, started: float, code: str) -> None:
         """Account a relayed call that failed before any token was produced."""
-        self.recorder.record(
+        self.record(
+            context,
             UsageRecord(
                 org_id=context.org_id,
                 user_id=context.user_id,
@@ -54,7 +64,7 @@ class Accountant:
                 error_code=code,
                 request_id=context.request_id,
                 thread_id=context.thread_id,
-            )
+            ),
         )
 
     def _relay_record(

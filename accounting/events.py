@@ -6,7 +6,10 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from limits.enforcer import Reservation
 
 
 @dataclass(slots=True)
@@ -72,3 +75,5 @@ class CallContext:
     thread_id: str | None = None
     template_name: str | None = None
     template_version: int | None = None
+    reservation: Reservation | None = None
+    """The request's hold on its limits, settled by its usage events."""

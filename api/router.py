@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.routes import chat, models, threads, usage
+from api.routes import chat, limits, models, threads, usage
 
 router = APIRouter()
 router.include_router(chat.router)
 router.include_router(models.router)
 router.include_router(threads.router)
 router.include_router(usage.router)
+router.include_router(limits.router)

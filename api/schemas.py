@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -185,3 +186,36 @@ class BatchResponse(BaseModel):
     """Results in the order of the requests."""
 
     results: list[BatchResult]
+
+
+class LimitsUpdate(BaseModel):
+    """``PUT /api/limits``: every limit, ``null`` (or absent) meaning unlimited."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requests_per_minute: int | None = Field(default=None, ge=0, le=10**9)
+    tokens_per_minute: int | None = Field(default=None, ge=0, le=10**12)
+    tokens_per_day: int | None = Field(default=None, ge=0, le=10**12)
+    tokens_per_month: int | None = Field(default=None, ge=0, le=10**12)
+    cost_usd_per_month: Decimal | None = Field(default=None, ge=0, le=10**9, decimal_places=6)
+    user_id: str | None = Field(
+        default=None, min_length=1, max_length=128, description="Set a per-user limit."
+    )
+
+
+class LimitsView(BaseModel):
+    """One set of limits (``user_id`` null: the organization's)."""
+
+    user_id: str | None
+    requests_per_minute: int | None
+    tokens_per_minute: int | None
+    tokens_per_day: int | None
+    tokens_per_month: int | None
+    cost_usd_per_month: float | None
+    updated_at: datetime
+
+
+class LimitsPublic(BaseModel):
+    """``GET /api/limits``."""
+
+    data: list[LimitsView]

@@ -135,6 +135,22 @@ class Settings(BaseSettings):
         default=50_000, ge=100, description="Events kept in memory before spooling to disk."
     )
 
+    # --- limits --------------------------------------------------------------------
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis for state shared by instances (limit counters); in-process if unset.",
+    )
+    redis_prefix: str = Field(default="ahc:", description="Prefix of every Redis key.")
+    limits_default_max_tokens: int = Field(
+        default=4096,
+        ge=1,
+        description="Reply cap reserved (and sent upstream) when a limited org's request "
+        "sets no max_tokens, so token and cost caps hold exactly.",
+    )
+    limits_cache_seconds: float = Field(
+        default=5.0, ge=0, description="How long an instance caches an org's limits."
+    )
+
     # --- batch ---------------------------------------------------------------------
     batch_max_items: int = Field(default=100, ge=1)
     batch_concurrency: int = Field(default=8, ge=1)

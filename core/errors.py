@@ -48,16 +48,20 @@ class ApiError(Exception):
         message: str,
         *,
         headers: Mapping[str, str] | None = None,
+        details: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.code = code
         self.message = message
         self.headers = dict(headers or {})
+        self.details = dict(details or {})
 
     def body(self) -> dict[str, Any]:
-        """The JSON body of this error."""
-        return error_body(self.code, self.message, self.status_code)
+        """The JSON body of this error (``details`` join ``code`` and ``message``)."""
+        body = error_body(self.code, self.message, self.status_code)
+        body["error"].update(self.details)
+        return body
 
 
 def error_body(code: str, message: str, status_code: int) -> dict[str, Any]:

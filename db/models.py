@@ -76,3 +76,25 @@ class UsageEvent(Base):
         Index("ix_ahc_usage_events_org_time", "org_id", "created_at"),
         Index("ix_ahc_usage_events_org_user_time", "org_id", "user_id", "created_at"),
     )
+
+
+class OrgLimit(Base):
+    """Spending and rate limits of an organization (``user_id`` empty) or one of its users.
+
+    ``None`` means unlimited. Enforced by ``limits.enforcer`` with counters shared by every
+    instance (Redis) or held in the process (embedded default).
+    """
+
+    __tablename__ = "ahc_limits"
+
+    org_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True, default="")
+    requests_per_minute: Mapped[int | None] = mapped_column(Integer, default=None)
+    tokens_per_minute: Mapped[int | None] = mapped_column(Integer, default=None)
+    tokens_per_day: Mapped[int | None] = mapped_column(Integer, default=None)
+    tokens_per_month: Mapped[int | None] = mapped_column(Integer, default=None)
+    cost_usd_per_month: Mapped[Decimal | None] = mapped_column(Numeric(18, 6), default=None)
+    updated_at: Mapped[datetime] = mapped_column(
+        UtcDateTime(), default=utcnow, onupdate=utcnow, nullable=False
+    )
+    updated_by: Mapped[str | None] = mapped_column(String(128), default=None)

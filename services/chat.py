@@ -32,6 +32,7 @@ from core.request_id import current_request_id
 from core.tracing import RelayTracer, run_metadata
 from db.models import checkpoint_key
 from graphs.chat.state import ChatInput
+from limits.enforcer import LimitEnforcer
 from providers.errors import map_openai_error, upstream_errors
 from providers.registry import ModelRegistry, ModelRoute
 from providers.relay import OpenAIRelay, OutcomeHook, RelayOutcome
@@ -66,6 +67,7 @@ class ChatService:
         graph: CompiledStateGraph,
         accountant: Accountant,
         tracer: RelayTracer,
+        limits: LimitEnforcer,
     ) -> None:
         self._registry = registry
         self._relay = relay
@@ -73,6 +75,7 @@ class ChatService:
         self._graph = graph
         self._accountant = accountant
         self._tracer = tracer
+        self._limits = limits
 
     # -- public API ---------------------------------------------------------------
     async def complete(
@@ -85,6 +88,9 @@ class ChatService:
         if request.thread_id is None:
             started = time.perf_counter()
             body = _upstream_body(request)
+            context, cap = await self._hold(principal, context, route, request)
+            if cap is not None:
+                body["max_tokens"] = cap
             run = self._tracer.start(context, route.name, body)
             try:
                 content, outcome = await self._relay.complete(route, body)
@@ -117,6 +123,9 @@ class ChatService:
         if request.thread_id is None:
             started = time.perf_counter()
             body = _upstream_body(request)
+            context, cap = await self._hold(principal, context, route, request)
+            if cap is not None:
+                body["max_tokens"] = cap
             run = self._tracer.start(context, route.name, body)
             try:
                 return await self._relay.open_stream(
@@ -139,6 +148,23 @@ class ChatService:
                 await self._rollback(config, inputs)
                 raise
         return self._relay_graph_stream(first, pump, route, include_usage, config, inputs)
+
+    async def _hold(
+        self,
+        principal: Principal,
+        context: CallContext,
+        route: ModelRoute,
+        request: ChatCompletionRequest,
+    ) -> tuple[CallContext, int | None]:
+        """Reserve against the caller's limits (429 when over); the reply cap to impose."""
+        return await self._limits.hold(
+            principal,
+            context,
+            model=route.name,
+            prompt=lambda: " ".join(str(m.content or "") for m in request.messages),
+            messages=len(request.messages),
+            reply_limit=request.reply_limit,
+        )
 
     def _relay_hook(
         self, context: CallContext, request: ChatCompletionRequest, run: RunTree | None
@@ -179,10 +205,11 @@ class ChatService:
             metadata=request.metadata,
             title=first_user,
         )
+        context, cap = await self._hold(principal, context, route, request)
         configurable: dict[str, Any] = {
             "model": route.name,
             "temperature": request.temperature,
-            "max_tokens": request.reply_limit,
+            "max_tokens": request.reply_limit or cap,
             "stop": request.stop_list,
             "thread_id": checkpoint_key(principal.org_id, request.thread_id),
             "org_id": principal.org_id,

@@ -22,6 +22,9 @@ from core.vectorstore import ChromaClientProvider
 from db.migrate import upgrade
 from db.session import create_engine, create_sessionmaker
 from graphs.checkpointer import open_checkpointer
+from limits.counters import Counters, MemoryCounters, RedisCounters
+from limits.enforcer import LimitEnforcer
+from limits.store import LimitStore
 from providers.local_llm import start_local_model
 from providers.registry import ModelRegistry
 from providers.relay import OpenAIRelay
@@ -45,6 +48,7 @@ class Services:
     chat: ChatService
     chroma: ChromaClientProvider
     accountant: Accountant
+    limits: LimitEnforcer
     started_at: int
 
 
@@ -87,7 +91,20 @@ async def open_services(
         )
         await recorder.start()
         stack.push_async_callback(recorder.aclose)
-        accountant = Accountant(recorder, PriceTable(settings.prices), registry.owner)
+        prices = PriceTable(settings.prices)
+        accountant = Accountant(recorder, prices, registry.owner)
+        counters: Counters = (
+            RedisCounters(settings.redis_url, settings.redis_prefix)
+            if settings.redis_url
+            else MemoryCounters()
+        )
+        stack.push_async_callback(counters.aclose)
+        limits = LimitEnforcer(
+            LimitStore(sessions, ttl=settings.limits_cache_seconds),
+            counters,
+            prices,
+            settings.limits_default_max_tokens,
+        )
         yield Services(
             settings=settings,
             engine=engine,
@@ -103,8 +120,10 @@ async def open_services(
                 graph=chat_graph,
                 accountant=accountant,
                 tracer=RelayTracer(tracing_enabled()),
+                limits=limits,
             ),
             chroma=ChromaClientProvider(settings),
             accountant=accountant,
+            limits=limits,
             started_at=int(time.time()),
         )

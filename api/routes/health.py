@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
@@ -11,6 +12,7 @@ from sqlalchemy import text
 
 from api.deps import ServicesDep
 from api.schemas import Health
+from limits.counters import RedisCounters
 
 router = APIRouter(tags=["health"])
 logger = logging.getLogger(__name__)
@@ -38,7 +40,14 @@ async def readyz(services: ServicesDep) -> JSONResponse:
         async with services.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
-    for name, probe in (("database", database), ("vector_store", services.chroma.heartbeat)):
+    probes: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+        ("database", database),
+        ("vector_store", services.chroma.heartbeat),
+    ]
+    counters = services.limits.counters
+    if isinstance(counters, RedisCounters):
+        probes.append(("redis", counters.ping))
+    for name, probe in probes:
         try:
             await asyncio.wait_for(probe(), _PROBE_TIMEOUT)
             checks[name] = "ok"

@@ -1,0 +1,205 @@
+"""Reserve, then settle: how limits hold exactly, across instances and for streams.
+
+Before the upstream call the enforcer reserves the worst case — one request, prompt tokens
+plus the reply cap, and their price — against every limit that applies (the org's and the
+user's, per minute/day/month). The first usage event of the call settles the reservation
+to the real numbers; later calls of the same request add theirs. A denied reservation is a
+429 ``limit_exceeded`` naming the limit, with ``Retry-After`` until its window resets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from calendar import monthrange
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from decimal import ROUND_CEILING, Decimal
+
+from accounting.events import CallContext
+from accounting.pricing import PriceTable
+from auth.tokens import Principal
+from core.errors import ApiError
+from core.tokenizer import count_text_tokens
+from limits.counters import Check, Counters
+from limits.store import LimitStore, LimitValues
+
+logger = logging.getLogger(__name__)
+
+_MICRO = Decimal(1_000_000)
+
+
+def micro_usd(cost: Decimal) -> int:
+    """Cost in integer micro-dollars (rounded up: never under-count)."""
+    return int((cost * _MICRO).to_integral_value(rounding=ROUND_CEILING))
+
+
+@dataclass(frozen=True, slots=True)
+class _Window:
+    bucket: str
+    ttl: int
+    resets_in: int
+
+
+def _windows(now: float) -> dict[str, _Window]:
+    moment = datetime.fromtimestamp(now, UTC)
+    end_of_day = 86_400 - (moment.hour * 3600 + moment.minute * 60 + moment.second)
+    days_left = monthrange(moment.year, moment.month)[1] - moment.day
+    return {
+        "minute": _Window(str(int(now // 60)), 120, 60 - int(now % 60)),
+        "day": _Window(moment.strftime("%Y%m%d"), 2 * 86_400, end_of_day),
+        "month": _Window(moment.strftime("%Y%m"), 32 * 86_400, days_left * 86_400 + end_of_day),
+    }
+
+
+# limit name → (window, unit)
+_LIMITS = {
+    "requests_per_minute": ("minute", "requests"),
+    "tokens_per_minute": ("minute", "tokens"),
+    "tokens_per_day": ("day", "tokens"),
+    "tokens_per_month": ("month", "tokens"),
+    "cost_usd_per_month": ("month", "cost"),
+}
+
+
+class Reservation:
+    """What one request holds against its limits until its usage is known."""
+
+    def __init__(
+        self,
+        counters: Counters,
+        token_keys: list[tuple[str, int]],
+        cost_keys: list[tuple[str, int]],
+        tokens: int,
+        cost: int,
+    ) -> None:
+        self._counters = counters
+        self._token_keys = token_keys
+        self._cost_keys = cost_keys
+        self._tokens = tokens
+        self._cost = cost
+        self._settled = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def account(self, tokens: int, cost: Decimal) -> None:
+        """Apply a call's real usage (the first one replaces the reservation)."""
+        token_delta, cost_delta = tokens, micro_usd(cost)
+        if not self._settled:
+            self._settled = True
+            token_delta -= self._tokens
+            cost_delta -= self._cost
+        deltas = [(k, token_delta, ttl) for k, ttl in self._token_keys if token_delta]
+        deltas += [(k, cost_delta, ttl) for k, ttl in self._cost_keys if cost_delta]
+        if deltas:
+            task = asyncio.get_running_loop().create_task(self._adjust(deltas))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def release(self) -> None:
+        """No usage will come (the call failed before the model): give the hold back."""
+        if not self._settled:
+            self.account(0, Decimal(0))
+
+    async def _adjust(self, deltas: list[tuple[str, int, int]]) -> None:
+        try:
+            await self._counters.adjust(deltas)
+        except Exception:  # a lost settlement over-counts until the window ends; never raises
+            logger.exception("could not settle a limit reservation")
+
+
+class LimitEnforcer:
+    """Applies an organization's limits to its calls."""
+
+    def __init__(
+        self, store: LimitStore, counters: Counters, prices: PriceTable, default_reply: int
+    ) -> None:
+        self.store = store
+        self.counters = counters
+        self._prices = prices
+        self._default_reply = default_reply
+
+    async def hold(
+        self,
+        principal: Principal,
+        context: CallContext,
+        *,
+        model: str,
+        prompt: Callable[[], str],
+        messages: int,
+        reply_limit: int | None,
+    ) -> tuple[CallContext, int | None]:
+        """Reserve a call's worst case when the caller has limits.
+
+        Returns the context carrying the reservation, and the reply cap to send upstream
+        when the request set none (so the worst case is a real bound). Callers without
+        limits pay one cached lookup.
+        """
+        scopes = await self.applicable(principal)
+        if not scopes:
+            return context, None
+        prompt_tokens = count_text_tokens(prompt(), model) + 3 * messages + 3
+        reply = reply_limit or self._default_reply
+        reservation = await self.reserve(
+            principal,
+            scopes,
+            tokens=prompt_tokens + reply,
+            cost=self._prices.cost(model, prompt_tokens, reply),
+        )
+        return replace(context, reservation=reservation), (reply if reply_limit is None else None)
+
+    async def applicable(self, principal: Principal) -> list[tuple[str, LimitValues]]:
+        """The limits that apply to the caller: ``("org", ...)`` and/or ``("user", ...)``."""
+        org, user = await self.store.get(principal.org_id, principal.user_id)
+        return [(scope, v) for scope, v in (("org", org), ("user", user)) if v is not None]
+
+    async def reserve(
+        self,
+        principal: Principal,
+        scopes: list[tuple[str, LimitValues]],
+        *,
+        tokens: int,
+        cost: Decimal,
+    ) -> Reservation:
+        """Hold one request, ``tokens`` and ``cost`` against every limit, or raise 429."""
+        windows = _windows(time.time())
+        cost_micro = micro_usd(cost)
+        checks: list[Check] = []
+        names: list[tuple[str, str]] = []
+        token_keys: list[tuple[str, int]] = []
+        cost_keys: list[tuple[str, int]] = []
+        for scope, values in scopes:
+            owner = (
+                f"org:{principal.org_id}"
+                if scope == "org"
+                else (f"user:{principal.org_id}:{principal.user_id}")
+            )
+            for name, (window_name, unit) in _LIMITS.items():
+                limit = getattr(values, name)
+                if limit is None:
+                    continue
+                window = windows[window_name]
+                key = f"{owner}:{name}:{window.bucket}"
+                amount = {"requests": 1, "tokens": tokens, "cost": cost_micro}[unit]
+                bound = micro_usd(Decimal(limit)) if unit == "cost" else int(limit)
+                checks.append(Check(key, amount, bound, window.ttl))
+                names.append((scope, name))
+                if unit == "tokens":
+                    token_keys.append((key, window.ttl))
+                elif unit == "cost":
+                    cost_keys.append((key, window.ttl))
+        failed = await self.counters.reserve(checks) if checks else None
+        if failed is not None:
+            scope, name = names[failed]
+            window = windows[_LIMITS[name][0]]
+            whose = "organization's" if scope == "org" else "user's"
+            limit = getattr(dict(scopes)[scope], name)
+            raise ApiError(
+                429,
+                "limit_exceeded",
+                f"the {whose} {name} limit ({limit}) would be exceeded",
+                headers={"Retry-After": str(max(window.resets_in, 1))},
+                details={"limit": name, "scope": scope},
+            )
+        return Reservation(self.counters, token_keys, cost_keys, tokens, cost_micro)
