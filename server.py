@@ -35,6 +35,7 @@ from core.request_id import RequestIdMiddleware, current_request_id
 from core.tracing import run_metadata
 from db.models import checkpoint_key
 from graphs.chat.graph import build_chat_graph
+from providers.keys import org_openai_key
 from providers.registry import ModelRegistry
 from services.container import Services, open_services
 
@@ -128,7 +129,9 @@ def _config_modifier(*, flow: str, with_threads: bool) -> ConfigModifier:
         principal: Principal = request.state.principal
         services: Services = request.app.state.services
         client = await _client_configurable(config, request)
-        route = services.registry.resolve(client.model)
+        org_key = await services.provider_keys.get(principal.org_id, "openai")
+        org_openai_key.set(org_key)  # read by the registry's model factory during the run
+        route = services.registry.resolve(client.model, org_key=org_key)
         configurable: dict[str, Any] = client.model_dump(exclude_none=True)
         configurable["model"] = route.name
         thread_id: str | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.routes import chat, limits, models, threads, usage
+from api.routes import chat, limits, models, provider_keys, threads, usage
 
 router = APIRouter()
 router.include_router(chat.router)
@@ -12,3 +12,4 @@ router.include_router(models.router)
 router.include_router(threads.router)
 router.include_router(usage.router)
 router.include_router(limits.router)
+router.include_router(provider_keys.router)

@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 THREAD_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
 
@@ -219,3 +219,34 @@ class LimitsPublic(BaseModel):
     """``GET /api/limits``."""
 
     data: list[LimitsView]
+
+
+class ProviderKeyIn(BaseModel):
+    """``PUT /api/provider-keys/{provider}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    api_key: SecretStr = Field(description="The provider API key (never returned or logged).")
+
+    @field_validator("api_key")
+    @classmethod
+    def _plausible(cls, value: SecretStr) -> SecretStr:
+        key = value.get_secret_value()
+        if len(key) < 8 or len(key) > 1024 or any(c.isspace() for c in key):
+            raise ValueError("api_key must be 8-1024 characters without spaces")
+        return value
+
+
+class ProviderKeyPublic(BaseModel):
+    """A stored key, masked."""
+
+    provider: str
+    api_key: str = Field(description="Masked: '...' and the last four characters.")
+    last4: str
+    updated_at: datetime
+
+
+class ProviderKeysPublic(BaseModel):
+    """``GET /api/provider-keys``."""
+
+    data: list[ProviderKeyPublic]

@@ -82,6 +82,27 @@ def _upgrade(settings: Settings, revision: str) -> None:
     asyncio.run(_checkpointer())
 
 
+@app.command("rotate-keys")
+def rotate_keys() -> None:
+    """Re-encrypt stored provider keys with the newest AHC_ENCRYPTION_KEYS entry."""
+    import asyncio
+
+    from db.session import create_engine, create_sessionmaker
+    from providers.keys import ProviderKeyStore, load_vault
+
+    settings = Settings()
+
+    async def _rotate() -> int:
+        engine = create_engine(settings)
+        try:
+            store = ProviderKeyStore(create_sessionmaker(engine), load_vault(settings))
+            return await store.rotate()
+        finally:
+            await engine.dispose()
+
+    typer.echo(f"re-encrypted {asyncio.run(_rotate())} provider keys")
+
+
 @db_app.command("revision")
 def db_revision(message: str = typer.Option(..., "-m", help="What the migration does.")) -> None:
     """Autogenerate a migration from the models (developers)."""

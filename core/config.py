@@ -60,6 +60,12 @@ class Settings(BaseSettings):
         description="Secure flag of the ahc_token cookie; default: set when the request is https.",
     )
 
+    encryption_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Fernet keys for stored provider keys, newest first (rotation: prepend). "
+        "Generated into data_dir when empty.",
+    )
+
     # --- providers -----------------------------------------------------------------
     openai_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("AHC_OPENAI_API_KEY", "OPENAI_API_KEY")
@@ -147,8 +153,8 @@ class Settings(BaseSettings):
         description="Reply cap reserved (and sent upstream) when a limited org's request "
         "sets no max_tokens, so token and cost caps hold exactly.",
     )
-    limits_cache_seconds: float = Field(
-        default=5.0, ge=0, description="How long an instance caches an org's limits."
+    org_cache_seconds: float = Field(
+        default=5.0, ge=0, description="How long an instance caches an org's limits and keys."
     )
 
     # --- batch ---------------------------------------------------------------------

@@ -98,3 +98,18 @@ class OrgLimit(Base):
         UtcDateTime(), default=utcnow, onupdate=utcnow, nullable=False
     )
     updated_by: Mapped[str | None] = mapped_column(String(128), default=None)
+
+
+class ProviderKey(Timestamped, Base):
+    """An organization's own provider key (bring your own key), encrypted at rest.
+
+    Only the ciphertext and the last four characters are stored; the key is never returned.
+    """
+
+    __tablename__ = "ahc_provider_keys"
+
+    org_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    ciphertext: Mapped[str] = mapped_column(String(2048), nullable=False)
+    last4: Mapped[str] = mapped_column(String(4), nullable=False)
+    updated_by: Mapped[str | None] = mapped_column(String(128), default=None)

@@ -15,6 +15,7 @@ from langchain_openai import ChatOpenAI
 
 from core.config import Settings
 from core.errors import ApiError
+from providers.keys import org_openai_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +78,7 @@ class ModelRegistry:
     def attach_local(self, *, base_url: str, api_key: str) -> None:
         """Serve ``local`` from this OpenAI-compatible server (started in the lifespan)."""
         self._local = Upstream(provider="local", base_url=base_url, api_key=api_key)
-        self._chat_models.pop(self._settings.local_model_name, None)
+        self._chat_models.clear()
 
     @property
     def local_enabled(self) -> bool:
@@ -106,8 +107,11 @@ class ModelRegistry:
         return "local" if name == self._settings.local_model_name else "openai"
 
     # -- resolution -----------------------------------------------------------------
-    def resolve(self, name: str | None) -> ModelRoute:
-        """Map a requested model name to its upstream, or raise a 400 naming the known ones."""
+    def resolve(self, name: str | None, *, org_key: str | None = None) -> ModelRoute:
+        """Map a requested model name to its upstream, or raise a 400 naming the known ones.
+
+        ``org_key``: the calling organization's own OpenAI key, used instead of the service's.
+        """
         model = name or self.default_model
         if model in self._openai_models:
             settings = self._settings
@@ -115,8 +119,8 @@ class ModelRegistry:
             upstream = Upstream(
                 provider="openai",
                 base_url=settings.openai_base_url.rstrip("/"),
-                api_key=settings.openai_api_key.get_secret_value(),
-                organization=settings.openai_organization,
+                api_key=org_key or settings.openai_api_key.get_secret_value(),
+                organization=None if org_key else settings.openai_organization,
             )
             return ModelRoute(name=model, upstream_model=model, upstream=upstream)
         if self.local_enabled and model == self._settings.local_model_name:
@@ -126,14 +130,21 @@ class ModelRegistry:
         known = ", ".join(self.names()) or "(none configured)"
         raise ApiError(400, "unknown_model", f"unknown model '{model}'; known models: {known}")
 
-    def chat_model(self, name: str | None = None, **params: Any) -> ChatOpenAI:
-        """The LangChain chat model for ``name`` (cached; ``params`` give a bound copy)."""
-        route = self.resolve(name)
-        model = self._chat_models.get(route.name)
+    def chat_model(self, name: str | None = None) -> ChatOpenAI:
+        """The LangChain chat model for ``name``, with the calling org's own key if it has one.
+
+        The org key comes from the request's context (``providers.keys.org_openai_key``),
+        set by the service before the graph runs; models are cached per (name, key).
+        """
+        route = self.resolve(name, org_key=org_openai_key.get())
+        cache_key = f"{route.name}\x00{route.upstream.api_key}"
+        model = self._chat_models.get(cache_key)
         if model is None:
+            if len(self._chat_models) >= 256:  # bounded: many orgs' keys over time
+                self._chat_models.pop(next(iter(self._chat_models)))
             model = self._build_chat_model(route)
-            self._chat_models[route.name] = model
-        return model.model_copy(update=params) if params else model
+            self._chat_models[cache_key] = model
+        return model
 
     def _build_chat_model(self, route: ModelRoute) -> ChatOpenAI:
         settings = self._settings

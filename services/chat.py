@@ -34,6 +34,7 @@ from db.models import checkpoint_key
 from graphs.chat.state import ChatInput
 from limits.enforcer import LimitEnforcer
 from providers.errors import map_openai_error, upstream_errors
+from providers.keys import ProviderKeyStore, org_openai_key
 from providers.registry import ModelRegistry, ModelRoute
 from providers.relay import OpenAIRelay, OutcomeHook, RelayOutcome
 from services import openai_format as fmt
@@ -68,6 +69,7 @@ class ChatService:
         accountant: Accountant,
         tracer: RelayTracer,
         limits: LimitEnforcer,
+        provider_keys: ProviderKeyStore,
     ) -> None:
         self._registry = registry
         self._relay = relay
@@ -76,6 +78,7 @@ class ChatService:
         self._accountant = accountant
         self._tracer = tracer
         self._limits = limits
+        self._provider_keys = provider_keys
 
     # -- public API ---------------------------------------------------------------
     async def complete(
@@ -83,7 +86,7 @@ class ChatService:
     ) -> bytes:
         """A ``chat.completion`` JSON body."""
         check_request(request)
-        route = self._registry.resolve(request.model)
+        route = await self._route(principal, request)
         context = _context(principal, flow, request)
         if request.thread_id is None:
             started = time.perf_counter()
@@ -117,7 +120,7 @@ class ChatService:
     ) -> AsyncIterator[bytes]:
         """SSE events of a streamed completion; upstream errors raise before the first byte."""
         check_request(request)
-        route = self._registry.resolve(request.model)
+        route = await self._route(principal, request)
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         context = _context(principal, flow, request)
         if request.thread_id is None:
@@ -148,6 +151,15 @@ class ChatService:
                 await self._rollback(config, inputs)
                 raise
         return self._relay_graph_stream(first, pump, route, include_usage, config, inputs)
+
+    async def _route(self, principal: Principal, request: ChatCompletionRequest) -> ModelRoute:
+        """The model's upstream, with the org's own key when it stored one.
+
+        The key is also put in the request's context for the chat graph's model factory.
+        """
+        org_key = await self._provider_keys.get(principal.org_id, "openai")
+        org_openai_key.set(org_key)
+        return self._registry.resolve(request.model, org_key=org_key)
 
     async def _hold(
         self,

@@ -25,6 +25,7 @@ from graphs.checkpointer import open_checkpointer
 from limits.counters import Counters, MemoryCounters, RedisCounters
 from limits.enforcer import LimitEnforcer
 from limits.store import LimitStore
+from providers.keys import ProviderKeyStore, load_vault
 from providers.local_llm import start_local_model
 from providers.registry import ModelRegistry
 from providers.relay import OpenAIRelay
@@ -49,6 +50,7 @@ class Services:
     chroma: ChromaClientProvider
     accountant: Accountant
     limits: LimitEnforcer
+    provider_keys: ProviderKeyStore
     started_at: int
 
 
@@ -91,6 +93,9 @@ async def open_services(
         )
         await recorder.start()
         stack.push_async_callback(recorder.aclose)
+        provider_keys = ProviderKeyStore(
+            sessions, load_vault(settings), ttl=settings.org_cache_seconds
+        )
         prices = PriceTable(settings.prices)
         accountant = Accountant(recorder, prices, registry.owner)
         counters: Counters = (
@@ -100,7 +105,7 @@ async def open_services(
         )
         stack.push_async_callback(counters.aclose)
         limits = LimitEnforcer(
-            LimitStore(sessions, ttl=settings.limits_cache_seconds),
+            LimitStore(sessions, ttl=settings.org_cache_seconds),
             counters,
             prices,
             settings.limits_default_max_tokens,
@@ -121,9 +126,11 @@ async def open_services(
                 accountant=accountant,
                 tracer=RelayTracer(tracing_enabled()),
                 limits=limits,
+                provider_keys=provider_keys,
             ),
             chroma=ChromaClientProvider(settings),
             accountant=accountant,
             limits=limits,
+            provider_keys=provider_keys,
             started_at=int(time.time()),
         )

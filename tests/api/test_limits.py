@@ -143,7 +143,7 @@ def test_two_instances_share_exact_limits_through_redis(services, fake_openai: F
     common = {
         "redis_url": "redis://127.0.0.1:6379/0",
         "redis_prefix": prefix,
-        "limits_cache_seconds": 0,
+        "org_cache_seconds": 0,
     }
     first = services.start(**common)
     second = services.start(**common)
