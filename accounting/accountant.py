@@ -67,6 +67,22 @@ class Accountant:
             ),
         )
 
+    def cache_hit(self, context: CallContext, route: Any, started: float) -> None:
+        """Account an answer served from the response cache: no tokens billed, no cost."""
+        self.record(
+            context,
+            UsageRecord(
+                org_id=context.org_id,
+                user_id=context.user_id,
+                route=context.route,
+                model=route.name,
+                provider=route.upstream.provider,
+                latency_ms=round((time.perf_counter() - started) * 1000),
+                cached=True,
+                request_id=context.request_id,
+            ),
+        )
+
     def _relay_record(
         self, context: CallContext, outcome: RelayOutcome, messages: Sequence[Any]
     ) -> UsageRecord:

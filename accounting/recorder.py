@@ -110,6 +110,10 @@ class UsageRecorder:
                 statement = insert(UsageEvent).on_conflict_do_nothing(index_elements=["id"])
                 await session.execute(statement, [event.row() for event in batch])
                 await session.commit()
+        except asyncio.CancelledError:
+            # Stopped mid-insert: keep the batch (if the commit did land, ids dedupe it).
+            self._buffer.extendleft(reversed(batch))
+            raise
         except Exception as exc:  # database down, connection killed...: retry later
             self.failures += 1
             self._buffer.extendleft(reversed(batch))

@@ -53,6 +53,10 @@ class ChatCompletionRequest(BaseModel):
     tool_choice: Any = None
     functions: list[dict[str, Any]] | None = None
     function_call: Any = None
+    cache: bool | None = Field(
+        default=None,
+        description="Use the response cache (default: when temperature is 0); false bypasses.",
+    )
     thread_id: str | None = Field(
         default=None,
         pattern=THREAD_ID_PATTERN,

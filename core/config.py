@@ -157,6 +157,11 @@ class Settings(BaseSettings):
         default=5.0, ge=0, description="How long an instance caches an org's limits and keys."
     )
 
+    # --- response cache --------------------------------------------------------------
+    cache_ttl_seconds: float = Field(
+        default=3600, gt=0, description="How long a cached answer is served."
+    )
+
     # --- batch ---------------------------------------------------------------------
     batch_max_items: int = Field(default=100, ge=1)
     batch_concurrency: int = Field(default=8, ge=1)

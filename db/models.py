@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Index, Integer, Numeric, String
+from sqlalchemy import JSON, Boolean, Index, Integer, LargeBinary, Numeric, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.base import Base, Timestamped, UtcDateTime, utcnow
@@ -113,3 +113,16 @@ class ProviderKey(Timestamped, Base):
     ciphertext: Mapped[str] = mapped_column(String(2048), nullable=False)
     last4: Mapped[str] = mapped_column(String(4), nullable=False)
     updated_by: Mapped[str | None] = mapped_column(String(128), default=None)
+
+
+class CachedResponse(Base):
+    """An exact-match response cache entry (the embedded default's shared tier)."""
+
+    __tablename__ = "ahc_response_cache"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    org_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    content: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+
+    __table_args__ = (Index("ix_ahc_response_cache_expires", "expires_at"),)

@@ -104,10 +104,8 @@ return 0
 class RedisCounters:
     """Counters shared by every instance of the service (atomic Lua scripts)."""
 
-    def __init__(self, url: str, prefix: str) -> None:
-        from redis.asyncio import Redis
-
-        self._redis: Any = Redis.from_url(url)
+    def __init__(self, redis: Any, prefix: str) -> None:
+        self._redis = redis
         self._prefix = prefix
         self._reserve = self._redis.register_script(_RESERVE)
         self._adjust = self._redis.register_script(_ADJUST)
@@ -131,5 +129,4 @@ class RedisCounters:
         await self._redis.ping()
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
-        await self._redis.aclose()
+        """The Redis client belongs to the app (closed in its lifespan)."""

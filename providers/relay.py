@@ -45,6 +45,9 @@ class RelayOutcome:
     completed: bool = False
     error: str | None = None
     content_chunks: int = 0
+    text: list[str] | None = None
+    """The streamed content, collected only when asked (to cache a streamed answer)."""
+    finish_reason: str | None = None
 
 
 OutcomeHook = Callable[[RelayOutcome], None]
@@ -166,13 +169,14 @@ class OpenAIRelay:
         *,
         include_usage: bool,
         on_done: OutcomeHook | None = None,
+        collect_text: bool = False,
     ) -> AsyncIterator[bytes]:
         """Open the upstream stream now and return the client's SSE events.
 
         Opening here means upstream errors raise before any byte is sent to the client.
         """
         upstream_body = {**body, "stream": True, "stream_options": {"include_usage": True}}
-        outcome = RelayOutcome(route=route)
+        outcome = RelayOutcome(route=route, text=[] if collect_text else None)
         response = await self._send(route, upstream_body)
         return self._relay(response, outcome, include_usage, on_done)
 
@@ -226,6 +230,10 @@ class OpenAIRelay:
             return event + b"\n\n"
         if b'"content":"' in event and b'"content":""' not in event:
             outcome.content_chunks += 1
+        if outcome.text is not None and event.startswith(b"data:"):
+            for choice in orjson.loads(event[5:]).get("choices") or []:
+                outcome.text.append((choice.get("delta") or {}).get("content") or "")
+                outcome.finish_reason = choice.get("finish_reason") or outcome.finish_reason
         if b'"usage"' in event and event.startswith(b"data:"):
             chunk = orjson.loads(event[5:])
             usage = chunk.get("usage")

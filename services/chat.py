@@ -39,10 +39,11 @@ from providers.registry import ModelRegistry, ModelRoute
 from providers.relay import OpenAIRelay, OutcomeHook, RelayOutcome
 from services import openai_format as fmt
 from services.graph_stream import MessageChunk, TokenPump
+from services.response_cache import ResponseCache, cache_key
 from services.threads import ThreadStore
 
 # Keys of our own (never sent upstream) and keys the relay sets itself.
-_SERVICE_KEYS = frozenset({"thread_id", "metadata", "model", "stream", "stream_options"})
+_SERVICE_KEYS = frozenset({"thread_id", "metadata", "model", "stream", "stream_options", "cache"})
 
 
 def check_request(request: ChatCompletionRequest) -> None:
@@ -70,6 +71,7 @@ class ChatService:
         tracer: RelayTracer,
         limits: LimitEnforcer,
         provider_keys: ProviderKeyStore,
+        cache: ResponseCache,
     ) -> None:
         self._registry = registry
         self._relay = relay
@@ -79,6 +81,7 @@ class ChatService:
         self._tracer = tracer
         self._limits = limits
         self._provider_keys = provider_keys
+        self._cache = cache
 
     # -- public API ---------------------------------------------------------------
     async def complete(
@@ -89,20 +92,7 @@ class ChatService:
         route = await self._route(principal, request)
         context = _context(principal, flow, request)
         if request.thread_id is None:
-            started = time.perf_counter()
-            body = _upstream_body(request)
-            context, cap = await self._hold(principal, context, route, request)
-            if cap is not None:
-                body["max_tokens"] = cap
-            run = self._tracer.start(context, route.name, body)
-            try:
-                content, outcome = await self._relay.complete(route, body)
-            except ApiError as error:
-                self._accountant.relay_failed(context, route.name, started, error.code)
-                self._tracer.end(run, usage=None, error=error.code)
-                raise
-            self._relay_hook(context, request, run)(outcome)
-            return content
+            return await self._relay_complete(principal, request, route, context)
         config, inputs = await self._thread_call(principal, request, route, context)
         with upstream_errors(route.upstream.provider):
             try:
@@ -124,23 +114,7 @@ class ChatService:
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         context = _context(principal, flow, request)
         if request.thread_id is None:
-            started = time.perf_counter()
-            body = _upstream_body(request)
-            context, cap = await self._hold(principal, context, route, request)
-            if cap is not None:
-                body["max_tokens"] = cap
-            run = self._tracer.start(context, route.name, body)
-            try:
-                return await self._relay.open_stream(
-                    route,
-                    body,
-                    include_usage=include_usage,
-                    on_done=self._relay_hook(context, request, run),
-                )
-            except ApiError as error:
-                self._accountant.relay_failed(context, route.name, started, error.code)
-                self._tracer.end(run, usage=None, error=error.code)
-                raise
+            return await self._relay_stream(principal, request, route, context, include_usage)
         config, inputs = await self._thread_call(principal, request, route, context)
         pump = TokenPump(self._graph, inputs, config)
         with upstream_errors(route.upstream.provider):
@@ -151,6 +125,92 @@ class ChatService:
                 await self._rollback(config, inputs)
                 raise
         return self._relay_graph_stream(first, pump, route, include_usage, config, inputs)
+
+    # -- stateless path: the relay, behind the response cache -------------------------
+    async def _relay_complete(
+        self,
+        principal: Principal,
+        request: ChatCompletionRequest,
+        route: ModelRoute,
+        context: CallContext,
+    ) -> bytes:
+        started = time.perf_counter()
+        body = _upstream_body(request)
+        key = self._cache_key(principal, request, route, body)
+        if key is not None and (hit := await self._cache.get(key)) is not None:
+            self._accountant.cache_hit(context, route, started)
+            return hit
+        context, cap = await self._hold(principal, context, route, request)
+        if cap is not None:
+            body["max_tokens"] = cap
+        run = self._tracer.start(context, route.name, body)
+        try:
+            content, outcome = await self._relay.complete(route, body)
+        except ApiError as error:
+            self._accountant.relay_failed(context, route.name, started, error.code)
+            self._tracer.end(run, usage=None, error=error.code)
+            raise
+        self._relay_hook(context, request, run)(outcome)
+        if key is not None:
+            self._cache.put(key, principal.org_id, content)
+        return content
+
+    async def _relay_stream(
+        self,
+        principal: Principal,
+        request: ChatCompletionRequest,
+        route: ModelRoute,
+        context: CallContext,
+        include_usage: bool,
+    ) -> AsyncIterator[bytes]:
+        started = time.perf_counter()
+        body = _upstream_body(request)
+        key = self._cache_key(principal, request, route, body)
+        if key is not None and (hit := await self._cache.get(key)) is not None:
+            self._accountant.cache_hit(context, route, started)
+            return fmt.replay_stream(hit, include_usage=include_usage)
+        context, cap = await self._hold(principal, context, route, request)
+        if cap is not None:
+            body["max_tokens"] = cap
+        run = self._tracer.start(context, route.name, body)
+        hook = self._relay_hook(context, request, run)
+        if key is not None:
+            hook = self._caching(hook, key, principal.org_id, route)
+        try:
+            return await self._relay.open_stream(
+                route, body, include_usage=include_usage, on_done=hook, collect_text=key is not None
+            )
+        except ApiError as error:
+            self._accountant.relay_failed(context, route.name, started, error.code)
+            self._tracer.end(run, usage=None, error=error.code)
+            raise
+
+    @staticmethod
+    def _cache_key(
+        principal: Principal,
+        request: ChatCompletionRequest,
+        route: ModelRoute,
+        body: dict[str, Any],
+    ) -> str | None:
+        """The cache key of a deterministic (or opted-in) request, else None."""
+        wanted = request.cache if request.cache is not None else request.temperature == 0
+        return cache_key(principal.org_id, route.name, body) if wanted else None
+
+    def _caching(self, hook: OutcomeHook, key: str, org_id: str, route: ModelRoute) -> OutcomeHook:
+        """Also store a completed streamed answer, as the completion it amounts to."""
+
+        def done(outcome: RelayOutcome) -> None:
+            hook(outcome)
+            if outcome.completed and outcome.error is None and outcome.text is not None:
+                body = fmt.text_completion(
+                    model=route.name,
+                    text="".join(outcome.text),
+                    finish=outcome.finish_reason or "stop",
+                    usage=outcome.usage,
+                )
+                self._cache.put(key, org_id, orjson.dumps(body))
+
+        return done
 
     async def _route(self, principal: Principal, request: ChatCompletionRequest) -> ModelRoute:
         """The model's upstream, with the org's own key when it stored one.

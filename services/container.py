@@ -30,6 +30,7 @@ from providers.local_llm import start_local_model
 from providers.registry import ModelRegistry
 from providers.relay import OpenAIRelay
 from services.chat import ChatService
+from services.response_cache import ResponseCache
 from services.threads import ThreadStore
 
 logger = logging.getLogger(__name__)
@@ -98,12 +99,15 @@ async def open_services(
         )
         prices = PriceTable(settings.prices)
         accountant = Accountant(recorder, prices, registry.owner)
+        redis = None
+        if settings.redis_url:
+            from redis.asyncio import Redis
+
+            redis = Redis.from_url(settings.redis_url)
+            stack.push_async_callback(redis.aclose)
         counters: Counters = (
-            RedisCounters(settings.redis_url, settings.redis_prefix)
-            if settings.redis_url
-            else MemoryCounters()
+            RedisCounters(redis, settings.redis_prefix) if redis is not None else MemoryCounters()
         )
-        stack.push_async_callback(counters.aclose)
         limits = LimitEnforcer(
             LimitStore(sessions, ttl=settings.org_cache_seconds),
             counters,
@@ -127,6 +131,12 @@ async def open_services(
                 tracer=RelayTracer(tracing_enabled()),
                 limits=limits,
                 provider_keys=provider_keys,
+                cache=ResponseCache(
+                    sessions,
+                    ttl=settings.cache_ttl_seconds,
+                    redis=redis,
+                    redis_prefix=settings.redis_prefix,
+                ),
             ),
             chroma=ChromaClientProvider(settings),
             accountant=accountant,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -82,3 +83,44 @@ def to_openai_message(message: BaseMessage) -> dict[str, Any]:
     """A LangChain message as ``{"role", "content"}``."""
     roles = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
     return {"role": roles.get(message.type, message.type), "content": message.content}
+
+
+def text_completion(
+    *, model: str, text: str, finish: str, usage: dict[str, Any] | None
+) -> dict[str, Any]:
+    """A ``chat.completion`` object for a plain text answer."""
+    return {
+        "id": completion_id(),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": finish,
+            }
+        ],
+        "usage": usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+    }
+
+
+async def replay_stream(completion: bytes, *, include_usage: bool) -> AsyncIterator[bytes]:
+    """A stored ``chat.completion`` replayed as SSE chunks (cache hits on streams)."""
+    body = orjson.loads(completion)
+    choice = body["choices"][0]
+    cid, model, created = body.get("id") or completion_id(), body["model"], int(time.time())
+    yield chunk_event(
+        cid=cid, model=model, created=created, delta={"role": "assistant", "content": ""}
+    )
+    text = choice["message"].get("content") or ""
+    for start in range(0, len(text), 64):
+        yield chunk_event(
+            cid=cid, model=model, created=created, delta={"content": text[start : start + 64]}
+        )
+    yield chunk_event(
+        cid=cid, model=model, created=created, finish=choice.get("finish_reason") or "stop"
+    )
+    if include_usage and body.get("usage"):
+        yield chunk_event(cid=cid, model=model, created=created, usage=body["usage"])
+    yield DONE_EVENT
