@@ -18,14 +18,22 @@ class Accountant:
     """Prices calls and hands their events to the recorder."""
 
     def __init__(
-        self, recorder: UsageRecorder, prices: PriceTable, provider_of: Callable[[str], str]
+        self,
+        recorder: UsageRecorder,
+        prices: PriceTable,
+        provider_of: Callable[[str], str],
+        *,
+        enabled: bool = True,
     ) -> None:
+        self.enabled = enabled
         self.recorder = recorder
         self.prices = prices
         self._provider_of = provider_of
 
     def record(self, context: CallContext, record: UsageRecord) -> None:
         """Write the event, and settle the request's limit reservation with it."""
+        if not self.enabled:
+            return
         self.recorder.record(record)
         if context.reservation is not None:
             context.reservation.account(record.total_tokens, record.cost_usd)

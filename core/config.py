@@ -130,6 +130,10 @@ class Settings(BaseSettings):
     )
 
     # --- accounting ----------------------------------------------------------------
+    accounting_enabled: bool = Field(
+        default=True,
+        description="Record usage events and enforce limits. Off only to measure their cost.",
+    )
     prices: dict[str, tuple[float, float]] = Field(
         default_factory=dict,
         description="USD per 1M (input, output) tokens, added to / overriding the shipped "

@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Index, Integer, LargeBinary, Numeric, String
+from sqlalchemy import JSON, BigInteger, Boolean, Index, Integer, LargeBinary, Numeric, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.base import Base, Timestamped, UtcDateTime, utcnow
@@ -89,10 +89,10 @@ class OrgLimit(Base):
 
     org_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     user_id: Mapped[str] = mapped_column(String(128), primary_key=True, default="")
-    requests_per_minute: Mapped[int | None] = mapped_column(Integer, default=None)
-    tokens_per_minute: Mapped[int | None] = mapped_column(Integer, default=None)
-    tokens_per_day: Mapped[int | None] = mapped_column(Integer, default=None)
-    tokens_per_month: Mapped[int | None] = mapped_column(Integer, default=None)
+    requests_per_minute: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    tokens_per_minute: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    tokens_per_day: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    tokens_per_month: Mapped[int | None] = mapped_column(BigInteger, default=None)
     cost_usd_per_month: Mapped[Decimal | None] = mapped_column(Numeric(18, 6), default=None)
     updated_at: Mapped[datetime] = mapped_column(
         UtcDateTime(), default=utcnow, onupdate=utcnow, nullable=False

@@ -113,8 +113,15 @@ class LimitEnforcer:
     """Applies an organization's limits to its calls."""
 
     def __init__(
-        self, store: LimitStore, counters: Counters, prices: PriceTable, default_reply: int
+        self,
+        store: LimitStore,
+        counters: Counters,
+        prices: PriceTable,
+        default_reply: int,
+        *,
+        enabled: bool = True,
     ) -> None:
+        self.enabled = enabled
         self.store = store
         self.counters = counters
         self._prices = prices
@@ -136,7 +143,7 @@ class LimitEnforcer:
         when the request set none (so the worst case is a real bound). Callers without
         limits pay one cached lookup.
         """
-        scopes = await self.applicable(principal)
+        scopes = await self.applicable(principal) if self.enabled else []
         if not scopes:
             return context, None
         prompt_tokens = count_text_tokens(prompt(), model) + 3 * messages + 3

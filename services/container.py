@@ -98,7 +98,9 @@ async def open_services(
             sessions, load_vault(settings), ttl=settings.org_cache_seconds
         )
         prices = PriceTable(settings.prices)
-        accountant = Accountant(recorder, prices, registry.owner)
+        accountant = Accountant(
+            recorder, prices, registry.owner, enabled=settings.accounting_enabled
+        )
         redis = None
         if settings.redis_url:
             from redis.asyncio import Redis
@@ -113,6 +115,7 @@ async def open_services(
             counters,
             prices,
             settings.limits_default_max_tokens,
+            enabled=settings.accounting_enabled,
         )
         yield Services(
             settings=settings,

@@ -161,3 +161,12 @@ def test_two_instances_share_exact_limits_through_redis(services, fake_openai: F
     keys = client.keys(f"{prefix}*")
     assert keys  # the counters live in Redis, not in either process
     client.delete(*keys)
+
+
+def test_large_limits_are_stored(db_services) -> None:
+    service = db_services.start()
+    response = put(
+        service, requests_per_minute=10**8, tokens_per_month=10**12, cost_usd_per_month=10**8
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["tokens_per_month"] == 10**12

@@ -41,3 +41,26 @@ def test_db_upgrade_command_puts_langgraph_in_its_schema(
     assert result.exit_code == 0, result.output
     assert "checkpoints" in tables(pg_url, schema="ahc_langgraph")
     assert not any(n.startswith("checkpoint") for n in tables(pg_url))
+
+
+def test_migrations_match_the_models(db_services: ServiceFactory) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from db import models  # noqa: F401
+    from db.base import VERSION_TABLE, Base
+
+    settings = db_services.settings()
+    upgrade(settings)
+    engine = sa.create_engine(sync_url(settings.resolved_database_url))
+    with engine.connect() as conn:
+        context = MigrationContext.configure(
+            conn,
+            opts={
+                "compare_type": True,
+                "version_table": VERSION_TABLE,
+                "include_name": lambda name, type_, _p: type_ != "table" or name.startswith("ahc_"),
+            },
+        )
+        assert compare_metadata(context, Base.metadata) == []
+    engine.dispose()
