@@ -61,17 +61,13 @@ class Accountant:
         """Account a relayed call that failed before any token was produced."""
         self.record(
             context,
-            UsageRecord(
-                org_id=context.org_id,
-                user_id=context.user_id,
-                route=context.route,
+            UsageRecord.of(
+                context,
                 model=model,
                 provider=self._provider_of(model),
-                latency_ms=round((time.perf_counter() - started) * 1000),
+                latency_ms=_elapsed_ms(started),
                 status="error",
                 error_code=code,
-                request_id=context.request_id,
-                thread_id=context.thread_id,
             ),
         )
 
@@ -79,15 +75,12 @@ class Accountant:
         """Account an answer served from the response cache: no tokens billed, no cost."""
         self.record(
             context,
-            UsageRecord(
-                org_id=context.org_id,
-                user_id=context.user_id,
-                route=context.route,
+            UsageRecord.of(
+                context,
                 model=route.name,
                 provider=route.upstream.provider,
-                latency_ms=round((time.perf_counter() - started) * 1000),
+                latency_ms=_elapsed_ms(started),
                 cached=True,
-                request_id=context.request_id,
             ),
         )
 
@@ -105,19 +98,19 @@ class Accountant:
             text = " ".join(str(getattr(m, "content", None) or "") for m in messages)
             prompt = count_text_tokens(text, model) + 3 * len(messages)
             completion = outcome.content_chunks
-        return UsageRecord(
-            org_id=context.org_id,
-            user_id=context.user_id,
-            route=context.route,
+        return UsageRecord.of(
+            context,
             model=model,
             provider=outcome.route.upstream.provider,
             prompt_tokens=int(prompt or 0),
             completion_tokens=int(completion or 0),
             estimated=estimated,
             cost_usd=self.prices.cost(model, int(prompt or 0), int(completion or 0)),
-            latency_ms=round((time.perf_counter() - outcome.started) * 1000),
+            latency_ms=_elapsed_ms(outcome.started),
             status="ok" if outcome.error is None else "error",
             error_code=outcome.error,
-            request_id=context.request_id,
-            thread_id=context.thread_id,
         )
+
+
+def _elapsed_ms(started: float) -> int:
+    return round((time.perf_counter() - started) * 1000)

@@ -90,13 +90,10 @@ class UsageCallbackHandler(BaseCallbackHandler):
         status: str = "ok",
         error_code: str | None = None,
     ) -> None:
-        ctx = self._context
         try:
             self._sink(
-                UsageRecord(
-                    org_id=ctx.org_id,
-                    user_id=ctx.user_id,
-                    route=ctx.route,
+                UsageRecord.of(
+                    self._context,
                     model=model,
                     provider=self._provider_of(model),
                     prompt_tokens=usage[0],
@@ -106,10 +103,6 @@ class UsageCallbackHandler(BaseCallbackHandler):
                     latency_ms=round((time.perf_counter() - started) * 1000),
                     status=status,
                     error_code=error_code,
-                    request_id=ctx.request_id,
-                    thread_id=ctx.thread_id,
-                    template_name=ctx.template_name,
-                    template_version=ctx.template_version,
                 )
             )
         except Exception:  # accounting must never break the call it observes

@@ -36,6 +36,22 @@ class UsageRecord:
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
+    @classmethod
+    def of(cls, context: CallContext, *, model: str, provider: str, **fields: Any) -> UsageRecord:
+        """An event of ``context``'s request (who, route, request, thread, template)."""
+        return cls(
+            org_id=context.org_id,
+            user_id=context.user_id,
+            route=context.route,
+            model=model,
+            provider=provider,
+            request_id=context.request_id,
+            thread_id=context.thread_id,
+            template_name=context.template_name,
+            template_version=context.template_version,
+            **fields,
+        )
+
     @property
     def total_tokens(self) -> int:
         """Prompt plus completion."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import httpx
+import openai
 import pytest
 from langchain_core.messages import HumanMessage
 
@@ -21,6 +22,21 @@ def post(service: RunningService, body: dict | None = None, **extra: object) -> 
         json={**(body or MESSAGE), **extra},
         timeout=30,
     )
+
+
+def hang_up_mid_stream(service: RunningService, fake: FakeOpenAI, path: str, body: dict) -> None:
+    """Start a long (4 s) stream, read its first events, and go away."""
+    fake.reply = " ".join(f"w{i}" for i in range(200))
+    fake.token_delay = 0.02
+    with httpx.stream("POST", f"{service.api}{path}", headers=service.headers(), json=body) as r:
+        lines = r.iter_lines()
+        for _ in range(4):
+            next(lines)
+
+
+def upstream_cancelled(fake: FakeOpenAI, within: float = 2.0) -> bool:
+    """Whether the service closed its upstream stream long before the stream's end."""
+    return fake.client_disconnected.wait(within)
 
 
 def test_429_then_success_is_retried(service: RunningService, fake_openai: FakeOpenAI) -> None:
@@ -103,22 +119,8 @@ def test_failed_turn_leaves_no_dangling_message(
 def test_client_disconnect_cancels_upstream(
     service: RunningService, fake_openai: FakeOpenAI
 ) -> None:
-    fake_openai.reply = " ".join(f"w{i}" for i in range(200))
-    fake_openai.token_delay = 0.02
-    with httpx.stream(
-        "POST",
-        f"{service.api}/chat/completions",
-        headers=service.headers(),
-        json={**MESSAGE, "stream": True},
-    ) as response:
-        lines = response.iter_lines()
-        for _ in range(3):
-            next(lines)
-    # The service must close its upstream connection long before the 4 s stream would end.
-    deadline = time.monotonic() + 2.0
-    while not fake_openai.client_disconnected.is_set() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert fake_openai.client_disconnected.is_set()
+    hang_up_mid_stream(service, fake_openai, "/chat/completions", {**MESSAGE, "stream": True})
+    assert upstream_cancelled(fake_openai)
 
 
 def test_chat_openai_errors_reach_langchain_clients(
@@ -128,29 +130,17 @@ def test_chat_openai_errors_reach_langchain_clients(
 
     fake_openai.fail_next(status=429, retry_after="0", times=10)
     llm = ChatOpenAI(base_url=service.api, api_key=service.token(), max_retries=0)
-    with pytest.raises(Exception) as info:
+    with pytest.raises(openai.RateLimitError) as info:
         llm.invoke([HumanMessage("hi")])
-    assert "upstream_rate_limited" in str(info.value) or "429" in str(info.value)
+    assert info.value.body["code"] == "upstream_rate_limited"  # type: ignore[index]
 
 
 def test_client_disconnect_on_a_thread_cancels_upstream_and_rolls_back(
     service: RunningService, fake_openai: FakeOpenAI
 ) -> None:
-    fake_openai.reply = " ".join(f"w{i}" for i in range(200))
-    fake_openai.token_delay = 0.02
-    with httpx.stream(
-        "POST",
-        f"{service.api}/chat/stream",
-        headers=service.headers(),
-        json={"messages": [{"role": "user", "content": "long story"}], "thread_id": "t-cut"},
-    ) as response:
-        lines = response.iter_lines()
-        for _ in range(4):
-            next(lines)
-    deadline = time.monotonic() + 2.0
-    while not fake_openai.client_disconnected.is_set() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert fake_openai.client_disconnected.is_set()
+    body = {"messages": [{"role": "user", "content": "long story"}], "thread_id": "t-cut"}
+    hang_up_mid_stream(service, fake_openai, "/chat/stream", body)
+    assert upstream_cancelled(fake_openai)
     time.sleep(0.2)
     fake_openai.reply, fake_openai.token_delay = None, 0.0
     post(service, {"messages": [{"role": "user", "content": "short"}], "thread_id": "t-cut"})
