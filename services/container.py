@@ -31,6 +31,7 @@ from providers.registry import ModelRegistry
 from providers.relay import OpenAIRelay
 from services.chat import ChatService
 from services.response_cache import ResponseCache
+from services.thread_chat import ThreadChat
 from services.threads import ThreadStore
 
 logger = logging.getLogger(__name__)
@@ -128,8 +129,9 @@ async def open_services(
             chat=ChatService(
                 registry=registry,
                 relay=relay,
-                threads=threads,
-                graph=chat_graph,
+                threads=ThreadChat(
+                    graph=chat_graph, threads=threads, accountant=accountant, limits=limits
+                ),
                 accountant=accountant,
                 tracer=RelayTracer(tracing_enabled()),
                 limits=limits,
