@@ -10,34 +10,28 @@ from __future__ import annotations
 
 import gc
 import logging
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import orjson
 from fastapi import Depends, FastAPI, Request
 from langserve import add_routes
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
-from accounting.events import CallContext
 from api.router import router as api_router
 from api.routes import health
-from api.schemas import THREAD_ID_PATTERN
 from auth.cookie import TokenCookieMiddleware
 from auth.deps import runnable_principal
-from auth.tokens import Principal, TokenVerifier
+from auth.tokens import TokenVerifier
 from chains.completion import build_completion_chain
 from core.config import Settings
 from core.errors import ApiError, install_error_handlers
 from core.logging import configure_logging
-from core.request_id import RequestIdMiddleware, current_request_id
-from core.tracing import run_metadata
-from db.models import checkpoint_key
+from core.request_id import RequestIdMiddleware
 from graphs.chat.graph import build_chat_graph
-from providers.keys import org_openai_key
 from providers.registry import ModelRegistry
-from services.container import Services, open_services
+from services.container import open_services
+from services.runnable_config import RunnableConfigurable, runnable_config
 
 logger = logging.getLogger(__name__)
 
@@ -88,17 +82,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 # --- LangServe (the only place that knows it) -----------------------------------------
 
 
-class RunnableConfigurable(BaseModel):
-    """What a client may put in ``config.configurable`` of a runnable call."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    model: str | None = None
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    max_tokens: int | None = Field(default=None, ge=1)
-    thread_id: str | None = Field(default=None, pattern=THREAD_ID_PATTERN)
-
-
 async def _client_configurable(config: dict[str, Any], request: Request) -> RunnableConfigurable:
     """The client's configurable keys, validated.
 
@@ -123,52 +106,19 @@ async def _client_configurable(config: dict[str, Any], request: Request) -> Runn
 
 
 def _config_modifier(*, flow: str, with_threads: bool) -> ConfigModifier:
-    """Inject the caller's org and user (written last: never taken from the client)."""
+    """Build each call's config on the server (``services.runnable_config``)."""
 
     async def modify(config: dict[str, Any], request: Request) -> dict[str, Any]:
-        principal: Principal = request.state.principal
-        services: Services = request.app.state.services
-        client = await _client_configurable(config, request)
-        org_key = await services.provider_keys.get(principal.org_id, "openai")
-        org_openai_key.set(org_key)  # read by the registry's model factory during the run
-        route = services.registry.resolve(client.model, org_key=org_key)
-        configurable: dict[str, Any] = client.model_dump(exclude_none=True)
-        configurable["model"] = route.name
-        thread_id: str | None = None
-        if with_threads:
-            thread_id = client.thread_id or f"runnable-{uuid.uuid4().hex}"
-            await services.threads.claim(principal, thread_id, model=route.name)
-            configurable["thread_id"] = checkpoint_key(principal.org_id, thread_id)
-        else:
-            configurable.pop("thread_id", None)
-        configurable.update(org_id=principal.org_id, user_id=principal.user_id)
-        context = CallContext(
-            org_id=principal.org_id,
-            user_id=principal.user_id,
-            route=flow,
-            request_id=current_request_id(),
-            thread_id=thread_id,
-        )
         body = await request.json() if request.method == "POST" else {}
-        context, cap = await services.limits.hold(
-            principal,
-            context,
-            model=route.name,
-            prompt=lambda: orjson.dumps(body.get("input")).decode(),
-            messages=1,
-            reply_limit=client.max_tokens,
+        return await runnable_config(
+            request.app.state.services,
+            request.state.principal,
+            config,
+            await _client_configurable(config, request),
+            body.get("input") if isinstance(body, dict) else None,
+            flow=flow,
+            with_threads=with_threads,
         )
-        if cap is not None:
-            configurable["max_tokens"] = cap
-        trace = run_metadata(context)
-        return {
-            **config,
-            "metadata": {**(config.get("metadata") or {}), **trace["metadata"]},
-            "tags": [*(config.get("tags") or []), *trace["tags"]],
-            "run_name": trace["run_name"],
-            "configurable": configurable,
-            "callbacks": [services.accountant.callback(context)],
-        }
 
     return modify
 
