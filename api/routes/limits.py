@@ -40,13 +40,7 @@ async def put_limits(
     body: LimitsUpdate, principal: AdminPrincipal, services: ServicesDep
 ) -> LimitsView:
     """Set the org's limits, or one user's with ``user_id``; ``null`` means unlimited."""
-    values = LimitValues(
-        requests_per_minute=body.requests_per_minute,
-        tokens_per_minute=body.tokens_per_minute,
-        tokens_per_day=body.tokens_per_day,
-        tokens_per_month=body.tokens_per_month,
-        cost_usd_per_month=body.cost_usd_per_month,
-    )
+    values = LimitValues(**body.model_dump(exclude={"user_id"}))
     row = await services.limits.store.put(
         principal.org_id, body.user_id or "", values, updated_by=principal.user_id
     )
