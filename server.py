@@ -29,9 +29,11 @@ from core.errors import ApiError, install_error_handlers
 from core.logging import configure_logging
 from core.request_id import RequestIdMiddleware
 from graphs.chat.graph import build_chat_graph
+from graphs.rag.graph import build_rag_graph, build_retriever
 from providers.registry import ModelRegistry
 from services.container import open_services
-from services.runnable_config import RunnableConfigurable, runnable_config
+from services.knowledge_query import RAG_THREAD_PREFIX, KnowledgeQuery, knowledge_search
+from services.runnable_config import RunnableConfigurable, retriever_config, runnable_config
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +50,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         context_window=lambda model: settings.context_window(model or registry.default_model),
         reply_reserve=settings.memory_reply_reserve_tokens,
     )
+    # The knowledge service is built in the lifespan: the search looks it up at call time.
+    search = knowledge_search(lambda: app.state.services.knowledge)
+    rag_graph = build_rag_graph(llm_factory=registry.chat_model, search=search)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_services(settings, registry=registry, chat_graph=chat_graph) as services:
             app.state.services = services
+            rag_graph.checkpointer = chat_graph.checkpointer  # one saver; RAG keys "rag:..."
+            app.state.knowledge_query = KnowledgeQuery(
+                graph=rag_graph,
+                registry=services.registry,
+                threads=services.threads,
+                accountant=services.accountant,
+                limits=services.limits,
+                provider_keys=services.provider_keys,
+            )
             # Everything imported and built so far lives as long as the process: move it out
             # of the garbage collector's sight, so full collections stop scanning LangChain's
             # large heap under load (measured: p95 spikes of ~250 ms at concurrency 50).
@@ -74,7 +88,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(api_router, prefix="/api")
     _add_runnable_routes(
-        app, chat_graph=chat_graph, completion=build_completion_chain(registry.chat_model)
+        app,
+        chat_graph=chat_graph,
+        completion=build_completion_chain(registry.chat_model),
+        rag_graph=rag_graph,
+        retriever=build_retriever(search),
     )
     return app
 
@@ -105,7 +123,9 @@ async def _client_configurable(config: dict[str, Any], request: Request) -> Runn
         raise ApiError(422, "invalid_config", f"configurable.{where}: {first['msg']}") from exc
 
 
-def _config_modifier(*, flow: str, with_threads: bool) -> ConfigModifier:
+def _config_modifier(
+    *, flow: str, with_threads: bool, require_thread: bool = True, thread_prefix: str = ""
+) -> ConfigModifier:
     """Build each call's config on the server (``services.runnable_config``)."""
 
     async def modify(config: dict[str, Any], request: Request) -> dict[str, Any]:
@@ -118,7 +138,19 @@ def _config_modifier(*, flow: str, with_threads: bool) -> ConfigModifier:
             body.get("input") if isinstance(body, dict) else None,
             flow=flow,
             with_threads=with_threads,
+            require_thread=require_thread,
+            thread_prefix=thread_prefix,
         )
+
+    return modify
+
+
+def _retriever_config_modifier(*, flow: str) -> ConfigModifier:
+    """The caller and the search options, for a runnable that calls no model."""
+
+    async def modify(config: dict[str, Any], request: Request) -> dict[str, Any]:
+        client = await _client_configurable(config, request)
+        return retriever_config(request.state.principal, config, client, flow=flow)
 
     return modify
 
@@ -141,7 +173,9 @@ async def _json_object_body(request: Request) -> None:
             raise ApiError(422, "invalid_request", f"'{key}' must be an object")
 
 
-def _add_runnable_routes(app: FastAPI, *, chat_graph: Any, completion: Any) -> None:
+def _add_runnable_routes(
+    app: FastAPI, *, chat_graph: Any, completion: Any, rag_graph: Any, retriever: Any
+) -> None:
     """Expose the runnables under ``/runnables`` (invoke, batch, stream, playground...)."""
     auth = [Depends(runnable_principal), Depends(_json_object_body)]
     add_routes(
@@ -157,6 +191,25 @@ def _add_runnable_routes(app: FastAPI, *, chat_graph: Any, completion: Any) -> N
         path="/runnables/completion",
         dependencies=auth,
         per_req_config_modifier=_config_modifier(flow="runnables.completion", with_threads=False),
+    )
+    add_routes(
+        app,
+        rag_graph,
+        path="/runnables/rag",
+        dependencies=auth,
+        per_req_config_modifier=_config_modifier(
+            flow="runnables.rag",
+            with_threads=True,
+            require_thread=False,  # a one-off key when the client names no thread
+            thread_prefix=RAG_THREAD_PREFIX,
+        ),
+    )
+    add_routes(
+        app,
+        retriever,
+        path="/runnables/retriever",
+        dependencies=auth,
+        per_req_config_modifier=_retriever_config_modifier(flow="runnables.retriever"),
     )
 
 

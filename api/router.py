@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.routes import chat, limits, models, provider_keys, threads, usage
+from api.routes import (
+    chat,
+    knowledge,
+    knowledge_query,
+    limits,
+    models,
+    provider_keys,
+    threads,
+    usage,
+)
 
 router = APIRouter()
 router.include_router(chat.router)
@@ -13,3 +22,5 @@ router.include_router(threads.router)
 router.include_router(usage.router)
 router.include_router(limits.router)
 router.include_router(provider_keys.router)
+router.include_router(knowledge.router)
+router.include_router(knowledge_query.router)

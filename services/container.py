@@ -22,14 +22,18 @@ from core.vectorstore import ChromaClientProvider
 from db.migrate import upgrade
 from db.session import create_engine, create_sessionmaker
 from graphs.checkpointer import open_checkpointer
+from jobs.in_process import InProcessJobQueue
+from knowledge.vectors import VectorStore
 from limits.counters import Counters, MemoryCounters, RedisCounters
 from limits.enforcer import LimitEnforcer
 from limits.store import LimitStore
+from providers.embeddings import EmbeddingRegistry
 from providers.keys import ProviderKeyStore, load_vault
 from providers.local_llm import start_local_model
 from providers.registry import ModelRegistry
 from providers.relay import OpenAIRelay
 from services.chat import ChatService
+from services.knowledge import KnowledgeService
 from services.response_cache import ResponseCache
 from services.thread_chat import ThreadChat
 from services.threads import ThreadStore
@@ -53,6 +57,8 @@ class Services:
     accountant: Accountant
     limits: LimitEnforcer
     provider_keys: ProviderKeyStore
+    jobs: InProcessJobQueue
+    knowledge: KnowledgeService
     started_at: int
 
 
@@ -118,6 +124,22 @@ async def open_services(
             settings.limits_default_max_tokens,
             enabled=settings.accounting_enabled,
         )
+        chroma = ChromaClientProvider(settings)
+        jobs = InProcessJobQueue(workers=settings.knowledge_workers)
+        knowledge = KnowledgeService(
+            settings=settings,
+            sessions=sessions,
+            vectors=VectorStore(chroma),
+            embeddings=EmbeddingRegistry(settings),
+            accountant=accountant,
+            jobs=jobs,
+            provider_keys=provider_keys,
+        )
+        await jobs.start()
+        stack.push_async_callback(jobs.aclose)
+        recovered = await knowledge.recover()
+        if recovered:
+            logger.info("re-queued %d documents accepted before the restart", recovered)
         yield Services(
             settings=settings,
             engine=engine,
@@ -143,9 +165,11 @@ async def open_services(
                     redis_prefix=settings.redis_prefix,
                 ),
             ),
-            chroma=ChromaClientProvider(settings),
+            chroma=chroma,
             accountant=accountant,
             limits=limits,
             provider_keys=provider_keys,
+            jobs=jobs,
+            knowledge=knowledge,
             started_at=int(time.time()),
         )

@@ -1,20 +1,23 @@
 """The run config of a runnable call (LangServe routes), built by the server, not the client.
 
-The client may choose ``model``, ``temperature``, ``max_tokens`` and ``thread_id``; the
-service resolves the model (and the org's own key), claims the thread for the caller,
-reserves against the org's limits, and writes org, user, accounting callback and tracing
-metadata last, so none of them can come from the client.
+The client may choose ``model``, ``temperature``, ``max_tokens`` and ``thread_id`` (and, for
+the RAG runnables, the search: ``collection``, ``k``, ``filter``, ``mode``,
+``min_similarity``); the service resolves the model (and the org's own key), claims the
+thread for the caller, reserves against the org's limits, and writes org, user, route,
+request id, accounting callback and tracing metadata last, so none of them can come from
+the client.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from accounting.events import CallContext
+from api.knowledge_schemas import COLLECTION_PATTERN
 from api.schemas import THREAD_ID_PATTERN
 from auth.tokens import Principal
 from core.request_id import current_request_id
@@ -35,6 +38,14 @@ class RunnableConfigurable(BaseModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1)
     thread_id: str | None = Field(default=None, pattern=THREAD_ID_PATTERN)
+    collection: str | None = Field(default=None, pattern=COLLECTION_PATTERN)
+    k: int | None = Field(default=None, ge=1, le=50)
+    filter: dict[str, Any] | None = None
+    mode: Literal["vector", "keyword", "hybrid"] | None = None
+    min_similarity: float | None = Field(default=None, ge=-1, le=1)
+
+
+_SEARCH_KEYS = {"collection", "k", "filter", "mode", "min_similarity"}
 
 
 async def runnable_config(
@@ -46,18 +57,28 @@ async def runnable_config(
     *,
     flow: str,
     with_threads: bool,
+    require_thread: bool = True,
+    thread_prefix: str = "",
 ) -> dict[str, Any]:
-    """The config the runnable runs with."""
+    """The config the runnable runs with.
+
+    ``with_threads``: the runnable keeps a conversation under ``configurable.thread_id``
+    (``thread_prefix`` + ``<org>/<thread id>``). Without a client ``thread_id``, a new
+    thread is claimed (``require_thread``) or an unclaimed one-off key is used.
+    """
     org_key = await services.provider_keys.get(principal.org_id, "openai")
     org_openai_key.set(org_key)  # read by the registry's model factory during the run
     route = services.registry.resolve(client.model, org_key=org_key)
     configurable: dict[str, Any] = client.model_dump(exclude_none=True, exclude={"thread_id"})
     configurable["model"] = route.name
     thread_id: str | None = None
-    if with_threads:
+    if with_threads and (client.thread_id or require_thread):
         thread_id = client.thread_id or f"runnable-{uuid.uuid4().hex}"
         await services.threads.claim(principal, thread_id, model=route.name)
-        configurable["thread_id"] = checkpoint_key(principal.org_id, thread_id)
+        configurable["thread_id"] = thread_prefix + checkpoint_key(principal.org_id, thread_id)
+    elif with_threads:
+        once = f"once-{uuid.uuid4().hex}"
+        configurable["thread_id"] = thread_prefix + checkpoint_key(principal.org_id, once)
     context = CallContext(
         org_id=principal.org_id,
         user_id=principal.user_id,
@@ -75,7 +96,48 @@ async def runnable_config(
     )
     if cap is not None:
         configurable["max_tokens"] = cap
-    configurable.update(org_id=principal.org_id, user_id=principal.user_id)
+    configurable.update(
+        org_id=principal.org_id,
+        user_id=principal.user_id,
+        route=flow,
+        request_id=context.request_id,
+    )
+    if context.reservation is not None:
+        # Gives the hold back when the run calls no model (RAG with nothing relevant).
+        configurable["release_hold"] = context.reservation.release
+    return _with_identity(config, context, configurable, [services.accountant.callback(context)])
+
+
+def retriever_config(
+    principal: Principal, config: dict[str, Any], client: RunnableConfigurable, *, flow: str
+) -> dict[str, Any]:
+    """The config of a retrieval-only runnable: the search and the caller, no model, no hold.
+
+    The query's embedding is accounted by the knowledge service to the identity set here.
+    """
+    configurable: dict[str, Any] = client.model_dump(exclude_none=True, include=_SEARCH_KEYS)
+    context = CallContext(
+        org_id=principal.org_id,
+        user_id=principal.user_id,
+        route=flow,
+        request_id=current_request_id(),
+    )
+    configurable.update(
+        org_id=principal.org_id,
+        user_id=principal.user_id,
+        route=flow,
+        request_id=context.request_id,
+    )
+    return _with_identity(config, context, configurable, [])
+
+
+def _with_identity(
+    config: dict[str, Any],
+    context: CallContext,
+    configurable: dict[str, Any],
+    callbacks: list[Any],
+) -> dict[str, Any]:
+    """The client's config with the server's configurable, callbacks and tracing, last."""
     trace = run_metadata(context)
     return {
         **config,
@@ -83,5 +145,5 @@ async def runnable_config(
         "tags": [*(config.get("tags") or []), *trace["tags"]],
         "run_name": trace["run_name"],
         "configurable": configurable,
-        "callbacks": [services.accountant.callback(context)],
+        "callbacks": callbacks,
     }

@@ -1,4 +1,4 @@
-"""A fake OpenAI upstream: real HTTP on 127.0.0.1, the Chat Completions wire protocol.
+"""A fake OpenAI upstream: real HTTP on 127.0.0.1, the Chat Completions and Embeddings protocols.
 
 Tests drive the real clients (``openai``, ``langchain-openai``, the relay) against it and the
 chat overhead benchmark uses it as the upstream, so it must cost far less than the gateway:
@@ -11,9 +11,15 @@ one server per session (``_fake_openai_session``), state reset around each test:
     def test_x(fake_openai: FakeOpenAI) -> None:
         client = openai.OpenAI(base_url=fake_openai.base_url, api_key="sk-test")
         fake_openai.reply = "hello"                          # default: "echo: <last user msg>"
-        fake_openai.fail_next(status=429, retry_after="1")   # scripted, one per chat request
+        fake_openai.fail_next(status=429, retry_after="1")   # scripted, one per chat/embeddings
         ...
         assert fake_openai.requests[-1].headers["authorization"] == "Bearer sk-test"
+
+Embeddings (``POST /v1/embeddings``) are a hashed bag of words: lowercased word tokens
+(``\\w+`` runs) and the character bigrams of Hangul words, counted into ``dimensions``
+buckets (default 1536) and L2-normalized. Deterministic, and texts sharing words with a query
+score higher against it. ``usage.prompt_tokens`` is the number of word tokens (token-id
+inputs: one per id). ``encoding_format="base64"`` (the SDK's default) is little-endian float32.
 
 Outside pytest: ``with FakeOpenAI() as fake: ...``. Standalone (the benchmark runs it pinned
 to another core): ``python -m tests.fakes.openai_server --port 0`` prints
@@ -24,8 +30,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
+import hashlib
 import itertools
+import math
+import re
+import struct
 import threading
 import time
 from collections import deque
@@ -43,6 +54,9 @@ Writer: TypeAlias = asyncio.StreamWriter
 MODELS = ("gpt-4o-mini", "gpt-4o")
 _REASONS = {status.value: status.phrase for status in HTTPStatus}
 _ERROR_TYPES = {401: "authentication_error", 404: "not_found_error", 429: "rate_limit_error"}
+EMBEDDING_DIMENSIONS = 1536  # text-embedding-3-small and ada-002
+_WORD = re.compile(r"\w+")
+_HANGUL = re.compile(r"[\uac00-\ud7a3]{2,}")
 
 
 @dataclass
@@ -80,11 +94,11 @@ class FakeOpenAI:
         self.client_disconnected.clear()
 
     def fail_next(self, *, status: int, retry_after: str | None = None, times: int = 1) -> None:
-        """Answer the next ``times`` chat requests with ``status`` and an OpenAI error body."""
+        """Answer the next ``times`` chat/embeddings requests with ``status`` and an error body."""
         self._scripts.extend((status, retry_after, 0.0) for _ in range(times))
 
     def delay_next(self, seconds: float, *, times: int = 1) -> None:
-        """Sleep ``seconds`` before answering the next ``times`` chat requests (timeouts)."""
+        """Sleep ``seconds`` before answering the next ``times`` chat/embeddings requests."""
         self._scripts.extend((0, None, seconds) for _ in range(times))
 
     def cpu_time(self) -> float:
@@ -160,6 +174,8 @@ class FakeOpenAI:
                     break
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             pass  # the client went away
+        except asyncio.CancelledError:
+            pass  # stop() with keep-alive connections open; 3.11's start_server logs it otherwise
         except ValueError:  # a malformed request line or Content-Length
             _fail(writer, 400, "malformed request", "bad_request")
         finally:
@@ -173,10 +189,12 @@ class FakeOpenAI:
         if method == "GET" and path.endswith("/models"):
             data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in MODELS]
             return _respond(writer, 200, {"object": "list", "data": data})
-        if method != "POST" or not path.endswith("/chat/completions"):
+        chat = path.endswith("/chat/completions")
+        if method != "POST" or not (chat or path.endswith("/embeddings")):
             return _fail(writer, 404, f"no route {method} {path}", "unknown_url")
-        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
-            return _fail(writer, 400, "'messages' is required", "invalid_request")
+        invalid = _invalid_chat(body) if chat else _invalid_embeddings(body)
+        if invalid:
+            return _fail(writer, 400, invalid, "invalid_request")
         status, retry_after, delay = self._scripts.popleft() if self._scripts else (0, None, 0)
         if delay:
             await asyncio.sleep(delay)
@@ -184,6 +202,8 @@ class FakeOpenAI:
                 return False
         if status:
             return _fail(writer, status, f"scripted {status}", "scripted", retry_after)
+        if not chat:
+            return _respond(writer, 200, _embeddings(body))
         if body.get("stream"):
             return await self._stream(body, reader, writer)
         tokens = self._tokens(body)
@@ -278,6 +298,83 @@ def _envelope(body: dict[str, Any], kind: str, **choice: Any) -> dict[str, Any]:
     created, model = int(time.time()), body.get("model") or MODELS[0]
     choices = [{"index": 0, **choice}] if choice else []
     return dict(id="chatcmpl-fake", object=kind, created=created, model=model, choices=choices)
+
+
+def _invalid_chat(body: Any) -> str | None:
+    """Why a chat body is refused (400), or None."""
+    if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+        return "'messages' is required"
+    return None
+
+
+def _invalid_embeddings(body: Any) -> str | None:
+    """Why an embeddings body is refused (400), or None: OpenAI's input shapes only."""
+    if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+        return "'model' is required"
+    if _inputs(body.get("input")) is None:
+        return "'input' must be a string, a list of strings, or token ids (list or lists)"
+    if body.get("encoding_format", "float") not in ("float", "base64"):
+        return "'encoding_format' must be 'float' or 'base64'"
+    dimensions = body.get("dimensions", EMBEDDING_DIMENSIONS)
+    if not isinstance(dimensions, int) or isinstance(dimensions, bool) or dimensions < 1:
+        return "'dimensions' must be a positive integer"
+    return None
+
+
+def _inputs(value: Any) -> list[list[str]] | None:
+    """The input as one token list per text (``#<id>`` for token ids), None if malformed."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        return None
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return [[f"#{v}" for v in value]]
+    if all(isinstance(v, str) for v in value):
+        return [_words(v) for v in value]
+    if all(isinstance(v, list) and v and all(type(i) is int for i in v) for v in value):
+        return [[f"#{i}" for i in v] for v in value]
+    return None
+
+
+def _words(text: str) -> list[str]:
+    """Lowercased word tokens (what ``usage`` counts)."""
+    return _WORD.findall(text.lower())
+
+
+def _features(words: list[str]) -> list[str]:
+    """The words plus Hangul bigrams, so "서울은" and "서울의" share the feature "서울"."""
+    grams = [m[i : i + 2] for w in words for m in _HANGUL.findall(w) for i in range(len(m) - 1)]
+    return words + grams
+
+
+def _vector(words: list[str], dimensions: int) -> list[float]:
+    """A hashed bag of features, L2-normalized (as float32); no feature: the first axis."""
+    counts = [0.0] * dimensions
+    for feature in _features(words):
+        digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
+        counts[int.from_bytes(digest, "little") % dimensions] += 1.0
+    norm = math.sqrt(sum(c * c for c in counts))
+    if not norm:
+        counts[0], norm = 1.0, 1.0
+    return [c / norm for c in counts]
+
+
+def _embeddings(body: dict[str, Any]) -> dict[str, Any]:
+    """The embeddings response: one vector per input, float lists or base64 float32."""
+    texts = _inputs(body["input"]) or []
+    dimensions, b64 = body.get("dimensions", EMBEDDING_DIMENSIONS), body.get("encoding_format")
+    data = []
+    for index, words in enumerate(texts):
+        packed = struct.pack(f"<{dimensions}f", *_vector(words, dimensions))
+        vector: Any = (
+            base64.b64encode(packed).decode("ascii")
+            if b64 == "base64"
+            else list(struct.unpack(f"<{dimensions}f", packed))  # the same float32 values
+        )
+        data.append({"object": "embedding", "index": index, "embedding": vector})
+    tokens = sum(len(words) for words in texts)
+    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+    return {"object": "list", "data": data, "model": body["model"], "usage": usage}
 
 
 def _usage(body: dict[str, Any], completion: int) -> dict[str, dict[str, int]]:

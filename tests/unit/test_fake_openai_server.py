@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -142,7 +144,117 @@ def test_missing_key_is_401_and_unknown_routes_404(fake_openai: FakeOpenAI) -> N
     assert error["type"] == "authentication_error" and error["code"] == "invalid_api_key"
     assert set(error) >= {"message", "type", "code"}
     with pytest.raises(openai.NotFoundError):
-        client(fake_openai).embeddings.create(model="m", input="x")
+        client(fake_openai).completions.create(model="m", prompt="x")  # legacy: not served
+
+
+def cosine(a: list[float], b: list[float]) -> float:
+    return sum(x * y for x, y in zip(a, b, strict=True))  # the fake's vectors are unit length
+
+
+def test_embeddings_float_vectors_are_deterministic_and_meaningful(
+    fake_openai: FakeOpenAI,
+) -> None:
+    texts = ["The cat sat on the mat", "Stock markets fell sharply today", "서울은 한국의 수도이다"]
+    result = client(fake_openai).embeddings.create(
+        model="text-embedding-3-small", input=texts, encoding_format="float"
+    )
+    assert result.object == "list" and result.model == "text-embedding-3-small"
+    assert [d.index for d in result.data] == [0, 1, 2]
+    vectors = [d.embedding for d in result.data]
+    assert {len(v) for v in vectors} == {1536}
+    assert all(abs(cosine(v, v) - 1) < 1e-5 for v in vectors)
+    assert result.usage.prompt_tokens == 6 + 5 + 3 == result.usage.total_tokens
+    query = client(fake_openai).embeddings.create(
+        model="text-embedding-3-small", input="where did the cat sit", encoding_format="float"
+    )
+    q = query.data[0].embedding
+    assert cosine(q, vectors[0]) > 0.3 > cosine(q, vectors[1])
+    korean = client(fake_openai).embeddings.create(
+        model="m", input="서울의 인구", encoding_format="float"
+    )
+    k = korean.data[0].embedding  # "서울의" shares the bigram "서울" with "서울은"
+    assert cosine(k, vectors[2]) > 0.1 > abs(cosine(k, vectors[0]))
+    again = client(fake_openai).embeddings.create(model="m", input=texts, encoding_format="float")
+    assert [d.embedding for d in again.data] == vectors
+    sent = fake_openai.requests[0]
+    assert (sent.method, sent.path) == ("POST", "/v1/embeddings")
+    assert sent.body == {
+        "model": "text-embedding-3-small",
+        "input": texts,
+        "encoding_format": "float",
+    }
+
+
+def test_embeddings_base64_is_the_sdk_default_and_decodes_to_the_same_floats(
+    fake_openai: FakeOpenAI,
+) -> None:
+    sdk = client(fake_openai)
+    decoded = sdk.embeddings.create(model="text-embedding-ada-002", input=["alpha beta"])
+    assert fake_openai.requests[-1].body["encoding_format"] == "base64"  # the SDK asked for it
+    floats = sdk.embeddings.create(
+        model="text-embedding-ada-002", input=["alpha beta"], encoding_format="float"
+    )
+    assert decoded.data[0].embedding == floats.data[0].embedding  # exact: both float32
+    raw = httpx.post(
+        f"{fake_openai.base_url}/embeddings",
+        json={"model": "m", "input": "alpha beta", "encoding_format": "base64", "dimensions": 8},
+        headers={"Authorization": "Bearer k"},
+    ).json()
+    packed = base64.b64decode(raw["data"][0]["embedding"])
+    values = struct.unpack("<8f", packed)
+    assert len(packed) == 32 and abs(sum(v * v for v in values) - 1) < 1e-5
+
+
+def test_embeddings_accept_token_ids_and_dimensions(fake_openai: FakeOpenAI) -> None:
+    sdk = client(fake_openai)
+    one = sdk.embeddings.create(model="m", input=[1, 2, 3], encoding_format="float")
+    assert len(one.data) == 1 and one.usage.prompt_tokens == 3
+    many = sdk.embeddings.create(
+        model="m", input=[[1, 2], [3]], dimensions=64, encoding_format="float"
+    )
+    assert [len(d.embedding) for d in many.data] == [64, 64] and many.usage.prompt_tokens == 3
+    empty = sdk.embeddings.create(model="m", input="", encoding_format="float")
+    assert empty.data[0].embedding[0] == 1.0 and empty.usage.prompt_tokens == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"input": "x"},
+        {"model": "m"},
+        {"model": "m", "input": []},
+        {"model": "m", "input": [1, "a"]},
+        {"model": "m", "input": "x", "encoding_format": "int8"},
+        {"model": "m", "input": "x", "dimensions": 0},
+    ],
+)
+def test_embeddings_refuse_malformed_bodies(fake_openai: FakeOpenAI, body: dict) -> None:
+    response = httpx.post(
+        f"{fake_openai.base_url}/embeddings", json=body, headers={"Authorization": "Bearer k"}
+    )
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_request"
+
+
+def test_embeddings_scripted_failures_and_delays(fake_openai: FakeOpenAI) -> None:
+    fake_openai.fail_next(status=429, retry_after="2")
+    sdk = client(fake_openai)
+    with pytest.raises(openai.RateLimitError) as caught:
+        sdk.embeddings.create(model="m", input="x")
+    assert caught.value.response.headers["retry-after"] == "2"
+    assert sdk.embeddings.create(model="m", input="x").data  # consumed: one only
+    fake_openai.delay_next(1.0)
+    with pytest.raises(openai.APITimeoutError):
+        client(fake_openai, timeout=0.2).embeddings.create(model="m", input="x")
+
+
+@pytest.mark.asyncio
+async def test_async_sdk_embeddings(fake_openai: FakeOpenAI) -> None:
+    async with openai.AsyncOpenAI(
+        base_url=fake_openai.base_url, api_key="sk-async", max_retries=0
+    ) as sdk:
+        result = await sdk.embeddings.create(model="m", input=["a b", "c"])
+    assert [len(d.embedding) for d in result.data] == [1536, 1536]
+    assert result.usage.prompt_tokens == 3
 
 
 def test_client_disconnect_mid_stream_is_noticed(fake_openai: FakeOpenAI) -> None:

@@ -1,0 +1,208 @@
+"""Request and response bodies of the knowledge-base routes (``/api/knowledge``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.schemas import THREAD_ID_PATTERN
+
+COLLECTION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$"
+
+
+class DocumentError(BaseModel):
+    """Why a document failed (``status: failed``) or was cancelled."""
+
+    code: str
+    message: str
+
+
+class DocumentPublic(BaseModel):
+    """A document of the knowledge base."""
+
+    id: str
+    filename: str
+    content_type: str
+    size_bytes: int
+    sha256: str
+    chunks: int
+    status: Literal["processing", "ready", "failed", "cancelled"]
+    collection: str
+    metadata: dict[str, Any]
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    error: DocumentError | None = None
+    duplicate: bool = Field(
+        default=False, description="The same content was already in the collection."
+    )
+
+
+class FileErrorPublic(BaseModel):
+    """One file of an upload that was not ingested."""
+
+    filename: str
+    code: str
+    message: str
+    status: int
+
+
+class UploadPublic(BaseModel):
+    """The answer to an upload: what was accepted and what was not."""
+
+    documents: list[DocumentPublic]
+    errors: list[FileErrorPublic]
+
+
+class DocumentsPublic(BaseModel):
+    """A page of documents."""
+
+    data: list[DocumentPublic]
+    count: int
+
+
+class CollectionCreate(BaseModel):
+    """A new collection: how it embeds, measures distance and chunks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=COLLECTION_PATTERN)
+    embedding_model: str | None = Field(
+        default=None, description="Default: the service's (`local` when no key is set)."
+    )
+    distance: Literal["cosine", "l2", "ip"] = "cosine"
+    chunk_size: int | None = Field(default=None, ge=100, le=20_000)
+    chunk_overlap: int | None = Field(default=None, ge=0, le=10_000)
+
+
+class CollectionPublic(BaseModel):
+    """A collection and the embedding that built it."""
+
+    name: str
+    embedding_model: str
+    embedding_dim: int
+    distance: str
+    chunk_size: int
+    chunk_overlap: int
+    reembedding_to: str | None = Field(
+        default=None, description="Set while a re-embedding with this model runs."
+    )
+    created_at: datetime
+
+
+class CollectionsPublic(BaseModel):
+    """The org's collections."""
+
+    data: list[CollectionPublic]
+
+
+class SearchRequest(BaseModel):
+    """``POST /api/knowledge/search``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1, max_length=8000)
+    k: int = Field(default=4, ge=1, le=100)
+    filter: dict[str, Any] | None = Field(
+        default=None, description="Chroma `where` syntax: {'team': 'hr'}, {'$and': [...]}."
+    )
+    collection: str = Field(default="default", pattern=COLLECTION_PATTERN)
+    mmr: bool = Field(default=False, description="Diversify results (maximal marginal relevance).")
+    mode: Literal["vector", "keyword", "hybrid"] = Field(
+        default="hybrid", description="hybrid: BM25 and vector results fused by reciprocal rank."
+    )
+
+
+class SearchResult(BaseModel):
+    """One chunk found."""
+
+    document_id: str
+    chunk_id: str
+    text: str
+    score: float = Field(description="vector: similarity; keyword: BM25; hybrid: fused RRF score.")
+    vector_score: float | None = None
+    keyword_score: float | None = None
+    metadata: dict[str, Any]
+
+
+class SearchResponse(BaseModel):
+    """The chunks found, best first."""
+
+    results: list[SearchResult]
+    collection: str
+    mode: str
+
+
+class ReembedRequest(BaseModel):
+    """``POST /api/knowledge/reembed``: rebuild a collection with another embedding model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    collection: str = Field(default="default", pattern=COLLECTION_PATTERN)
+    embedding_model: str | None = Field(
+        default=None, description="Default: the service's current default model."
+    )
+
+
+class KnowledgeQueryRequest(BaseModel):
+    """``POST /api/knowledge/query``: a question answered from the knowledge base."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(min_length=1, max_length=8000, pattern=r"^[^\x00]*[^\x00\s][^\x00]*$")
+    k: int = Field(default=4, ge=1, le=50, description="Chunks retrieved.")
+    filter: dict[str, Any] | None = Field(
+        default=None, description="Chroma `where` syntax: {'team': 'hr'}, {'$and': [...]}."
+    )
+    collection: str = Field(default="default", pattern=COLLECTION_PATTERN)
+    mode: Literal["vector", "keyword", "hybrid"] = "hybrid"
+    min_similarity: float | None = Field(
+        default=None,
+        ge=-1,
+        le=1,
+        description="Vector similarity from which a chunk is relevant (default: tuned for "
+        "the local embedder; ~0.3 suits OpenAI embeddings).",
+    )
+    model: str | None = Field(default=None, description="Chat model; the default if unset.")
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=1)
+    stream: bool = Field(
+        default=False, description="SSE: `token` events, then `citations`, `usage`, `[DONE]`."
+    )
+    thread_id: str | None = Field(
+        default=None,
+        pattern=THREAD_ID_PATTERN,
+        description="Remember the conversation: follow-ups are rewritten from it.",
+    )
+
+
+class CitationPublic(BaseModel):
+    """A passage the answer is grounded in."""
+
+    index: int = Field(description="The `[n]` that refers to it in the answer.")
+    document_id: str
+    filename: str | None
+    chunk_id: str
+    page: int | None = None
+    snippet: str = Field(description="The start of the chunk (at most 300 characters).")
+    score: float
+
+
+class QueryUsage(BaseModel):
+    """Tokens of the model calls that answered (rewrite and answer)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class KnowledgeQueryResponse(BaseModel):
+    """The grounded answer and its sources."""
+
+    answer: str
+    citations: list[CitationPublic]
+    usage: QueryUsage
+    model: str
+    thread_id: str | None = None

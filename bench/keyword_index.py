@@ -1,0 +1,230 @@
+"""The BM25 keyword index (``knowledge.keyword_index``): ingest throughput, search latency.
+
+Fills a fresh index with synthetic ~1000-character chunks (Korean and English words drawn
+from a fixed, seeded vocabulary with Zipf frequencies, Korean words often with particles)
+and times ``index_chunks`` (tokenize + insert + commit, 500 chunks per transaction, no
+embedding) and ``search`` for 3-term queries: "zipf" queries draw their words as often as
+the text does (so they hit the very common terms), "uniform" ones draw any vocabulary word.
+
+SQLite runs in a temporary directory; ``--pg URL`` also runs on PostgreSQL in a scratch
+database of its own (created next to URL's database and dropped afterwards). Tables are
+created by the service's migrations. Usage::
+
+    uv run python bench/keyword_index.py --pg postgresql+psycopg://postgres@127.0.0.1:5432/test
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core.config import Settings
+from db.migrate import upgrade
+from db.session import create_engine, create_sessionmaker
+from knowledge import keyword_index
+from knowledge.keywords import STOPWORDS, terms
+
+SEED = 20261202
+CHUNK_CHARS = 1000
+BATCH = 500
+SYLLABLES = (
+    "가나다라마바사아자차카타파하고노도로모보소오조초코토포호구누두루무부수우주추쿠투푸후"
+    "기니디리미비시이지치키티피히개내대래매배새애재채캐태패해거너더러머버서어저처커터퍼허"
+    "관광국금길남동문민병보산상서선성세수시신안연영용원유은인일장전정제조중지진창천청한현화회"
+)
+PARTICLES = ("은", "는", "이", "가", "을", "를", "에", "에서", "으로", "의", "와", "도", "하고")
+
+
+@dataclass
+class Vocabulary:
+    """The fixed word lists and their Zipf weights."""
+
+    words: list[str]
+    weights: list[float]
+    korean: set[str]
+
+
+def vocabulary(rng: random.Random, size: int = 4000) -> Vocabulary:
+    english: set[str] = set()
+    while len(english) < size // 2:
+        word = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 9)))
+        if word not in STOPWORDS:
+            english.add(word)
+    korean: set[str] = set()
+    while len(korean) < size // 2:
+        korean.add("".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 3))))
+    words = sorted(english) + sorted(korean)
+    rng.shuffle(words)  # rank (hence frequency) independent of language
+    return Vocabulary(words, [1.0 / (rank + 1) for rank in range(len(words))], korean)
+
+
+def chunk_text(rng: random.Random, vocab: Vocabulary) -> str:
+    parts: list[str] = []
+    length = 0
+    for word in rng.choices(vocab.words, vocab.weights, k=400):
+        if word in vocab.korean and rng.random() < 0.6:
+            word += rng.choice(PARTICLES)
+        if rng.random() < 0.08:
+            word += "."
+        parts.append(word)
+        length += len(word) + 1
+        if length >= CHUNK_CHARS:
+            break
+    return " ".join(parts)[:CHUNK_CHARS]
+
+
+def queries(rng: random.Random, vocab: Vocabulary, count: int, *, zipf: bool) -> list[str]:
+    weights = vocab.weights if zipf else None
+    picked: list[str] = []
+    while len(picked) < count:
+        words = rng.choices(vocab.words, weights, k=3)
+        if len(set(words)) == 3 and len(terms(" ".join(words))) == 3:
+            picked.append(" ".join(words))
+    return picked
+
+
+def percentile(values: list[float], q: float) -> float:
+    data = sorted(values)
+    return data[min(len(data) - 1, int(q * len(data)))] * 1000
+
+
+@dataclass
+class Result:
+    """One backend at one size."""
+
+    backend: str
+    chunks: int
+    postings: int
+    index_rate: float
+    tokenize_rate: float
+    zipf: list[float]
+    uniform: list[float]
+    mean_hits: float
+
+
+async def run(settings: Settings, backend: str, size: int, query_count: int) -> Result:
+    upgrade(settings)
+    engine = create_engine(settings)
+    sessions = create_sessionmaker(engine)
+    rng = random.Random(SEED)
+    vocab = vocabulary(rng)
+    collection = str(uuid.uuid4())
+    indexing = tokenizing = 0.0
+    try:
+        for start in range(0, size, BATCH):
+            texts = [chunk_text(rng, vocab) for _ in range(min(BATCH, size - start))]
+            batch = [(f"doc-{start // BATCH:05d}:{i:04d}", t) for i, t in enumerate(texts)]
+            began = time.perf_counter()
+            for t in texts:
+                terms(t)
+            tokenizing += time.perf_counter() - began
+            began = time.perf_counter()
+            async with sessions() as session:
+                await keyword_index.index_chunks(session, collection, batch)
+                await session.commit()
+            indexing += time.perf_counter() - began
+        async with engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            postings = int(
+                (await conn.execute(text("SELECT count(*) FROM ahc_keyword_postings"))).scalar_one()
+            )
+            # What autovacuum does after a bulk load (PostgreSQL also sets the visibility map).
+            vacuum = "VACUUM ANALYZE ahc_keyword_postings" if backend == "postgresql" else "ANALYZE"
+            await conn.execute(text(vacuum))
+        latencies: dict[str, list[float]] = {}
+        hits = []
+        for kind in ("zipf", "uniform"):
+            asked = queries(rng, vocab, query_count, zipf=kind == "zipf")
+            for q in asked[:5]:  # warm the caches and the connection pool
+                async with sessions() as session:
+                    await keyword_index.search(session, collection, q, limit=10)
+            latencies[kind] = []
+            for q in asked:
+                began = time.perf_counter()
+                async with sessions() as session:
+                    found = await keyword_index.search(session, collection, q, limit=10)
+                latencies[kind].append(time.perf_counter() - began)
+                hits.append(len(found))
+    finally:
+        await engine.dispose()
+    return Result(
+        backend=backend,
+        chunks=size,
+        postings=postings,
+        index_rate=size / indexing,
+        tokenize_rate=size / tokenizing,
+        zipf=latencies["zipf"],
+        uniform=latencies["uniform"],
+        mean_hits=statistics.mean(hits),
+    )
+
+
+@contextmanager
+def scratch_database(url: str) -> Iterator[str]:
+    """A database of our own on URL's server; dropped (forcefully) at the end."""
+    parsed = make_url(url)
+    admin = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+    name = f"ahc_bench_kw_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield parsed.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def row(result: Result) -> str:
+    return (
+        f"| {result.backend} | {result.chunks:,} | {result.postings:,} "
+        f"| {result.index_rate:,.0f} | {result.tokenize_rate:,.0f} "
+        f"| {percentile(result.zipf, 0.5):.1f} / {percentile(result.zipf, 0.95):.1f} "
+        f"| {percentile(result.uniform, 0.5):.1f} / {percentile(result.uniform, 0.95):.1f} |"
+    )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pg", help="a PostgreSQL URL (postgresql+psycopg://...)")
+    parser.add_argument("--no-sqlite", action="store_true")
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--queries", type=int, default=200)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    print(
+        "| backend | chunks | postings | index chunks/s | terms() alone chunks/s "
+        "| search ms p50 / p95 (zipf) | search ms p50 / p95 (uniform) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for size in sizes:
+        if not args.no_sqlite:
+            with tempfile.TemporaryDirectory(prefix="ahc-bench-kw-") as data:
+                settings = Settings(_env_file=None, data_dir=Path(data))
+                print(row(await run(settings, "sqlite", size, args.queries)), flush=True)
+        if args.pg:
+            with scratch_database(args.pg) as url, tempfile.TemporaryDirectory() as data:
+                settings = Settings(_env_file=None, data_dir=Path(data), database_url=url)
+                print(row(await run(settings, "postgresql", size, args.queries)), flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,1 @@
+"""Retrieval-augmented answers over the org's knowledge base, with thread memory."""

@@ -1,0 +1,149 @@
+"""The embedded default of the job interface: a bounded, org-fair worker pool in-process.
+
+Each organization has its own FIFO; workers take from the organizations in turn (round
+robin), so one org's bulk upload of a thousand files waits behind itself, not in front of
+another org's single document. At most ``workers`` jobs run at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from jobs.queue import Handler, JobState
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Job:
+    job_id: str
+    task: str
+    payload: dict[str, Any]
+    org_id: str
+    state: JobState = "queued"
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    runner: asyncio.Task[None] | None = None
+
+
+class InProcessJobQueue:
+    """Runs jobs on this process's event loop with at most ``workers`` at a time."""
+
+    def __init__(self, *, workers: int = 2, keep_finished: int = 10_000) -> None:
+        self._workers = workers
+        self._handlers: dict[str, Handler] = {}
+        self._queues: OrderedDict[str, deque[_Job]] = OrderedDict()
+        self._jobs: dict[str, _Job] = {}
+        self._finished: deque[str] = deque()
+        self._keep_finished = keep_finished
+        self._wakeup = asyncio.Condition()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def register(self, task: str, handler: Handler) -> None:
+        """Make ``task`` runnable."""
+        self._handlers[task] = handler
+
+    async def enqueue(
+        self, task: str, payload: dict[str, Any], *, org_id: str, job_id: str
+    ) -> None:
+        """Queue a job behind the same org's earlier jobs."""
+        if task not in self._handlers:
+            raise KeyError(f"no handler registered for task {task!r}")
+        existing = self._jobs.get(job_id)
+        if existing is not None and existing.state in ("queued", "running"):
+            return  # already in line: enqueue is idempotent per job id
+        job = _Job(job_id, task, payload, org_id)
+        self._jobs[job_id] = job
+        async with self._wakeup:
+            self._queues.setdefault(org_id, deque()).append(job)
+            self._wakeup.notify()
+
+    async def cancel(self, job_id: str) -> bool:
+        """Drop or stop the job."""
+        job = self._jobs.get(job_id)
+        if job is None or job.state not in ("queued", "running"):
+            return False
+        if job.state == "queued":
+            queue = self._queues.get(job.org_id)
+            if queue is not None and job in queue:
+                queue.remove(job)
+            self._finish(job, "cancelled")
+            return True
+        if job.runner is not None:
+            job.runner.cancel()
+        return True
+
+    async def wait(self, job_id: str, seconds: float) -> JobState:
+        """Wait for the job to finish, at most ``seconds``."""
+        job = self._jobs.get(job_id)
+        if job is None:
+            return "unknown"
+        try:
+            await asyncio.wait_for(job.done.wait(), seconds)
+        except TimeoutError:
+            pass
+        return job.state
+
+    def state(self, job_id: str) -> JobState:
+        """Where the job is now."""
+        job = self._jobs.get(job_id)
+        return job.state if job is not None else "unknown"
+
+    async def start(self) -> None:
+        """Start the workers."""
+        self._tasks = [
+            asyncio.create_task(self._work(), name=f"job-worker-{i}") for i in range(self._workers)
+        ]
+
+    async def aclose(self) -> None:
+        """Cancel the workers and what they run."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def _next(self) -> _Job:
+        """The next job, taking organizations in turn."""
+        async with self._wakeup:
+            while True:
+                for org_id in list(self._queues):
+                    queue = self._queues[org_id]
+                    if not queue:
+                        del self._queues[org_id]
+                        continue
+                    job = queue.popleft()
+                    self._queues.move_to_end(org_id)  # this org goes to the back of the line
+                    return job
+                await self._wakeup.wait()
+
+    async def _work(self) -> None:
+        while True:
+            job = await self._next()
+            job.state = "running"
+            job.runner = asyncio.create_task(
+                self._handlers[job.task](job.payload), name=f"job-{job.task}-{job.job_id}"
+            )
+            try:
+                await asyncio.shield(job.runner)
+                self._finish(job, "done")
+            except asyncio.CancelledError:
+                if not job.runner.done():  # the worker itself is being stopped
+                    job.runner.cancel()
+                    await asyncio.gather(job.runner, return_exceptions=True)
+                    self._finish(job, "cancelled")
+                    raise
+                self._finish(job, "cancelled")
+            except Exception:
+                logger.exception("job %s (%s) failed", job.job_id, job.task)
+                self._finish(job, "failed")
+
+    def _finish(self, job: _Job, state: JobState) -> None:
+        job.state = state
+        job.runner = None
+        job.done.set()
+        self._finished.append(job.job_id)
+        while len(self._finished) > self._keep_finished:
+            self._jobs.pop(self._finished.popleft(), None)

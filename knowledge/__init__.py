@@ -1,0 +1,1 @@
+"""The knowledge base: registry, keyword index, vector store, retrieval."""

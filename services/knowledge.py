@@ -1,0 +1,688 @@
+"""Knowledge-base use cases: upload, list, delete, re-index, search, re-embed.
+
+Routes and the RAG graph call this; it checks the org on every access, runs ingestion
+through the job queue (bounded, fair between orgs), and accounts every embedding call.
+The pieces it composes: ``loaders`` (bytes → chunks), ``knowledge.registry`` (SQL),
+``knowledge.keyword_index`` (BM25 in SQL), ``knowledge.vectors`` (Chroma).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from accounting.embeddings import AccountedEmbeddings
+from langchain_core.embeddings import Embeddings
+from providers.embeddings import EmbeddingRegistry, UnknownEmbeddingModel
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from accounting.accountant import Accountant
+from accounting.events import CallContext
+from auth.tokens import Principal
+from core.config import Settings
+from core.errors import ApiError
+from db.models import KnowledgeCollection, KnowledgeDocument, KnowledgeFile
+from db.session import session_scope
+from jobs.queue import JobQueue
+from knowledge import keyword_index, registry
+from knowledge.filters import InvalidFilter, validate_filter
+from knowledge.fusion import reciprocal_rank_fusion
+from knowledge.ingest import DocumentGone, VectorTarget, ingest_document
+from knowledge.metadata import InvalidMetadata, chunk_metadata, validate_user_metadata
+from knowledge.vectors import Distance, VectorHit, VectorStore, space_of
+from loaders import CONTENT_TYPES, LoaderError, sniff_type
+from providers.keys import ProviderKeyStore
+
+logger = logging.getLogger(__name__)
+
+INGEST_TASK = "knowledge.ingest"
+REEMBED_TASK = "knowledge.reembed"
+SearchMode = Literal["vector", "keyword", "hybrid"]
+DEFAULT_COLLECTION = "default"
+
+
+@dataclass(frozen=True)
+class UploadedFile:
+    """One file of an upload, as received."""
+
+    filename: str
+    content_type: str | None
+    data: bytes
+
+
+@dataclass(frozen=True)
+class FileError:
+    """Why one file of an upload was not ingested."""
+
+    filename: str
+    status: int
+    code: str
+    message: str
+
+
+@dataclass
+class UploadResult:
+    """Documents accepted (``duplicate`` when the content was already there) and errors."""
+
+    documents: list[tuple[KnowledgeDocument, bool]] = field(default_factory=list)
+    errors: list[FileError] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CollectionOptions:
+    """How a new collection embeds and chunks (``None``: the service default)."""
+
+    embedding_model: str | None = None
+    distance: Distance | None = None
+    chunk_size: int | None = None
+    chunk_overlap: int | None = None
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """A knowledge search, as the API and the RAG graph ask it."""
+
+    query: str
+    k: int = 4
+    filter: dict[str, Any] | None = None
+    collection: str = DEFAULT_COLLECTION
+    mmr: bool = False
+    mode: SearchMode = "hybrid"
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """A chunk found for a query; ``score`` is the similarity, BM25 or fused (RRF) score."""
+
+    document_id: str
+    chunk_id: str
+    text: str
+    score: float
+    metadata: dict[str, Any]
+    vector_score: float | None = None
+    keyword_score: float | None = None
+
+
+class KnowledgeService:
+    """The knowledge base of every org, behind org checks."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        vectors: VectorStore,
+        embeddings: EmbeddingRegistry,
+        accountant: Accountant,
+        jobs: JobQueue,
+        provider_keys: ProviderKeyStore,
+    ) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._vectors = vectors
+        self._embeddings = embeddings
+        self._accountant = accountant
+        self._jobs = jobs
+        self._keys = provider_keys
+        jobs.register(INGEST_TASK, self._run_ingest)
+        jobs.register(REEMBED_TASK, self._run_reembed)
+
+    # --- collections ---------------------------------------------------------------
+
+    async def collections(self, principal: Principal) -> list[KnowledgeCollection]:
+        """The org's collections."""
+        async with self._sessions() as session:
+            return await registry.list_collections(session, principal.org_id)
+
+    async def create_collection(
+        self, principal: Principal, name: str, options: CollectionOptions
+    ) -> KnowledgeCollection:
+        """Create a collection with its embedding, distance and chunking (409 if it exists)."""
+        async with self._sessions() as session:
+            if await registry.get_collection(session, principal.org_id, name) is not None:
+                raise ApiError(409, "collection_exists", f"collection {name!r} already exists")
+        return await self._ensure_collection(principal, name, options)
+
+    async def _ensure_collection(
+        self, principal: Principal, name: str, options: CollectionOptions | None = None
+    ) -> KnowledgeCollection:
+        options = options or CollectionOptions()
+        async with self._sessions() as session:
+            found = await registry.get_collection(session, principal.org_id, name)
+            if found is not None:
+                return found
+        model = await self._embedding_spec(principal.org_id, options.embedding_model)
+        size = options.chunk_size or self._settings.knowledge_chunk_size
+        overlap = (
+            options.chunk_overlap
+            if options.chunk_overlap is not None
+            else min(self._settings.knowledge_chunk_overlap, size // 2)
+        )
+        if overlap >= size:
+            raise ApiError(422, "invalid_request", "chunk_overlap must be smaller than chunk_size")
+        collection_id = str(uuid.uuid4())
+        collection = KnowledgeCollection(
+            id=collection_id,
+            org_id=principal.org_id,
+            name=name,
+            embedding_model=model.name,
+            embedding_dim=model.dimension,
+            distance=options.distance or "cosine",
+            chunk_size=size,
+            chunk_overlap=overlap,
+            vector_collection=registry.vector_collection_name(collection_id),
+        )
+        try:
+            async with session_scope(self._sessions) as session:
+                session.add(collection)
+        except IntegrityError:  # created concurrently: use that one
+            async with self._sessions() as session:
+                found = await registry.get_collection(session, principal.org_id, name)
+            if found is None:
+                raise
+            return found
+        return collection
+
+    async def _collection(self, org_id: str, name: str) -> KnowledgeCollection | None:
+        async with self._sessions() as session:
+            return await registry.get_collection(session, org_id, name)
+
+    async def _embedding_spec(self, org_id: str, name: str | None) -> Any:
+        org_key = await self._keys.get(org_id, "openai")
+        try:
+            return self._embeddings.spec(name, org_key=org_key)
+        except UnknownEmbeddingModel as exc:
+            raise ApiError(400, "unknown_embedding_model", str(exc)) from exc
+
+    async def _embedder(self, org_id: str, model: str, context: CallContext) -> Embeddings:
+        """The collection's embedder, accounted to ``context``, with the org's own key."""
+        org_key = await self._keys.get(org_id, "openai")
+        try:
+            spec = self._embeddings.spec(model, org_key=org_key)
+            inner = self._embeddings.embeddings(model, org_key=org_key)
+        except UnknownEmbeddingModel as exc:
+            raise ApiError(400, "unknown_embedding_model", str(exc)) from exc
+        return AccountedEmbeddings(inner, spec=spec, accountant=self._accountant, context=context)
+
+    # --- documents -----------------------------------------------------------------
+
+    async def upload(
+        self,
+        principal: Principal,
+        files: Sequence[UploadedFile],
+        *,
+        metadata: Any,
+        collection_name: str,
+        request_id: str | None,
+    ) -> UploadResult:
+        """Accept files: refuse bad ones, skip duplicates, ingest the rest (small ones inline)."""
+        try:
+            user_metadata = validate_user_metadata(metadata)
+        except InvalidMetadata as exc:
+            raise ApiError(422, "invalid_metadata", str(exc)) from exc
+        collection = await self._ensure_collection(principal, collection_name)
+        result = UploadResult()
+        waits: list[tuple[KnowledgeDocument, str]] = []
+        for upload in files:
+            accepted = await self._accept(principal, collection, upload, user_metadata, result)
+            if accepted is None:
+                continue
+            document, duplicate = accepted
+            if duplicate:
+                result.documents.append((document, True))
+                continue
+            await self._jobs.enqueue(
+                INGEST_TASK,
+                {"document_id": document.id, "request_id": request_id},
+                org_id=principal.org_id,
+                job_id=document.id,
+            )
+            waits.append((document, upload.filename))
+        for document, filename in waits:
+            await self._finish_inline(document, filename, result)
+        return result
+
+    async def _accept(
+        self,
+        principal: Principal,
+        collection: KnowledgeCollection,
+        upload: UploadedFile,
+        metadata: dict[str, Any],
+        result: UploadResult,
+    ) -> tuple[KnowledgeDocument, bool] | None:
+        """Register one file (or find its duplicate); ``None`` after recording its error."""
+        name = upload.filename or "upload"
+        limit = self._settings.knowledge_max_file_bytes
+        if len(upload.data) > limit:
+            result.errors.append(
+                FileError(name, 413, "file_too_large", f"{name}: larger than {limit} bytes")
+            )
+            return None
+        if not upload.data.strip():
+            result.errors.append(
+                FileError(name, 422, "empty_document", f"{name}: the file is empty")
+            )
+            return None
+        try:
+            kind = await asyncio.to_thread(sniff_type, upload.data, name, upload.content_type)
+        except LoaderError as exc:
+            result.errors.append(FileError(name, exc.status, exc.code, exc.message))
+            return None
+        sha = hashlib.sha256(upload.data).hexdigest()
+        async with session_scope(self._sessions) as session:
+            existing = await registry.find_by_sha(session, collection.id, sha)
+            if existing is not None and existing.status in registry.ACTIVE_STATUSES:
+                return existing, True
+            if existing is not None:  # failed or cancelled before: try again from scratch
+                await session.delete(existing)
+                await session.flush()
+            document = KnowledgeDocument(
+                id=str(uuid.uuid4()),
+                org_id=principal.org_id,
+                collection_id=collection.id,
+                filename=name[:512],
+                content_type=CONTENT_TYPES[kind],
+                size_bytes=len(upload.data),
+                sha256=sha,
+                status="processing",
+                chunks=0,
+                metadata_=metadata,
+                created_by=principal.user_id,
+            )
+            session.add(document)
+            session.add(KnowledgeFile(document_id=document.id, content=upload.data))
+        return document, False
+
+    async def _finish_inline(
+        self, document: KnowledgeDocument, filename: str, result: UploadResult
+    ) -> None:
+        """Wait for a small file's ingestion; a failed one is reported and not kept."""
+        if document.size_bytes > self._settings.knowledge_inline_max_bytes:
+            result.documents.append((document, False))
+            return
+        await self._jobs.wait(document.id, self._settings.knowledge_inline_wait_seconds)
+        async with session_scope(self._sessions) as session:
+            current = await session.get(KnowledgeDocument, document.id)
+            if current is None:
+                return
+            if current.status == "failed":
+                status = _ERROR_STATUS.get(current.error_code or "", 422)
+                result.errors.append(
+                    FileError(
+                        filename,
+                        status,
+                        current.error_code or "ingestion_failed",
+                        current.error_message or f"{filename}: could not be ingested",
+                    )
+                )
+                await session.delete(current)
+                return
+        result.documents.append((current, False))
+
+    async def get(self, principal: Principal, document_id: str) -> KnowledgeDocument:
+        """The org's document, or 404."""
+        async with self._sessions() as session:
+            document = await registry.get_document(session, principal.org_id, document_id)
+        if document is None:
+            raise ApiError(404, "document_not_found", f"no document {document_id!r}")
+        return document
+
+    async def collection_names(self, org_id: str) -> dict[str, str]:
+        """Collection id → name of the org (for listing documents)."""
+        async with self._sessions() as session:
+            return {c.id: c.name for c in await registry.list_collections(session, org_id)}
+
+    async def list_documents(
+        self,
+        principal: Principal,
+        *,
+        collection: str | None,
+        status: str | None,
+        metadata: dict[str, Any],
+        limit: int,
+        offset: int,
+    ) -> tuple[list[KnowledgeDocument], int]:
+        """A page of the org's documents."""
+        collection_id: str | None = None
+        if collection is not None:
+            found = await self._collection(principal.org_id, collection)
+            if found is None:
+                return [], 0
+            collection_id = found.id
+        async with self._sessions() as session:
+            return await registry.list_documents(
+                session,
+                principal.org_id,
+                collection_id=collection_id,
+                status=status,
+                metadata=metadata,
+                limit=limit,
+                offset=offset,
+            )
+
+    async def delete(self, principal: Principal, document_id: str) -> None:
+        """Delete a document with its chunks, postings and vectors (cancels its ingestion)."""
+        document = await self.get(principal, document_id)
+        await self._jobs.cancel(document.id)
+        async with session_scope(self._sessions) as session:
+            collection = await registry.collection_by_id(session, document.collection_id)
+            ids = await registry.chunk_ids(session, document.id)
+            await keyword_index.remove_chunks(session, ids)
+            await registry.delete_chunks(session, ids)
+            current = await session.get(KnowledgeDocument, document.id)
+            if current is not None:
+                await session.delete(current)
+        if collection is not None:
+            for name in _vector_names(collection):
+                await self._vectors.delete(name, _space(collection), ids)
+
+    async def cancel(self, principal: Principal, document_id: str) -> KnowledgeDocument:
+        """Stop a document's ingestion (409 when it is not processing)."""
+        document = await self.get(principal, document_id)
+        if document.status != "processing":
+            raise ApiError(409, "not_processing", f"document {document_id!r} is {document.status}")
+        async with session_scope(self._sessions) as session:
+            await registry.set_status(
+                session, document.id, "cancelled", error=("cancelled", "cancelled by the user")
+            )
+        await self._jobs.cancel(document.id)
+        return await self.get(principal, document_id)
+
+    async def reindex(
+        self, principal: Principal, document_id: str, request_id: str | None
+    ) -> KnowledgeDocument:
+        """Parse, split and embed a document again from its stored file."""
+        document = await self.get(principal, document_id)
+        if document.status == "processing":
+            raise ApiError(409, "already_processing", f"document {document_id!r} is processing")
+        async with session_scope(self._sessions) as session:
+            await registry.set_status(session, document.id, "processing")
+        await self._jobs.enqueue(
+            INGEST_TASK,
+            {"document_id": document.id, "request_id": request_id},
+            org_id=principal.org_id,
+            job_id=document.id,
+        )
+        return await self.get(principal, document_id)
+
+    async def recover(self) -> int:
+        """Queue again what was accepted and not finished before a restart."""
+        async with self._sessions() as session:
+            pending = await registry.unfinished_documents(session)
+        for document in pending:
+            await self._jobs.enqueue(
+                INGEST_TASK,
+                {"document_id": document.id, "request_id": None},
+                org_id=document.org_id,
+                job_id=document.id,
+            )
+        return len(pending)
+
+    async def _run_ingest(self, payload: dict[str, Any]) -> None:
+        """The ingestion job: index one document, record how it ended."""
+        document_id = str(payload["document_id"])
+        async with self._sessions() as session:
+            document = await session.get(KnowledgeDocument, document_id)
+            if document is None or document.status != "processing":
+                return
+            collection = await registry.collection_by_id(session, document.collection_id)
+            data = await registry.read_file(session, document_id)
+        if collection is None or data is None:
+            return
+        context = CallContext(
+            org_id=document.org_id,
+            user_id=document.created_by,
+            route=INGEST_TASK,
+            request_id=payload.get("request_id"),
+        )
+        error: tuple[str, str] | None = None
+        try:
+            targets = [
+                VectorTarget(
+                    collection.vector_collection,
+                    await self._embedder(document.org_id, collection.embedding_model, context),
+                )
+            ]
+            if collection.building_collection and collection.building_model:
+                targets.append(
+                    VectorTarget(
+                        collection.building_collection,
+                        await self._embedder(document.org_id, collection.building_model, context),
+                    )
+                )
+            await ingest_document(
+                document,
+                collection,
+                data,
+                sessions=self._sessions,
+                vectors=self._vectors,
+                targets=targets,
+                batch_size=self._settings.embedding_batch_size,
+            )
+            return
+        except DocumentGone:
+            return
+        except asyncio.CancelledError:
+            await asyncio.shield(self._mark_cancelled(document_id))
+            raise
+        except LoaderError as exc:
+            error = (exc.code, exc.message)
+        except ApiError as exc:
+            error = (exc.code, f"{document.filename}: {exc.message}")
+        except Exception as exc:
+            logger.exception("ingestion of %s failed", document_id)
+            error = ("embedding_failed", f"{document.filename}: {type(exc).__name__}: {exc}"[:1000])
+        async with session_scope(self._sessions) as session:
+            await registry.set_status(session, document_id, "failed", error=error)
+
+    async def _mark_cancelled(self, document_id: str) -> None:
+        async with session_scope(self._sessions) as session:
+            current = await session.get(KnowledgeDocument, document_id)
+            if current is not None and current.status == "processing":
+                await registry.set_status(
+                    session, document_id, "cancelled", error=("cancelled", "ingestion cancelled")
+                )
+
+    # --- search --------------------------------------------------------------------
+
+    @staticmethod
+    def context(principal: Principal, route: str, request_id: str | None) -> CallContext:
+        """The accounting context of a knowledge call made for ``principal``."""
+        return CallContext(
+            org_id=principal.org_id,
+            user_id=principal.user_id,
+            route=route,
+            request_id=request_id,
+        )
+
+    async def search(self, context: CallContext, query: SearchQuery) -> list[SearchHit]:
+        """Find the chunks of the org's collection that answer ``query``."""
+        where = None
+        if query.filter is not None:
+            try:
+                where = validate_filter(query.filter)
+            except InvalidFilter as exc:
+                raise ApiError(422, "invalid_filter", str(exc)) from exc
+        collection = await self._collection(context.org_id, query.collection)
+        if collection is None:
+            if query.collection == DEFAULT_COLLECTION:
+                return []  # nothing uploaded yet
+            raise ApiError(
+                404, "collection_not_found", f"no knowledge collection {query.collection!r}"
+            )
+        fetch = query.k if query.mode == "vector" else max(query.k * 3, 10)
+        vector_hits: list[VectorHit] = []
+        keyword_hits: list[tuple[str, float]] = []
+        if query.mode in ("vector", "hybrid"):
+            embedder = await self._embedder(context.org_id, collection.embedding_model, context)
+            vector = await embedder.aembed_query(query.query)
+            vector_hits = await self._vectors.search(
+                collection.vector_collection,
+                _space(collection),
+                vector,
+                k=fetch,
+                where=where,
+                mmr=query.mmr,
+            )
+        if query.mode in ("keyword", "hybrid"):
+            allowed = None
+            if where is not None:
+                allowed = await self._vectors.ids_matching(
+                    collection.vector_collection, _space(collection), where
+                )
+            async with self._sessions() as session:
+                keyword_hits = await keyword_index.search(
+                    session, collection.id, query.query, limit=fetch, allowed=allowed
+                )
+        return await self._merge(collection, query, vector_hits, keyword_hits)
+
+    async def _merge(
+        self,
+        collection: KnowledgeCollection,
+        query: SearchQuery,
+        vector_hits: list[VectorHit],
+        keyword_hits: list[tuple[str, float]],
+    ) -> list[SearchHit]:
+        by_vector = {hit.chunk_id: hit for hit in vector_hits}
+        by_keyword = dict(keyword_hits)
+        if query.mode == "vector":
+            ranked = [(hit.chunk_id, hit.score) for hit in vector_hits[: query.k]]
+        elif query.mode == "keyword":
+            ranked = keyword_hits[: query.k]
+        else:
+            ranked = reciprocal_rank_fusion(
+                [[hit.chunk_id for hit in vector_hits], [cid for cid, _ in keyword_hits]]
+            )[: query.k]
+        missing = [cid for cid, _ in ranked if cid not in by_vector]
+        hydrated = await self._hydrate(collection, missing) if missing else {}
+        hits: list[SearchHit] = []
+        for chunk_id, score in ranked:
+            found = by_vector.get(chunk_id) or hydrated.get(chunk_id)
+            if found is None:
+                continue  # deleted between the two legs
+            hits.append(
+                SearchHit(
+                    document_id=str(found.metadata.get("document_id", "")),
+                    chunk_id=chunk_id,
+                    text=found.text,
+                    score=round(float(score), 6),
+                    metadata=found.metadata,
+                    vector_score=by_vector[chunk_id].score if chunk_id in by_vector else None,
+                    keyword_score=by_keyword.get(chunk_id),
+                )
+            )
+        return hits
+
+    async def _hydrate(
+        self, collection: KnowledgeCollection, ids: Sequence[str]
+    ) -> dict[str, VectorHit]:
+        """Text and metadata of keyword-only hits, rebuilt from the registry."""
+        async with self._sessions() as session:
+            chunks = await registry.chunks_by_ids(session, ids)
+            documents = await registry.documents_by_ids(
+                session, sorted({c.document_id for c in chunks.values()})
+            )
+        found: dict[str, VectorHit] = {}
+        for chunk_id, chunk in chunks.items():
+            document = documents.get(chunk.document_id)
+            if document is None or document.status != "ready":
+                continue
+            meta = chunk_metadata(
+                document,
+                collection,
+                chunk_id=chunk_id,
+                index=chunk.chunk_index,
+                page=chunk.page,
+                section=chunk.section,
+            )
+            found[chunk_id] = VectorHit(chunk_id=chunk_id, text=chunk.text, metadata=meta, score=0)
+        return found
+
+    # --- re-embedding --------------------------------------------------------------
+
+    async def reembed(
+        self,
+        principal: Principal,
+        collection_name: str,
+        model: str | None,
+        request_id: str | None,
+        *,
+        queue: bool = True,
+    ) -> KnowledgeCollection:
+        """Rebuild a collection's vectors with ``model`` (a new Chroma collection, then swap).
+
+        ``queue=False`` only marks the rebuild; the caller runs :meth:`run_reembed` (CLI).
+        """
+        collection = await self._collection(principal.org_id, collection_name)
+        if collection is None:
+            raise ApiError(
+                404, "collection_not_found", f"no knowledge collection {collection_name!r}"
+            )
+        if collection.building_collection:
+            raise ApiError(409, "reembed_running", "a re-embedding of this collection is running")
+        spec = await self._embedding_spec(principal.org_id, model)
+        async with session_scope(self._sessions) as session:
+            row = await session.get(KnowledgeCollection, collection.id, with_for_update=True)
+            assert row is not None
+            row.building_collection = registry.vector_collection_name(row.id)
+            row.building_model = spec.name
+        if not queue:
+            return row
+        await self._jobs.enqueue(
+            REEMBED_TASK,
+            {
+                "collection_id": collection.id,
+                "user_id": principal.user_id,
+                "request_id": request_id,
+            },
+            org_id=principal.org_id,
+            job_id=f"reembed:{collection.id}",
+        )
+        found = await self._collection(principal.org_id, collection_name)
+        assert found is not None
+        return found
+
+    async def run_reembed(self, collection_id: str, user_id: str) -> None:
+        """Re-embed now (the CLI calls this directly; the job calls it in the background)."""
+        await self._run_reembed({"collection_id": collection_id, "user_id": user_id})
+
+    async def _run_reembed(self, payload: dict[str, Any]) -> None:
+        from knowledge.reembed import rebuild_collection
+
+        await rebuild_collection(
+            str(payload["collection_id"]),
+            sessions=self._sessions,
+            vectors=self._vectors,
+            embedder_for=lambda org_id, model, context: self._embedder(org_id, model, context),
+            user_id=str(payload.get("user_id") or "system"),
+            request_id=payload.get("request_id"),
+            batch_size=self._settings.embedding_batch_size,
+        )
+
+
+_ERROR_STATUS = {
+    "unsupported_media_type": 415,
+    "file_too_large": 413,
+    "empty_document": 422,
+    "unparseable_document": 422,
+    "embedding_failed": 502,
+    "unknown_embedding_model": 400,
+    "cancelled": 409,
+}
+
+
+def _space(collection: KnowledgeCollection) -> Distance:
+    return space_of(collection.distance)
+
+
+def _vector_names(collection: KnowledgeCollection) -> list[str]:
+    names = [collection.vector_collection]
+    if collection.building_collection:
+        names.append(collection.building_collection)
+    return names

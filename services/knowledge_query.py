@@ -1,0 +1,348 @@
+"""The RAG use case behind ``POST /api/knowledge/query``: one question through the RAG graph.
+
+It resolves the model (and the org's own key), claims the thread when there is one,
+reserves against the org's limits, and runs the graph with the identity, the accounting
+callback and the tracing metadata written by the server. Threads keep their RAG turns in
+the chat checkpointer under ``rag:<org>/<thread id>``, apart from the chat turns of the
+same thread id; a call without a thread runs the graph without a checkpointer.
+
+Streams are SSE: ``{"type": "token", "content"}`` while the model writes, then
+``{"type": "citations", "citations"}``, ``{"type": "usage", "usage", "model"}`` and
+``[DONE]``; a failure after the first event is ``{"type": "error", "error": {...}}``.
+A client that goes away stops the run, down to the provider's HTTP stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import anyio
+import openai
+import orjson
+from langchain_core.callbacks import UsageMetadataCallbackHandler
+from langchain_core.messages import AIMessageChunk
+from langchain_core.runnables import Runnable, RunnableConfig
+from langgraph.graph.state import CompiledStateGraph
+
+from accounting.accountant import Accountant
+from accounting.events import CallContext
+from api.knowledge_schemas import KnowledgeQueryRequest
+from auth.tokens import Principal
+from core.errors import ApiError, error_body
+from core.request_id import current_request_id
+from core.tracing import run_metadata
+from db.models import checkpoint_key
+from graphs.rag.configuration import RetrievalQuery, SearchFn
+from graphs.rag.state import Hit
+from limits.enforcer import LimitEnforcer
+from providers.errors import map_openai_error, upstream_errors
+from providers.keys import ProviderKeyStore, org_openai_key
+from providers.registry import ModelRegistry, ModelRoute
+from services.knowledge import KnowledgeService, SearchQuery
+from services.threads import ThreadStore
+
+logger = logging.getLogger(__name__)
+
+RAG_THREAD_PREFIX = "rag:"
+_END = object()
+
+
+def rag_checkpoint_key(org_id: str, thread_id: str) -> str:
+    """The checkpointer key of an org's RAG thread (apart from its chat turns)."""
+    return RAG_THREAD_PREFIX + checkpoint_key(org_id, thread_id)
+
+
+def knowledge_search(knowledge: Callable[[], KnowledgeService]) -> SearchFn:
+    """The RAG graph's search over the knowledge service (looked up at call time).
+
+    The embedding of the query is accounted to the org, user, route and request the
+    server wrote into the run's configurable.
+    """
+
+    async def search(query: RetrievalQuery) -> list[Hit]:
+        context = CallContext(
+            org_id=query.org_id,
+            user_id=query.user_id,
+            route=query.route,
+            request_id=query.request_id,
+        )
+        hits = await knowledge().search(
+            context,
+            SearchQuery(
+                query=query.query,
+                k=query.k,
+                filter=query.filter,
+                collection=query.collection,
+                mode=query.mode,
+            ),
+        )
+        return [Hit(**asdict(hit)) for hit in hits]  # type: ignore[typeddict-item]
+
+    return search
+
+
+class _Usage(UsageMetadataCallbackHandler):
+    """Adds up the provider-reported tokens of the run's model calls."""
+
+    run_inline = True
+
+    def totals(self) -> dict[str, int]:
+        prompt = sum(u.get("input_tokens", 0) for u in self.usage_metadata.values())
+        completion = sum(u.get("output_tokens", 0) for u in self.usage_metadata.values())
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+
+
+@dataclass
+class _Run:
+    """One prepared run: which graph, with what input and config."""
+
+    graph: Runnable
+    inputs: dict[str, Any]
+    config: RunnableConfig
+    route: ModelRoute
+    context: CallContext
+    usage: _Usage
+    thread_id: str | None
+
+    def release(self) -> None:
+        """Give back what the limit hold still holds (no-op once a model call settled it)."""
+        if self.context.reservation is not None:
+            self.context.reservation.release()
+
+
+class _Pump:
+    """The run's ``messages`` and ``updates`` stream, from a task we own (so it can stop)."""
+
+    def __init__(self, graph: Runnable, inputs: Any, config: RunnableConfig) -> None:
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._task = asyncio.create_task(self._run(graph, inputs, config))
+
+    async def _run(self, graph: Runnable, inputs: Any, config: RunnableConfig) -> None:
+        try:
+            async for item in graph.astream(inputs, config, stream_mode=["messages", "updates"]):
+                await self._queue.put(item)
+        except Exception as exc:  # handed to the consumer, raised there
+            await self._queue.put(exc)
+        finally:
+            await self._queue.put(_END)
+
+    async def next(self) -> tuple[str, Any] | None:
+        """The next ``(mode, payload)``, ``None`` at the end; a failed run raises here."""
+        item = await self._queue.get()
+        if item is _END:
+            return None
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    async def cancel(self) -> None:
+        """Stop the run (and its provider call) and wait until it has stopped."""
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._task
+
+
+def _event(payload: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+def _token(item: tuple[str, Any]) -> str | None:
+    """The text of a model chunk streamed by the ``generate`` node."""
+    mode, payload = item
+    if mode != "messages":
+        return None
+    message, meta = payload
+    if meta.get("langgraph_node") != "generate" or not isinstance(message, AIMessageChunk):
+        return None
+    return message.text or None
+
+
+def _update(item: tuple[str, Any], node: str) -> dict[str, Any] | None:
+    mode, payload = item
+    if mode != "updates" or not isinstance(payload, dict):
+        return None
+    update = payload.get(node)
+    return update if isinstance(update, dict) else None
+
+
+class KnowledgeQuery:
+    """Answers questions from an org's knowledge base: limits, accounting, threads."""
+
+    def __init__(
+        self,
+        *,
+        graph: CompiledStateGraph,
+        registry: ModelRegistry,
+        threads: ThreadStore,
+        accountant: Accountant,
+        limits: LimitEnforcer,
+        provider_keys: ProviderKeyStore,
+    ) -> None:
+        self._graph = graph  # checkpointed (threads)
+        self._stateless = graph.copy({"checkpointer": None})
+        self._registry = registry
+        self._threads = threads
+        self._accountant = accountant
+        self._limits = limits
+        self._provider_keys = provider_keys
+
+    async def answer(
+        self, principal: Principal, request: KnowledgeQueryRequest, *, flow: str
+    ) -> dict[str, Any]:
+        """The grounded answer, its citations and the tokens it took."""
+        run = await self._prepare(principal, request, flow)
+        try:
+            with upstream_errors(run.route.upstream.provider):
+                out = await run.graph.ainvoke(run.inputs, run.config)
+        finally:
+            run.release()
+        return {
+            "answer": out["answer"],
+            "citations": out["citations"],
+            "usage": run.usage.totals(),
+            "model": run.route.name,
+            "thread_id": run.thread_id,
+        }
+
+    async def stream(
+        self, principal: Principal, request: KnowledgeQueryRequest, *, flow: str
+    ) -> AsyncIterator[bytes]:
+        """Start the run; its SSE events (failures before the first token raise here)."""
+        run = await self._prepare(principal, request, flow)
+        pump = _Pump(run.graph, run.inputs, run.config)
+        ahead: list[tuple[str, Any]] = []
+        ended = False
+        try:
+            with upstream_errors(run.route.upstream.provider):
+                while True:  # retrieval errors, unknown collections... stay HTTP errors
+                    item = await pump.next()
+                    if item is None:
+                        ended = True
+                        break
+                    ahead.append(item)
+                    if _token(item) or _update(item, "generate") is not None:
+                        break
+        except BaseException:
+            await pump.cancel()
+            run.release()
+            raise
+        return self._events(run, pump, ahead, ended)
+
+    async def _events(
+        self, run: _Run, pump: _Pump, ahead: list[tuple[str, Any]], ended: bool
+    ) -> AsyncIterator[bytes]:
+        async def items() -> AsyncIterator[tuple[str, Any]]:
+            for early in ahead:
+                yield early
+            if ended:
+                return
+            while (later := await pump.next()) is not None:
+                yield later
+
+        streamed = False
+        citations: list[Any] = []
+        finished = False
+        try:
+            async for item in items():
+                if text := _token(item):
+                    streamed = True
+                    yield _event({"type": "token", "content": text})
+                elif (generated := _update(item, "generate")) is not None:
+                    if not streamed and generated.get("answer"):  # not found: no model call
+                        streamed = True
+                        yield _event({"type": "token", "content": generated["answer"]})
+                elif (cited := _update(item, "cite")) is not None:
+                    citations = list(cited.get("citations") or [])
+            finished = True
+        except openai.OpenAIError as exc:
+            yield _event(
+                {"type": "error", **map_openai_error(run.route.upstream.provider, exc).body()}
+            )
+        except ApiError as exc:
+            yield _event({"type": "error", **exc.body()})
+        except Exception:
+            logger.exception("the RAG run failed mid-stream")
+            yield _event({"type": "error", **error_body("internal_error", "internal error", 500)})
+        finally:
+            if not finished:
+                # Failed, or the client went away: stop the model call now. Shielded: the
+                # response's cancel scope would cancel this await too.
+                with anyio.CancelScope(shield=True):
+                    await pump.cancel()
+            run.release()
+        if not finished:
+            return
+        yield _event({"type": "citations", "citations": citations})
+        yield _event({"type": "usage", "usage": run.usage.totals(), "model": run.route.name})
+        yield b"data: [DONE]\n\n"
+
+    async def _prepare(
+        self, principal: Principal, request: KnowledgeQueryRequest, flow: str
+    ) -> _Run:
+        """Resolve the model, claim the thread, hold the limits, build the run config."""
+        org_key = await self._provider_keys.get(principal.org_id, "openai")
+        org_openai_key.set(org_key)  # read by the registry's model factory during the run
+        route = self._registry.resolve(request.model, org_key=org_key)
+        configurable: dict[str, Any] = {
+            "model": route.name,
+            "temperature": request.temperature,
+            "collection": request.collection,
+            "k": request.k,
+            "filter": request.filter,
+            "mode": request.mode,
+            "min_similarity": request.min_similarity,
+        }
+        graph: Runnable = self._stateless
+        if request.thread_id is not None:
+            await self._threads.claim(
+                principal, request.thread_id, model=route.name, title=request.question
+            )
+            configurable["thread_id"] = rag_checkpoint_key(principal.org_id, request.thread_id)
+            graph = self._graph
+        context = CallContext(
+            org_id=principal.org_id,
+            user_id=principal.user_id,
+            route=flow,
+            request_id=current_request_id(),
+            thread_id=request.thread_id,
+        )
+        context, cap = await self._limits.hold(
+            principal,
+            context,
+            model=route.name,
+            prompt=lambda: request.question,
+            messages=1,
+            reply_limit=request.max_tokens,
+        )
+        configurable.update(  # the server's keys, last
+            max_tokens=request.max_tokens or cap,
+            org_id=principal.org_id,
+            user_id=principal.user_id,
+            route=flow,
+            request_id=context.request_id,
+            release_hold=context.reservation.release if context.reservation else None,
+        )
+        usage = _Usage()
+        config: RunnableConfig = {
+            "configurable": {k: v for k, v in configurable.items() if v is not None},
+            "callbacks": [self._accountant.callback(context), usage],
+            **run_metadata(context),  # type: ignore[typeddict-item]
+        }
+        return _Run(
+            graph=graph,
+            inputs={"question": request.question},
+            config=config,
+            route=route,
+            context=context,
+            usage=usage,
+            thread_id=request.thread_id,
+        )

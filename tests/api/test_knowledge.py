@@ -1,0 +1,283 @@
+"""The knowledge base over HTTP: upload, formats, duplicates, bad files, search, isolation.
+
+Embeddings go through the real ``langchain-openai`` client to the fake OpenAI server
+(bag-of-words vectors), so these tests are fast; the local embedder has its own tests.
+"""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import psycopg
+import pytest
+
+from tests.fakes.openai_server import FakeOpenAI
+from tests.support.knowledge import FORMATS, search, upload
+from tests.support.service import RunningService, ServiceFactory
+
+EMBEDDING = {"embedding_model": "text-embedding-3-small"}
+POLICY = (
+    "Expense policy. Employees submit receipts in Concur within 30 days. "
+    "Meals are reimbursed up to 50 dollars per day while travelling."
+)
+VPN = "Security policy. The VPN client is GlobalProtect; passwords rotate every 90 days."
+
+
+KNOWLEDGE_TABLES = (
+    "ahc_keyword_postings, ahc_knowledge_chunks, ahc_knowledge_files, "
+    "ahc_knowledge_documents, ahc_knowledge_collections, ahc_usage_events"
+)
+
+
+@pytest.fixture
+def kb(db_services: ServiceFactory) -> RunningService:
+    """The service; on PostgreSQL (one database per session) with empty knowledge tables."""
+    service = db_services.start(**EMBEDDING)
+    if service.settings.is_postgres:
+        url = service.settings.resolved_database_url.replace("+psycopg", "")
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"TRUNCATE {KNOWLEDGE_TABLES}")
+    return service
+
+
+def test_upload_every_format_and_read_it_back(kb: RunningService) -> None:
+    names = ["sample.txt", "sample.md", "sample.html", "sample.pdf", "sample.docx"]
+    names += ["sample.csv", "sample.json"]
+    response = upload(kb, [(n, (FORMATS / n).read_bytes()) for n in names])
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["errors"] == []
+    docs = {d["filename"]: d for d in body["documents"]}
+    assert set(docs) == set(names)
+    for doc in docs.values():
+        assert doc["status"] == "ready" and doc["chunks"] >= 1 and not doc["duplicate"]
+        assert len(doc["sha256"]) == 64 and doc["size_bytes"] > 0
+        assert set(doc) >= {"id", "content_type", "metadata", "created_at"}
+    assert docs["sample.pdf"]["content_type"] == "application/pdf"
+    assert docs["sample.docx"]["content_type"].endswith("wordprocessingml.document")
+    one = httpx.get(
+        f"{kb.api}/knowledge/documents/{docs['sample.md']['id']}", headers=kb.headers()
+    )
+    assert one.status_code == 200 and one.json()["filename"] == "sample.md"
+    listing = httpx.get(f"{kb.api}/knowledge/documents?limit=3", headers=kb.headers()).json()
+    assert listing["count"] == 7 and len(listing["data"]) == 3
+
+
+def test_single_file_field_metadata_and_pages(kb: RunningService) -> None:
+    response = upload(
+        kb,
+        [("sample.pdf", (FORMATS / "sample.pdf").read_bytes())],
+        field="file",
+        metadata={"team": "hr", "year": 2026},
+    )
+    assert response.status_code == 201, response.text
+    doc = response.json()["documents"][0]
+    assert doc["metadata"] == {"team": "hr", "year": 2026}
+    hits = search(kb, "remote work receipts policy", k=10, mode="keyword").json()["results"]
+    assert {h["metadata"]["page"] for h in hits} == {1, 2}
+    assert all(h["metadata"]["team"] == "hr" and h["document_id"] == doc["id"] for h in hits)
+
+
+def test_duplicate_content_is_not_ingested_twice(kb: RunningService) -> None:
+    first = upload(kb, [("policy.txt", POLICY.encode())]).json()["documents"][0]
+    again = upload(kb, [("copy-of-policy.txt", POLICY.encode())])
+    assert again.status_code == 201
+    dup = again.json()["documents"][0]
+    assert dup["duplicate"] is True and dup["id"] == first["id"]
+    listing = httpx.get(f"{kb.api}/knowledge/documents", headers=kb.headers()).json()
+    assert listing["count"] == 1
+    # another collection is another place: the same content is ingested there
+    other = upload(kb, [("policy.txt", POLICY.encode())], collection="finance").json()
+    assert other["documents"][0]["duplicate"] is False
+
+
+def test_bad_files_are_refused_and_good_ones_kept(services: ServiceFactory) -> None:
+    kb = services.start(knowledge_max_file_bytes=2000, **EMBEDDING)
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+    broken_pdf = b"%PDF-1.7\n1 0 obj << /Type /Catalog"
+    cases = {
+        "image.png": (png, 415, "unsupported_media_type"),
+        "big.txt": (b"word " * 1000, 413, "file_too_large"),
+        "empty.txt": (b"", 422, "empty_document"),
+        "broken.pdf": (broken_pdf, 422, "unparseable_document"),
+    }
+    for name, (data, status, code) in cases.items():
+        response = upload(kb, [(name, data)])
+        assert response.status_code == status, (name, response.text)
+        body = response.json()
+        assert body["error"]["code"] == code and name in body["error"]["message"]
+        assert body["errors"][0]["filename"] == name
+    mixed = upload(kb, [("good.txt", POLICY.encode()), ("image.png", png)])
+    assert mixed.status_code == 201
+    body = mixed.json()
+    assert [d["filename"] for d in body["documents"]] == ["good.txt"]
+    assert [(e["filename"], e["status"]) for e in body["errors"]] == [("image.png", 415)]
+    listing = httpx.get(f"{kb.api}/knowledge/documents", headers=kb.headers()).json()
+    assert [d["filename"] for d in listing["data"]] == ["good.txt"]  # no half records
+
+
+def test_no_files_and_bad_metadata_are_422(kb: RunningService) -> None:
+    empty = httpx.post(f"{kb.api}/knowledge/documents", headers=kb.headers(), data={"x": "1"})
+    assert empty.status_code == 422 and empty.json()["error"]["code"] == "no_files"
+    nested = upload(kb, [("a.txt", b"hello world")], metadata={"a": {"b": 1}})
+    assert nested.status_code == 422 and nested.json()["error"]["code"] == "invalid_metadata"
+    reserved = upload(kb, [("a.txt", b"hello world")], metadata={"document_id": "x"})
+    assert reserved.status_code == 422
+
+
+def test_search_modes_find_the_right_document(kb: RunningService) -> None:
+    upload(kb, [("expenses.txt", POLICY.encode()), ("security.txt", VPN.encode())])
+    for mode in ("vector", "keyword", "hybrid"):
+        response = search(kb, "how often do passwords rotate", mode=mode, k=2)
+        assert response.status_code == 200, response.text
+        results = response.json()["results"]
+        assert results[0]["metadata"]["filename"] == "security.txt", mode
+        assert set(results[0]) >= {"document_id", "chunk_id", "text", "score", "metadata"}
+    hybrid = search(kb, "receipts Concur", k=1).json()["results"][0]
+    assert hybrid["metadata"]["filename"] == "expenses.txt"
+    assert hybrid["keyword_score"] > 0 and hybrid["vector_score"] is not None
+    assert search(kb, "receipts", mmr=True, k=2).status_code == 200
+
+
+def test_metadata_filters_and_bad_filters(kb: RunningService) -> None:
+    upload(kb, [("expenses.txt", POLICY.encode())], metadata={"team": "finance"})
+    upload(kb, [("security.txt", VPN.encode())], metadata={"team": "it"})
+    for mode in ("vector", "keyword", "hybrid"):
+        found = search(kb, "policy", filter={"team": "it"}, mode=mode, k=5).json()["results"]
+        assert [h["metadata"]["filename"] for h in found] == ["security.txt"], mode
+    both = {"$or": [{"team": {"$eq": "it"}}, {"team": {"$in": ["finance"]}}]}
+    assert len(search(kb, "policy", filter=both, k=5).json()["results"]) == 2
+    for bad in ({"$bogus": 1}, {"team": {"$like": "x"}}, {"a": 1, "b": 2}, {"$and": [{"a": 1}]}):
+        response = search(kb, "policy", filter=bad)
+        assert response.status_code == 422, bad
+        assert response.json()["error"]["code"] == "invalid_filter"
+    listed = httpx.get(
+        f"{kb.api}/knowledge/documents", params={"metadata": '{"team": "it"}'}, headers=kb.headers()
+    ).json()
+    assert [d["filename"] for d in listed["data"]] == ["security.txt"]
+
+
+def test_delete_removes_chunks_everywhere(kb: RunningService) -> None:
+    doc = upload(kb, [("security.txt", VPN.encode())]).json()["documents"][0]
+    assert search(kb, "GlobalProtect", mode="keyword").json()["results"]
+    other_user = httpx.delete(
+        f"{kb.api}/knowledge/documents/{doc['id']}", headers=kb.headers(user="mallory")
+    )
+    assert other_user.status_code == 403
+    deleted = httpx.delete(f"{kb.api}/knowledge/documents/{doc['id']}", headers=kb.headers())
+    assert deleted.status_code == 204
+    for mode in ("vector", "keyword", "hybrid"):
+        assert search(kb, "GlobalProtect VPN", mode=mode).json()["results"] == [], mode
+    gone = httpx.get(f"{kb.api}/knowledge/documents/{doc['id']}", headers=kb.headers())
+    assert gone.status_code == 404
+    again = upload(kb, [("security.txt", VPN.encode())]).json()["documents"][0]
+    assert again["duplicate"] is False  # deleted content can come back
+
+
+def test_orgs_never_see_each_other(kb: RunningService) -> None:
+    doc = upload(kb, [("security.txt", VPN.encode())], org="org-a").json()["documents"][0]
+    for mode in ("vector", "keyword", "hybrid"):
+        assert search(kb, "GlobalProtect", org="org-b", mode=mode).json()["results"] == []
+    url = f"{kb.api}/knowledge/documents/{doc['id']}"
+    assert httpx.get(url, headers=kb.headers("org-b")).status_code == 404
+    assert httpx.delete(url, headers=kb.headers("org-b", role="admin")).status_code == 404
+    listing = httpx.get(f"{kb.api}/knowledge/documents", headers=kb.headers("org-b")).json()
+    assert listing == {"data": [], "count": 0}
+    missing = search(kb, "x", org="org-b", collection="finance")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "collection_not_found"
+
+
+def test_embedder_failing_mid_document_leaves_nothing(
+    services: ServiceFactory, fake_openai: FakeOpenAI
+) -> None:
+    kb = services.start(embedding_batch_size=2, upstream_max_retries=0, **EMBEDDING)
+    text = "\n\n".join(f"Paragraph {i}. " + "lorem ipsum dolor " * 30 for i in range(8))
+    fake_openai.delay_next(0)  # the first batch goes through...
+    fake_openai.fail_next(status=400)  # ...then the embedder breaks (400: no retry)
+    response = upload(kb, [("long.txt", text.encode())])
+    assert response.status_code == 502, response.text
+    assert response.json()["error"]["code"] == "embedding_failed"
+    embedding_calls = [r for r in fake_openai.requests if r.path.endswith("/embeddings")]
+    assert len(embedding_calls) >= 2  # it failed half-way, not before starting
+    for mode in ("vector", "keyword"):
+        assert search(kb, "lorem ipsum", mode=mode).json()["results"] == []
+    listing = httpx.get(f"{kb.api}/knowledge/documents", headers=kb.headers()).json()
+    assert listing["count"] == 0
+
+
+def test_large_files_ingest_in_the_background(services: ServiceFactory) -> None:
+    kb = services.start(knowledge_inline_max_bytes=100, **EMBEDDING)
+    response = upload(kb, [("security.txt", VPN.encode())])
+    assert response.status_code == 201
+    doc = response.json()["documents"][0]
+    assert doc["status"] in ("processing", "ready")
+    url = f"{kb.api}/knowledge/documents/{doc['id']}"
+    deadline = time.monotonic() + 20
+    while httpx.get(url, headers=kb.headers()).json()["status"] == "processing":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert httpx.get(url, headers=kb.headers()).json()["status"] == "ready"
+
+
+def test_reindex_replaces_chunks(kb: RunningService) -> None:
+    doc = upload(kb, [("security.txt", VPN.encode())]).json()["documents"][0]
+    before = search(kb, "GlobalProtect", mode="keyword").json()["results"]
+    response = httpx.post(
+        f"{kb.api}/knowledge/documents/{doc['id']}/reindex", headers=kb.headers()
+    )
+    assert response.status_code == 202
+    url = f"{kb.api}/knowledge/documents/{doc['id']}"
+    deadline = time.monotonic() + 20
+    while httpx.get(url, headers=kb.headers()).json()["status"] != "ready":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    after = search(kb, "GlobalProtect", mode="keyword").json()["results"]
+    assert len(after) == len(before) == 1 and after[0]["chunk_id"] != before[0]["chunk_id"]
+    vector = search(kb, "GlobalProtect", mode="vector", k=10).json()["results"]
+    assert [h["chunk_id"] for h in vector] == [after[0]["chunk_id"]]  # old vectors gone
+
+
+def test_collections_with_their_own_distance_and_chunking(kb: RunningService) -> None:
+    created = httpx.post(
+        f"{kb.api}/knowledge/collections",
+        headers=kb.headers(),
+        json={"name": "wiki", "distance": "l2", "chunk_size": 200, "chunk_overlap": 20},
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["distance"] == "l2" and created.json()["embedding_dim"] == 1536
+    again = httpx.post(
+        f"{kb.api}/knowledge/collections", headers=kb.headers(), json={"name": "wiki"}
+    )
+    assert again.status_code == 409
+    text = " ".join(f"sentence number {i} about the wiki." for i in range(40))
+    doc = upload(kb, [("wiki.txt", text.encode())], collection="wiki").json()["documents"][0]
+    assert doc["chunks"] > 5 and doc["collection"] == "wiki"
+    hits = search(kb, "sentence number 7", collection="wiki", mode="vector").json()["results"]
+    assert hits and 0 < hits[0]["score"] <= 1
+    names = httpx.get(f"{kb.api}/knowledge/collections", headers=kb.headers()).json()["data"]
+    assert {c["name"] for c in names} == {"wiki"}
+    bad = httpx.post(
+        f"{kb.api}/knowledge/collections",
+        headers=kb.headers(),
+        json={"name": "x", "chunk_size": 100, "chunk_overlap": 100},
+    )
+    assert bad.status_code == 422
+
+
+def test_embedding_calls_are_accounted(kb: RunningService) -> None:
+    upload(kb, [("security.txt", VPN.encode())])
+    search(kb, "GlobalProtect", mode="vector")
+    deadline = time.monotonic() + 10
+    while True:
+        usage = httpx.get(
+            f"{kb.api}/usage?group_by=route", headers=kb.headers(role="admin")
+        ).json()
+        routes = {g["key"]: g for g in usage["groups"]}
+        if {"knowledge.ingest", "knowledge.search"} <= set(routes) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert routes["knowledge.ingest"]["prompt_tokens"] > 0
+    assert routes["knowledge.search"]["requests"] == 1
+    model = httpx.get(f"{kb.api}/usage?group_by=model", headers=kb.headers(role="admin")).json()
+    assert "text-embedding-3-small" in {g["key"] for g in model["groups"]}

@@ -1,0 +1,316 @@
+"""The keyword tokenizer and the BM25 index in SQL, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.config import Settings
+from db.migrate import upgrade
+from db.models import KeywordPosting, KnowledgeChunk, KnowledgeCollection, KnowledgeDocument
+from db.session import create_engine, create_sessionmaker
+from knowledge import keyword_index
+from knowledge.keywords import MAX_TERM_LENGTH, terms
+
+# --- tokenizer ------------------------------------------------------------------------------
+
+
+def test_hangul_runs_become_bigrams() -> None:
+    assert terms("접속방법") == Counter({"접속": 1, "속방": 1, "방법": 1})
+    assert terms("팀") == Counter({"팀": 1})  # a one-syllable run is kept whole
+    assert terms("서버에서 서버") == Counter({"서버": 2, "버에": 1, "에서": 1})
+    # Jamo are Hangul too (NFKC turns compatibility jamo into conjoining ones).
+    assert terms("ㅋㅋㅋ") == Counter({unicodedata.normalize("NFKC", "ㅋㅋ"): 2})
+
+
+def test_mixed_tokens_split_into_word_and_bigrams() -> None:
+    assert terms("VPN접속") == Counter({"vpn": 1, "접속": 1})
+    assert terms("IT팀 2024년") == Counter({"it": 1, "팀": 1, "2024": 1, "년": 1})
+    assert terms("Wi-Fi 비밀번호") == Counter({"wi": 1, "fi": 1, "비밀": 1, "밀번": 1, "번호": 1})
+
+
+def test_english_words_lowercased_normalized_stopwords_dropped() -> None:
+    assert terms("The Quick and the DEAD of it") == Counter({"quick": 1, "dead": 1, "it": 1})
+    assert terms("ＶＰＮ　Ｓｅｔｕｐ") == Counter({"vpn": 1, "setup": 1})  # NFKC: full-width
+    assert terms("user_id = 42!") == Counter({"user": 1, "id": 1, "42": 1})
+    assert terms("the a an") == Counter()
+    assert terms("") == Counter()
+    long = "x" * 100
+    assert terms(long) == Counter({"x" * MAX_TERM_LENGTH: 1})
+
+
+# --- the index ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def sessions(
+    tmp_path: Path, database_url: str | None
+) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Migrated tables on a SQLite file in tmp_path, or on the session's PostgreSQL database."""
+    settings = Settings(_env_file=None, data_dir=tmp_path, database_url=database_url)
+    upgrade(settings)
+    engine = create_engine(settings)
+    yield create_sessionmaker(engine)
+    await engine.dispose()
+
+
+class Corpus:
+    """A collection with one document, filled the way ingestion does it."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+        self.collection_id = str(uuid.uuid4())  # PostgreSQL's database is shared by tests
+        self.document_id = str(uuid.uuid4())
+        self.ids: dict[str, str] = {}
+
+    async def create(self) -> Corpus:
+        async with self.sessions() as session:
+            session.add(
+                KnowledgeCollection(
+                    id=self.collection_id,
+                    org_id="org-a",
+                    name=f"c-{self.collection_id}",
+                    embedding_model="e5",
+                    embedding_dim=4,
+                    chunk_size=1000,
+                    chunk_overlap=100,
+                    vector_collection=f"v-{self.collection_id[:8]}",
+                )
+            )
+            await session.flush()
+            session.add(
+                KnowledgeDocument(
+                    id=self.document_id,
+                    org_id="org-a",
+                    collection_id=self.collection_id,
+                    filename="doc.txt",
+                    content_type="text/plain",
+                    size_bytes=1,
+                    sha256=uuid.uuid4().hex,
+                    status="ready",
+                    created_by="alice",
+                )
+            )
+            await session.commit()
+        return self
+
+    async def add(self, **texts: str) -> dict[str, int]:
+        """Index ``name=text`` chunks and store their rows, in one transaction."""
+        ids = {name: f"{self.document_id}:{name}" for name in texts}
+        self.ids.update(ids)
+        async with self.sessions() as session:
+            counts = await keyword_index.index_chunks(
+                session, self.collection_id, [(ids[n], t) for n, t in texts.items()]
+            )
+            session.add_all(
+                KnowledgeChunk(
+                    id=ids[name],
+                    document_id=self.document_id,
+                    collection_id=self.collection_id,
+                    chunk_index=index,
+                    text=text,
+                    token_count=counts[ids[name]],
+                )
+                for index, (name, text) in enumerate(texts.items())
+            )
+            await session.commit()
+        return {name: counts[ids[name]] for name in texts}
+
+    async def remove(self, *names: str) -> None:
+        """Delete chunks as the registry does: postings and rows together."""
+        ids = [self.ids[n] for n in names]
+        async with self.sessions() as session:
+            await keyword_index.remove_chunks(session, ids)
+            await session.execute(delete(KnowledgeChunk).where(KnowledgeChunk.id.in_(ids)))
+            await session.commit()
+
+    async def search(
+        self, query: str, *, limit: int = 10, allowed: Sequence[str] | None = None
+    ) -> list[tuple[str, float]]:
+        """Hits as (chunk name, score)."""
+        names = {chunk_id: name for name, chunk_id in self.ids.items()}
+        within = None if allowed is None else {self.ids.get(a, a) for a in allowed}
+        async with self.sessions() as session:
+            hits = await keyword_index.search(
+                session, self.collection_id, query, limit=limit, allowed=within
+            )
+        return [(names[chunk_id], score) for chunk_id, score in hits]
+
+    async def top(self, query: str, **kw: int) -> list[str]:
+        return [name for name, _ in await self.search(query, **kw)]
+
+
+async def corpus(sessions: async_sessionmaker[AsyncSession], **texts: str) -> Corpus:
+    made = await Corpus(sessions).create()
+    if texts:
+        await made.add(**texts)
+    return made
+
+
+def bm25(tf: int, dl: int, avgdl: float, n: int, df: int) -> float:
+    """One term's contribution, written out as in the textbook (k1 = 1.2, b = 0.75)."""
+    idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+    return idf * tf * 2.2 / (tf + 1.2 * (1 - 0.75 + 0.75 * dl / avgdl))
+
+
+async def test_bm25_scores_match_the_hand_computed_example(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    docs = await corpus(
+        sessions,
+        d1="apple banana apple",  # dl 3
+        d2="banana cherry",  # dl 2
+        d3="cherry cherry cherry date",  # dl 4; N = 3, avgdl = 9 / 3 = 3
+    )
+    hits = await docs.search("apple cherry")
+    # apple: df 1, idf ln(1 + 2.5/1.5); cherry: df 2, idf ln(1 + 1.5/2.5)
+    expected = [
+        ("d1", math.log(1 + 2.5 / 1.5) * (2 * 2.2) / (2 + 1.2 * (0.25 + 0.75 * 3 / 3))),
+        ("d3", math.log(1 + 1.5 / 2.5) * (3 * 2.2) / (3 + 1.2 * (0.25 + 0.75 * 4 / 3))),
+        ("d2", math.log(1 + 1.5 / 2.5) * (1 * 2.2) / (1 + 1.2 * (0.25 + 0.75 * 2 / 3))),
+    ]
+    assert [name for name, _ in hits] == [name for name, _ in expected]
+    for (_, score), (_, want) in zip(hits, expected, strict=True):
+        assert score == pytest.approx(want, abs=1e-6)
+    assert hits[0][1] == pytest.approx(1.348641, abs=1e-6)  # the number, not just the formula
+    # A query term in no chunk adds nothing; repeating a query term counts it once.
+    assert await docs.search("apple cherry kiwi") == hits
+    assert await docs.search("cherry apple apple") == hits
+
+
+async def test_token_counts_are_the_document_lengths(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    docs = await corpus(sessions)
+    counts = await docs.add(a="The VPN접속 guide", b="", c="!!! ...")
+    assert counts == {"a": 3, "b": 0, "c": 0}  # vpn, 접속, guide ("the" is dropped)
+    async with sessions() as session:
+        stored = await session.scalar(
+            select(func.count())
+            .select_from(KeywordPosting)
+            .where(KeywordPosting.collection_id == docs.collection_id)
+        )
+    assert stored == 3 + 3  # a's three terms, and one length posting per chunk
+
+
+async def test_ranking_picks_the_right_korean_and_english_chunks(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    docs = await corpus(
+        sessions,
+        vpn="재택근무 시 VPN접속 방법: 사내 포털에서 VPN 클라이언트를 설치하고 OTP로 로그인합니다.",
+        leave="연차 휴가 신청은 인사 시스템에서 하며, 팀장의 승인을 받아야 합니다.",
+        wifi="사무실 Wi-Fi 비밀번호는 매달 바뀝니다. 안내 메일을 확인하세요.",
+        expense="Submit your expense report within 30 days; reimbursement is paid monthly.",
+        security="Report a security incident to the security team at once.",
+        printer="The printer on the third floor needs a badge to release jobs.",
+    )
+    assert (await docs.top("VPN 접속 방법"))[0] == "vpn"
+    assert (await docs.top("휴가 신청은 어떻게 하나요"))[0] == "leave"
+    assert (await docs.top("와이파이 비밀번호"))[0] == "wifi"
+    assert (await docs.top("how do I get my expenses reimbursed? expense report"))[0] == "expense"
+    assert (await docs.top("security incident"))[0] == "security"
+    assert (await docs.top("badge printer"))[0] == "printer"
+    assert await docs.top("the of and") == []  # only stopwords: no terms, no hits
+    assert await docs.top("") == []
+    assert await docs.top("kubernetes") == []  # no chunk has it
+
+
+async def test_removed_chunks_never_come_back_and_statistics_follow(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    docs = await corpus(sessions, a="alpha beta", b="alpha gamma delta", c="beta")
+    assert await docs.top("alpha") == ["a", "b"]
+    await docs.remove("a")
+    hits = await docs.search("alpha beta")
+    assert [name for name, _ in hits] == ["c", "b"]  # a is gone
+    # N = 2 and avgdl = (3 + 1) / 2: "alpha" now has df 1, "beta" df 1.
+    assert hits[0][1] == pytest.approx(bm25(tf=1, dl=1, avgdl=2, n=2, df=1), abs=1e-6)
+    assert hits[1][1] == pytest.approx(bm25(tf=1, dl=3, avgdl=2, n=2, df=1), abs=1e-6)
+    await docs.remove("b", "c", "b")  # duplicates and repeats are harmless
+    await docs.remove("a")
+    assert await docs.top("alpha beta gamma") == []
+    await docs.add(a2="alpha")  # the index keeps working after it emptied
+    assert await docs.search("alpha") == [("a2", pytest.approx(bm25(1, 1, 1.0, 1, 1)))]
+
+
+async def test_removal_in_large_batches(sessions: async_sessionmaker[AsyncSession]) -> None:
+    docs = await corpus(sessions)
+    await docs.add(**{f"c{i}": f"common word{i}" for i in range(1200)})
+    assert len(await docs.search("common", limit=2000)) == 1200
+    await docs.remove(*(f"c{i}" for i in range(1100)))
+    assert sorted(await docs.top("common", limit=2000)) == sorted(
+        f"c{i}" for i in range(1100, 1200)
+    )
+
+
+async def test_allowed_restricts_the_results_not_the_scores(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    docs = await corpus(sessions, a="vpn vpn guide", b="vpn setup", c="vpn", d="printer guide")
+    everything = await docs.search("vpn guide")
+    assert [name for name, _ in everything] == ["a", "d", "c", "b"]
+
+    def only(*names: str) -> list[tuple[str, float]]:
+        return [(name, pytest.approx(score)) for name, score in everything if name in names]
+
+    # Few allowed ids (more postings than ids): primary-key lookups by batch.
+    assert await docs.search("vpn guide", allowed=["b", "d"]) == only("b", "d")
+    assert await docs.search("vpn guide", allowed=["b", "d"], limit=1) == only("d")
+    # Many allowed ids (more ids than postings): score everything and filter.
+    many = ["b", "c", *(f"missing-{i}" for i in range(1200))]
+    assert await docs.search("vpn guide", allowed=many) == only("c", "b")
+    assert await docs.search("vpn guide", allowed=many, limit=1) == only("c")
+    assert await docs.search("vpn guide", allowed=[]) == []
+    assert await docs.search("vpn guide", allowed=["missing"]) == []
+
+
+async def test_allowed_batches_merge_to_the_global_top(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    docs = await corpus(sessions)
+    # 1,100 chunks, the longer the weaker: the best allowed ones sit in different batches.
+    await docs.add(**{f"c{i:04d}": "target " + "filler " * (i % 7) for i in range(1100)})
+    allowed = [f"c{i:04d}" for i in range(0, 1100, 2)]  # 550 ids: two IN batches
+    hits = await docs.search("target filler", allowed=allowed, limit=5)
+    everything = await docs.search("target filler", limit=2000)
+    assert hits == [hit for hit in everything if hit[0] in set(allowed)][:5]
+
+
+async def test_collections_are_isolated(sessions: async_sessionmaker[AsyncSession]) -> None:
+    first = await corpus(sessions, a="shared words here", b="other text")
+    second = await corpus(sessions, x="shared words here")
+    for i in range(5):
+        await second.add(**{f"y{i}": "shared"})
+    assert await first.top("shared") == ["a"]
+    assert sorted(await second.top("shared")) == ["x", "y0", "y1", "y2", "y3", "y4"]
+    # The first collection's statistics ignore the second's chunks: N = 2, df = 1.
+    ((_, score),) = await first.search("shared")
+    assert score == pytest.approx(bm25(tf=1, dl=3, avgdl=2.5, n=2, df=1), abs=1e-6)
+    async with sessions() as session:
+        await keyword_index.remove_collection(session, second.collection_id)
+        await session.commit()
+    assert await second.top("shared") == []
+    assert await first.top("shared") == ["a"]
+
+
+async def test_limit(sessions: async_sessionmaker[AsyncSession]) -> None:
+    docs = await corpus(
+        sessions,
+        a="jira jira jira",
+        b="jira jira",
+        c="jira",
+        d="jira ticket",
+        e="confluence",
+    )
+    assert await docs.top("jira", limit=2) == ["a", "b"]
+    assert await docs.top("jira", limit=10) == ["a", "b", "c", "d"]
+    assert await docs.top("jira", limit=0) == []
