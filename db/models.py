@@ -55,6 +55,14 @@ def checkpoint_key(org_id: str, thread_id: str) -> str:
     return f"{org_id}/{thread_id}"
 
 
+RAG_THREAD_PREFIX = "rag:"
+
+
+def rag_checkpoint_key(org_id: str, thread_id: str) -> str:
+    """LangGraph thread id of the knowledge-query turns of an org's thread (apart from chat)."""
+    return RAG_THREAD_PREFIX + checkpoint_key(org_id, thread_id)
+
+
 class UsageEvent(Base):
     """One model or embedding call, as accounted: who, what, how many tokens, what it cost.
 

@@ -25,7 +25,19 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Float, Select, bindparam, case, cast, delete, func, insert, select
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    FromClause,
+    Select,
+    bindparam,
+    case,
+    cast,
+    delete,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.base import Base
@@ -43,6 +55,12 @@ _INSERT_BATCH = 5000
 
 _IDS_BATCH = 500
 """Ids per ``IN (...)`` list: under every backend's bound-parameter limit, still one plan."""
+
+_PRUNE_ABOVE = 2000
+"""Postings a query may simply scan; above this, common terms are pruned (see ``_top``)."""
+
+_LOOKUP_COST = 4
+"""A primary-key lookup costs about this many rows of a sequential posting scan."""
 
 _posting = Base.metadata.tables[KeywordPosting.__tablename__]
 _COLUMNS = ("collection_id", "term", "chunk_id", "tf", "chunk_length")
@@ -139,41 +157,89 @@ def idf(chunks: int, df: int) -> float:
     return math.log(1.0 + (chunks - df + 0.5) / (df + 0.5))
 
 
-def _score_query(
-    collection_id: str,
-    weights: dict[str, float],
-    average_length: float,
-    *,
-    limit: int | None,
-    within: Sequence[str] | None = None,
-) -> Select[str, float]:
-    """``SELECT chunk_id, SUM(bm25) ... GROUP BY chunk_id ORDER BY score DESC LIMIT``.
+class _Bm25:
+    """The BM25 sum as SQL over a postings table (or alias), for one query's statistics.
 
-    ``weights`` maps each term to idf * (k1 + 1); the denominator is
+    ``weight`` of a term is idf * (k1 + 1); the denominator is
     tf + k1 * (1 - b) + (k1 * b / avgdl) * dl, so the SQL is plain arithmetic.
     """
-    tf = cast(_posting.c.tf, Float)
-    weight = case(
-        {term: bindparam(None, w, type_=Float) for term, w in weights.items()},
-        value=_posting.c.term,
-        else_=bindparam(None, 0.0, type_=Float),
-    )
-    slope = K1 * B / average_length if average_length > 0 else 0.0
-    denominator = (
-        tf
-        + bindparam(None, K1 * (1 - B), type_=Float)
-        + bindparam(None, slope, type_=Float) * cast(_posting.c.chunk_length, Float)
-    )
-    score = func.sum(weight * tf / denominator).label("score")
-    query = select(_posting.c.chunk_id, score).where(
-        _posting.c.collection_id == collection_id, _posting.c.term.in_(list(weights))
-    )
-    if within is not None:
-        query = query.where(_posting.c.chunk_id.in_(list(within)))
-    query = query.group_by(_posting.c.chunk_id).order_by(score.desc(), _posting.c.chunk_id)
-    if limit is not None:
-        query = query.limit(limit)
-    return query
+
+    def __init__(self, stats: _Stats) -> None:
+        self.weights = {
+            term: idf(stats.chunks, df) * (K1 + 1) for term, df in stats.df.items() if df > 0
+        }
+        self.df = stats.df
+        self.constant = K1 * (1 - B)
+        self.slope = K1 * B / stats.average_length if stats.average_length > 0 else 0.0
+
+    def contribution(self, table: FromClause, terms: Sequence[str]) -> ColumnElement[Any]:
+        """One posting's share of the score, for postings of ``terms``."""
+        tf = cast(table.c.tf, Float)
+        weight = case(
+            {term: bindparam(None, self.weights[term], type_=Float) for term in terms},
+            value=table.c.term,
+            else_=bindparam(None, 0.0, type_=Float),
+        )
+        denominator = (
+            tf
+            + bindparam(None, self.constant, type_=Float)
+            + bindparam(None, self.slope, type_=Float) * cast(table.c.chunk_length, Float)
+        )
+        return weight * tf / denominator
+
+    def full(
+        self,
+        collection_id: str,
+        *,
+        limit: int | None,
+        within: Sequence[str] | None = None,
+    ) -> Select[str, float]:
+        """``SELECT chunk_id, SUM(bm25) ... GROUP BY chunk_id ORDER BY score DESC LIMIT``."""
+        terms = list(self.weights)
+        score = func.sum(self.contribution(_posting, terms)).label("score")
+        query = select(_posting.c.chunk_id, score).where(
+            _posting.c.collection_id == collection_id, _posting.c.term.in_(terms)
+        )
+        if within is not None:
+            query = query.where(_posting.c.chunk_id.in_(list(within)))
+        query = query.group_by(_posting.c.chunk_id).order_by(score.desc(), _posting.c.chunk_id)
+        return query if limit is None else query.limit(limit)
+
+    def pruned(
+        self, collection_id: str, essential: Sequence[str], optional: Sequence[str], limit: int
+    ) -> Select[str, float]:
+        """Full scores of the chunks that contain an ``essential`` term, best first.
+
+        The ``optional`` (common) terms are not scanned: each candidate looks its postings
+        of them up by primary key (a correlated subquery, so both planners do lookups).
+        """
+        found = _posting.alias("found")
+        extra = _posting.alias("extra")
+        candidates = (
+            select(found.c.chunk_id, func.sum(self.contribution(found, essential)).label("partial"))
+            .where(found.c.collection_id == collection_id, found.c.term.in_(list(essential)))
+            .group_by(found.c.chunk_id)
+            .subquery("candidates")
+        )
+        rest = (
+            select(func.sum(self.contribution(extra, optional)))
+            .where(
+                extra.c.collection_id == collection_id,
+                extra.c.term.in_(list(optional)),
+                extra.c.chunk_id == candidates.c.chunk_id,
+            )
+            .scalar_subquery()
+        )
+        score = (candidates.c.partial + func.coalesce(rest, 0.0)).label("score")
+        return (
+            select(candidates.c.chunk_id, score)
+            .order_by(score.desc(), candidates.c.chunk_id)
+            .limit(limit)
+        )
+
+
+async def _rows(session: AsyncSession, query: Select[str, float]) -> list[tuple[str, float]]:
+    return [(chunk_id, float(score)) for chunk_id, score in await session.execute(query)]
 
 
 async def search(
@@ -193,51 +259,68 @@ async def search(
     wanted = sorted(terms(query))
     if not wanted or limit <= 0 or (allowed is not None and not allowed):
         return []
-    stats = await _stats(session, collection_id, wanted)
-    weights = {term: idf(stats.chunks, df) * (K1 + 1) for term, df in stats.df.items() if df > 0}
-    if not weights:
+    bm25 = _Bm25(await _stats(session, collection_id, wanted))
+    if not bm25.weights:
         return []
     if allowed is not None:
-        return await _search_within(session, collection_id, weights, stats, limit, allowed)
-    result = await session.execute(
-        _score_query(collection_id, weights, stats.average_length, limit=limit)
-    )
-    return [(chunk_id, float(score)) for chunk_id, score in result]
+        return await _search_within(session, collection_id, bm25, limit, allowed)
+    return await _top(session, collection_id, bm25, limit)
+
+
+async def _top(
+    session: AsyncSession, collection_id: str, bm25: _Bm25, limit: int
+) -> list[tuple[str, float]]:
+    """The exact top ``limit``, skipping the scan of very common terms when that is safe.
+
+    Max-score pruning: with the terms ordered rarest first, score only the chunks that hold
+    one of the rare ("essential") terms, fully (common terms looked up per candidate). A
+    chunk without any rare term scores at most the sum of the common terms' weights
+    (idf * (k1 + 1), BM25's ceiling); if the ``limit``-th candidate scores above that, no
+    such chunk can enter the top and the answer is exact. Otherwise one more term becomes
+    essential, and in the end the plain scan of every posting answers.
+    """
+    order = sorted(bm25.weights, key=lambda term: (bm25.df[term], term))
+    postings = sum(bm25.df[term] for term in order)
+    if postings > _PRUNE_ABOVE:
+        for split in range(1, len(order)):
+            essential, optional = order[:split], order[split:]
+            candidates = sum(bm25.df[term] for term in essential)
+            if candidates * (1 + _LOOKUP_COST * len(optional)) >= postings:
+                break  # the lookups would cost more than scanning everything
+            hits = await _rows(session, bm25.pruned(collection_id, essential, optional, limit))
+            ceiling = sum(bm25.weights[term] for term in optional)
+            if len(hits) == limit and hits[-1][1] > ceiling:
+                return hits
+    return await _rows(session, bm25.full(collection_id, limit=limit))
 
 
 async def _search_within(
     session: AsyncSession,
     collection_id: str,
-    weights: dict[str, float],
-    stats: _Stats,
+    bm25: _Bm25,
     limit: int,
     allowed: Collection[str],
 ) -> list[tuple[str, float]]:
     """Top ``limit`` among ``allowed``: the cheaper of two exact plans.
 
-    Few postings (sum of df ≤ allowed ids): score every match, filter in Python. Otherwise
-    the top ``limit`` of each batch of allowed ids (primary-key lookups), merged.
+    Few allowed ids (fewer lookups than postings): the top ``limit`` of each batch of ids
+    (primary-key lookups), merged. Many: walk down the global ranking, a deeper prefix each
+    round, until ``limit`` allowed chunks are in it (or the ranking ends).
     """
-    postings = sum(stats.df[term] for term in weights)
-    if postings <= len(allowed):
-        allowed_set = allowed if isinstance(allowed, set | frozenset) else set(allowed)
-        result = await session.execute(
-            _score_query(collection_id, weights, stats.average_length, limit=None)
-        )
-        hits = [(c, float(s)) for c, s in result if c in allowed_set]
+    postings = sum(bm25.df[term] for term in bm25.weights)
+    if len(allowed) * len(bm25.weights) < postings:
+        ids = sorted(allowed)
+        hits: list[tuple[str, float]] = []
+        for start in range(0, len(ids), _IDS_BATCH):
+            batch = ids[start : start + _IDS_BATCH]
+            hits.extend(await _rows(session, bm25.full(collection_id, limit=limit, within=batch)))
+        hits.sort(key=lambda hit: (-hit[1], hit[0]))
         return hits[:limit]
-    ids = sorted(allowed)
-    hits = []
-    for start in range(0, len(ids), _IDS_BATCH):
-        result = await session.execute(
-            _score_query(
-                collection_id,
-                weights,
-                stats.average_length,
-                limit=limit,
-                within=ids[start : start + _IDS_BATCH],
-            )
-        )
-        hits.extend((c, float(s)) for c, s in result)
-    hits.sort(key=lambda hit: (-hit[1], hit[0]))
-    return hits[:limit]
+    allowed_set = allowed if isinstance(allowed, set | frozenset) else set(allowed)
+    depth = 4 * limit
+    while True:
+        ranked = await _top(session, collection_id, bm25, depth)
+        hits = [hit for hit in ranked if hit[0] in allowed_set]
+        if len(hits) >= limit or len(ranked) < depth:
+            return hits[:limit]
+        depth *= 8

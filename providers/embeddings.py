@@ -150,16 +150,24 @@ class _SharedEngine:
             return work(self._engine)
 
 
-_engines: dict[tuple[str, int], _SharedEngine] = {}
+_engines: dict[tuple[str, int, bool], _SharedEngine] = {}
 _engines_lock = threading.Lock()
 
 
-def _shared_engine(kind: str, threads: int, load: Callable[[], Any]) -> _SharedEngine:
-    """One copy of an engine's weights per process and thread count, however many embedders."""
+def _shared_engine(
+    kind: str, threads: int, load: Callable[[], Any], *, for_queries: bool
+) -> _SharedEngine:
+    """One engine per process, thread count and purpose, however many embedders.
+
+    Queries have an engine of their own: a search never waits behind a batch of another
+    org's ingestion (one batch of passages takes seconds), which keeps bulk uploads from
+    slowing other orgs' searches and RAG queries.
+    """
+    key = (kind, threads, for_queries)
     with _engines_lock:
-        engine = _engines.get((kind, threads))
+        engine = _engines.get(key)
         if engine is None:
-            engine = _engines[(kind, threads)] = _SharedEngine(load)
+            engine = _engines[key] = _SharedEngine(load)
         return engine
 
 
@@ -171,7 +179,8 @@ class _LocalEmbeddings(Embeddings):
     def __init__(self, *, threads: int = 2, batch_size: int = 64) -> None:
         self.threads = threads
         self.batch_size = batch_size
-        self._engine = _shared_engine(self.kind, threads, self._load)
+        self._engine = _shared_engine(self.kind, threads, self._load, for_queries=False)
+        self._query_engine = _shared_engine(self.kind, threads, self._load, for_queries=True)
 
     def _load(self) -> Any:
         """Build the engine (once per process, under its lock)."""
@@ -182,12 +191,11 @@ class _LocalEmbeddings(Embeddings):
         raise NotImplementedError
 
     def _embed(self, texts: list[str], *, query: bool) -> list[list[float]]:
+        engine = self._query_engine if query else self._engine
         vectors: list[list[float]] = []
         for start in range(0, len(texts), self.batch_size):
             batch = texts[start : start + self.batch_size]
-            vectors.extend(
-                _unit_rows(self._engine.run(partial(self._encode, texts=batch, query=query)))
-            )
+            vectors.extend(_unit_rows(engine.run(partial(self._encode, texts=batch, query=query))))
         return vectors
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:

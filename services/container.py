@@ -34,6 +34,7 @@ from providers.registry import ModelRegistry
 from providers.relay import OpenAIRelay
 from services.chat import ChatService
 from services.knowledge import KnowledgeService
+from services.knowledge_query import KnowledgeQuery
 from services.response_cache import ResponseCache
 from services.thread_chat import ThreadChat
 from services.threads import ThreadStore
@@ -59,12 +60,17 @@ class Services:
     provider_keys: ProviderKeyStore
     jobs: InProcessJobQueue
     knowledge: KnowledgeService
+    knowledge_query: KnowledgeQuery
     started_at: int
 
 
 @asynccontextmanager
 async def open_services(
-    settings: Settings, *, registry: ModelRegistry, chat_graph: CompiledStateGraph
+    settings: Settings,
+    *,
+    registry: ModelRegistry,
+    chat_graph: CompiledStateGraph,
+    rag_graph: CompiledStateGraph,
 ) -> AsyncIterator[Services]:
     """Migrate, connect, start the local model; tear everything down on exit."""
     install_offline_encodings(settings.data_dir / "tiktoken")
@@ -76,6 +82,7 @@ async def open_services(
         sessions = create_sessionmaker(engine)
         checkpointer = await stack.enter_async_context(open_checkpointer(settings))
         chat_graph.checkpointer = checkpointer  # the graph was compiled before resources existed
+        rag_graph.checkpointer = checkpointer  # one saver; RAG turns are keyed "rag:<org>/<id>"
         if registry.local_enabled and not settings.local_model_base_url:
             local = await asyncio.to_thread(
                 start_local_model,
@@ -125,12 +132,14 @@ async def open_services(
             enabled=settings.accounting_enabled,
         )
         chroma = ChromaClientProvider(settings)
+        embeddings = EmbeddingRegistry(settings)
+        stack.push_async_callback(embeddings.aclose)
         jobs = InProcessJobQueue(workers=settings.knowledge_workers)
         knowledge = KnowledgeService(
             settings=settings,
             sessions=sessions,
             vectors=VectorStore(chroma),
-            embeddings=EmbeddingRegistry(settings),
+            embeddings=embeddings,
             accountant=accountant,
             jobs=jobs,
             provider_keys=provider_keys,
@@ -171,5 +180,13 @@ async def open_services(
             provider_keys=provider_keys,
             jobs=jobs,
             knowledge=knowledge,
+            knowledge_query=KnowledgeQuery(
+                graph=rag_graph,
+                registry=registry,
+                threads=threads,
+                accountant=accountant,
+                limits=limits,
+                provider_keys=provider_keys,
+            ),
             started_at=int(time.time()),
         )

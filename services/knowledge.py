@@ -16,13 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from accounting.embeddings import AccountedEmbeddings
 from langchain_core.embeddings import Embeddings
-from providers.embeddings import EmbeddingRegistry, UnknownEmbeddingModel
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from accounting.accountant import Accountant
+from accounting.embeddings import AccountedEmbeddings
 from accounting.events import CallContext
 from auth.tokens import Principal
 from core.config import Settings
@@ -37,6 +36,7 @@ from knowledge.ingest import DocumentGone, VectorTarget, ingest_document
 from knowledge.metadata import InvalidMetadata, chunk_metadata, validate_user_metadata
 from knowledge.vectors import Distance, VectorHit, VectorStore, space_of
 from loaders import CONTENT_TYPES, LoaderError, sniff_type
+from providers.embeddings import EmbeddingRegistry, UnknownEmbeddingModel
 from providers.keys import ProviderKeyStore
 
 logger = logging.getLogger(__name__)
@@ -469,7 +469,8 @@ class KnowledgeService:
         except DocumentGone:
             return
         except asyncio.CancelledError:
-            await asyncio.shield(self._mark_cancelled(document_id))
+            # A user's cancel has already marked the document; a shutdown leaves it
+            # ``processing``, so the next start-up queues it again.
             raise
         except LoaderError as exc:
             error = (exc.code, exc.message)
@@ -480,14 +481,6 @@ class KnowledgeService:
             error = ("embedding_failed", f"{document.filename}: {type(exc).__name__}: {exc}"[:1000])
         async with session_scope(self._sessions) as session:
             await registry.set_status(session, document_id, "failed", error=error)
-
-    async def _mark_cancelled(self, document_id: str) -> None:
-        async with session_scope(self._sessions) as session:
-            current = await session.get(KnowledgeDocument, document_id)
-            if current is not None and current.status == "processing":
-                await registry.set_status(
-                    session, document_id, "cancelled", error=("cancelled", "ingestion cancelled")
-                )
 
     # --- search --------------------------------------------------------------------
 
@@ -516,7 +509,10 @@ class KnowledgeService:
             raise ApiError(
                 404, "collection_not_found", f"no knowledge collection {query.collection!r}"
             )
-        fetch = query.k if query.mode == "vector" else max(query.k * 3, 10)
+        # Each leg of a hybrid search contributes its best 2k: fusing BM25's whole tail
+        # buries chunks only the embedder found (cross-lingual hits), measured in
+        # bench/rag_quality.py.
+        fetch = query.k if query.mode != "hybrid" else 2 * query.k
         vector_hits: list[VectorHit] = []
         keyword_hits: list[tuple[str, float]] = []
         if query.mode in ("vector", "hybrid"):

@@ -36,7 +36,7 @@ from auth.tokens import Principal
 from core.errors import ApiError, error_body
 from core.request_id import current_request_id
 from core.tracing import run_metadata
-from db.models import checkpoint_key
+from db.models import rag_checkpoint_key
 from graphs.rag.configuration import RetrievalQuery, SearchFn
 from graphs.rag.state import Hit
 from limits.enforcer import LimitEnforcer
@@ -48,13 +48,7 @@ from services.threads import ThreadStore
 
 logger = logging.getLogger(__name__)
 
-RAG_THREAD_PREFIX = "rag:"
 _END = object()
-
-
-def rag_checkpoint_key(org_id: str, thread_id: str) -> str:
-    """The checkpointer key of an org's RAG thread (apart from its chat turns)."""
-    return RAG_THREAD_PREFIX + checkpoint_key(org_id, thread_id)
 
 
 def knowledge_search(knowledge: Callable[[], KnowledgeService]) -> SearchFn:

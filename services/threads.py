@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from auth.tokens import Principal
 from core.errors import ApiError
 from db.base import utcnow
-from db.models import ChatThread, checkpoint_key
+from db.models import ChatThread, checkpoint_key, rag_checkpoint_key
 
 
 def _not_found(thread_id: str) -> ApiError:
@@ -100,6 +100,7 @@ class ThreadStore:
         """Delete the thread and its checkpointed messages."""
         await self.get(principal, thread_id)
         await self._checkpointer.adelete_thread(checkpoint_key(principal.org_id, thread_id))
+        await self._checkpointer.adelete_thread(rag_checkpoint_key(principal.org_id, thread_id))
         async with self._sessions() as session:
             await session.execute(
                 delete(ChatThread).where(

@@ -15,7 +15,10 @@ from tests.support.service import RunningService, ServiceFactory
 if TYPE_CHECKING:
     from tests.fakes.openai_server import FakeOpenAI
 
-pytest_plugins = ["tests.fakes.openai_server"]  # the `fake_openai` fixture
+pytest_plugins = [
+    "tests.fakes.openai_server",  # the `fake_openai` fixture
+    "tests.support.chroma_server",  # `chroma_server`: a real `chroma run`
+]
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 

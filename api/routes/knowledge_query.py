@@ -29,7 +29,7 @@ _ERRORS: dict[int | str, dict[str, str]] = {
 
 async def get_knowledge_query(request: Request) -> KnowledgeQuery:
     """The RAG use case (built in the app's lifespan)."""
-    service: KnowledgeQuery = request.app.state.knowledge_query
+    service: KnowledgeQuery = request.app.state.services.knowledge_query
     return service
 
 

@@ -281,3 +281,95 @@ def test_embedding_calls_are_accounted(kb: RunningService) -> None:
     assert routes["knowledge.search"]["requests"] == 1
     model = httpx.get(f"{kb.api}/usage?group_by=model", headers=kb.headers(role="admin")).json()
     assert "text-embedding-3-small" in {g["key"] for g in model["groups"]}
+
+
+def test_chroma_server_backend(services: ServiceFactory, chroma_server: str) -> None:
+    kb = services.start(chroma_url=chroma_server, **EMBEDDING)
+    assert httpx.get(f"{kb.url}/readyz").status_code == 200
+    doc = upload(kb, [("security.txt", VPN.encode())], org="org-srv").json()["documents"][0]
+    hits = search(kb, "GlobalProtect VPN", org="org-srv", mode="vector").json()["results"]
+    assert [h["document_id"] for h in hits] == [doc["id"]]
+    assert search(kb, "GlobalProtect VPN", org="org-other").json()["results"] == []
+    names = httpx.get(f"{chroma_server}/api/v2/tenants/default_tenant/databases/default_database/collections").json()
+    assert any(c["name"].startswith("ahc-") for c in names)
+    deleted = httpx.delete(
+        f"{kb.api}/knowledge/documents/{doc['id']}", headers=kb.headers("org-srv")
+    )
+    assert deleted.status_code == 204
+    assert search(kb, "GlobalProtect", org="org-srv", mode="vector").json()["results"] == []
+
+
+def wait_for(check, timeout: float = 30) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_reembed_swaps_the_collection_without_downtime(kb: RunningService) -> None:
+    upload(kb, [("security.txt", VPN.encode()), ("expenses.txt", POLICY.encode())])
+    member = httpx.post(
+        f"{kb.api}/knowledge/reembed", headers=kb.headers(), json={"embedding_model": "local-use"}
+    )
+    assert member.status_code == 403
+    started = httpx.post(
+        f"{kb.api}/knowledge/reembed",
+        headers=kb.headers(role="admin"),
+        json={"embedding_model": "local-use"},
+    )
+    assert started.status_code == 202, started.text
+    assert started.json()["reembedding_to"] == "local-use"
+    assert search(kb, "GlobalProtect", mode="vector").status_code == 200  # still searchable
+
+    def swapped() -> bool:
+        rows = httpx.get(f"{kb.api}/knowledge/collections", headers=kb.headers()).json()["data"]
+        return rows[0]["embedding_model"] == "local-use" and rows[0]["reembedding_to"] is None
+
+    wait_for(swapped, 120)
+    rows = httpx.get(f"{kb.api}/knowledge/collections", headers=kb.headers()).json()["data"]
+    assert rows[0]["embedding_dim"] == 512
+    hits = search(kb, "Which VPN client do we use?", mode="vector", k=1).json()["results"]
+    assert hits[0]["metadata"]["filename"] == "security.txt"
+    unknown = httpx.post(
+        f"{kb.api}/knowledge/reembed",
+        headers=kb.headers(role="admin"),
+        json={"embedding_model": "nope"},
+    )
+    assert unknown.status_code == 400 and "local" in unknown.json()["error"]["message"]
+
+
+def test_cancel_a_processing_document(services: ServiceFactory, fake_openai: FakeOpenAI) -> None:
+    kb = services.start(knowledge_inline_max_bytes=10, embedding_batch_size=1, **EMBEDDING)
+    fake_openai.delay_next(2.0, times=3)
+    text = "\n\n".join(f"Part {i}: " + "alpha beta gamma " * 40 for i in range(6))
+    doc = upload(kb, [("slow.txt", text.encode())]).json()["documents"][0]
+    assert doc["status"] == "processing"
+    cancelled = httpx.post(
+        f"{kb.api}/knowledge/documents/{doc['id']}/cancel", headers=kb.headers()
+    )
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    again = httpx.post(f"{kb.api}/knowledge/documents/{doc['id']}/cancel", headers=kb.headers())
+    assert again.status_code == 409
+    time.sleep(0.5)
+    assert search(kb, "alpha beta", mode="keyword").json()["results"] == []
+    url = f"{kb.api}/knowledge/documents/{doc['id']}"
+    assert httpx.get(url, headers=kb.headers()).json()["status"] == "cancelled"
+    retry = upload(kb, [("slow.txt", text.encode())]).json()["documents"][0]
+    assert retry["duplicate"] is False  # a cancelled document can be uploaded again
+
+
+def test_accepted_documents_survive_a_restart(
+    services: ServiceFactory, fake_openai: FakeOpenAI
+) -> None:
+    settings = {"knowledge_inline_max_bytes": 10, **EMBEDDING}
+    first = services.start(**settings)
+    fake_openai.delay_next(30.0)  # the ingestion hangs until the service stops
+    doc = upload(first, [("security.txt", VPN.encode())]).json()["documents"][0]
+    assert doc["status"] == "processing"
+    services.close()  # shut down mid-ingestion
+    fake_openai.reset()
+    second = services.start(**settings)
+    url = f"{second.api}/knowledge/documents/{doc['id']}"
+    wait_for(lambda: httpx.get(url, headers=second.headers()).json()["status"] == "ready")
+    hits = search(second, "GlobalProtect", mode="hybrid").json()["results"]
+    assert [h["document_id"] for h in hits] == [doc["id"]]

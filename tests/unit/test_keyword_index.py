@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 import unicodedata
 import uuid
 from collections import Counter
@@ -314,3 +315,77 @@ async def test_limit(sessions: async_sessionmaker[AsyncSession]) -> None:
     assert await docs.top("jira", limit=2) == ["a", "b"]
     assert await docs.top("jira", limit=10) == ["a", "b", "c", "d"]
     assert await docs.top("jira", limit=0) == []
+
+
+def zipf_corpus(count: int, seed: int = 7) -> dict[str, str]:
+    """Chunks of Zipf-distributed words: a few in almost every chunk, most rare."""
+    rng = random.Random(seed)
+    vocab = [f"w{i}" for i in range(80)] + [f"단어{chr(0xAC00 + i)}" for i in range(40)]
+    weights = [1 / (rank + 1) for rank in range(len(vocab))]
+    return {
+        f"c{i:03d}": " ".join(rng.choices(vocab, weights, k=rng.randint(5, 40)))
+        for i in range(count)
+    }
+
+
+QUERIES = [
+    "w0 w1 w50",  # two very common terms and a rare one
+    "w0 w70",
+    "w0 w1 w2",  # only common terms: pruning cannot help, the scan answers
+    "w3 w60 w61 단어가",
+    "단어나 w0",
+    "w79 w78",
+]
+
+
+async def test_pruning_of_common_terms_is_exact(
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = await corpus(sessions, **zipf_corpus(300))
+    monkeypatch.setattr(keyword_index, "_PRUNE_ABOVE", 10**9)
+    plain = {q: await docs.search(q, limit=limit) for q in QUERIES for limit in (1, 5)}
+    monkeypatch.setattr(keyword_index, "_PRUNE_ABOVE", 0)
+    monkeypatch.setattr(keyword_index, "_LOOKUP_COST", 0)  # always try the pruned plan
+    answered_pruned = 0
+    original = keyword_index._Bm25.full
+
+    def full(self: keyword_index._Bm25, *args: object, **kw: object) -> object:
+        nonlocal answered_pruned
+        answered_pruned -= 1
+        return original(self, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(keyword_index._Bm25, "full", full)
+    for q in QUERIES:
+        for limit in (1, 5):
+            answered_pruned += 1
+            pruned = await docs.search(q, limit=limit)
+            assert [n for n, _ in pruned] == [n for n, _ in plain[q]][:limit], q
+            assert [s for _, s in pruned] == pytest.approx([s for _, s in plain[q]][:limit])
+    assert answered_pruned >= 4  # most of these queries never scanned the common terms
+
+
+async def test_allowed_many_ids_walks_down_the_ranking(
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = zipf_corpus(300, seed=11)
+    docs = await corpus(sessions, **texts)
+    everything = await docs.search("w0 w1 w40", limit=1000)
+    walks: list[int] = []
+    top = keyword_index._top
+
+    async def spy(session: AsyncSession, collection_id: str, bm25: object, limit: int) -> object:
+        walks.append(limit)
+        return await top(session, collection_id, bm25, limit)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(keyword_index, "_top", spy)
+    # Two chunks in three allowed: more ids than postings, so the global ranking is walked.
+    allowed = [name for i, name in enumerate(sorted(texts)) if i % 3]
+    hits = await docs.search("w0 w1 w40", allowed=allowed, limit=7)
+    assert hits == [hit for hit in everything if hit[0] in set(allowed)][:7]
+    assert walks == [28]
+    # The three weakest matches and many ids of no chunk: rounds until the ranking ends.
+    weakest = [name for name, _ in everything][-3:]
+    walks.clear()
+    many = [*weakest, *(f"missing-{i}" for i in range(300))]
+    assert await docs.search("w0 w1 w40", allowed=many, limit=3) == everything[-3:]
+    assert walks == [12, 96, 768]

@@ -295,12 +295,13 @@ async def test_custom_answer_prompt_from_config() -> None:
         {"question": "q", "messages": 1},
     ],
 )
-async def test_malformed_input_is_refused_before_any_node(payload: dict[str, Any]) -> None:
-    search = FakeSearch([VPN])
-    graph = build_rag_graph(llm_factory=lambda _m: fake_llm(), search=search)
+def test_malformed_input_fails_the_input_schema(payload: dict[str, Any]) -> None:
+    # What LangServe validates each request with (a 422 before the graph runs).
+    graph = build_rag_graph(llm_factory=lambda _m: fake_llm(), search=FakeSearch([VPN]))
     with pytest.raises(ValidationError):
-        await graph.ainvoke(payload, config())
-    assert search.queries == []
+        graph.get_input_schema().model_validate(payload)
+    valid = graph.get_input_schema().model_validate({"question": "q", "messages": [("user", "x")]})
+    assert valid.model_dump()["messages"][0]["content"] == "x"
 
 
 def test_prompt_variables_and_context_format() -> None:
