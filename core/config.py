@@ -210,6 +210,17 @@ class Settings(BaseSettings):
         default=2, ge=1, description="Concurrent background ingestion jobs (fair between orgs)."
     )
 
+    semantic_cache_enabled: bool = Field(
+        default=False,
+        description="Also answer rephrased repeats (embedding similarity) from the cache.",
+    )
+    semantic_cache_threshold: float = Field(
+        default=0.95, gt=0, le=1, description="Cosine similarity from which a question repeats."
+    )
+    semantic_cache_embedding_model: str = Field(
+        default="local", description="Embedding model of the semantic cache."
+    )
+
     # --- batch ---------------------------------------------------------------------
     batch_max_items: int = Field(default=100, ge=1)
     batch_concurrency: int = Field(default=8, ge=1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -30,6 +31,7 @@ from providers.relay import OpenAIRelay, OutcomeHook, RelayOutcome
 from services import openai_format as fmt
 from services.limit_hold import hold_limits
 from services.response_cache import ResponseCache, cache_key
+from services.semantic_cache import SemanticCache, context_key, split_question
 from services.thread_chat import ThreadChat
 
 # Keys of our own (never sent upstream) and keys the relay sets itself.
@@ -61,6 +63,7 @@ class ChatService:
         limits: LimitEnforcer,
         provider_keys: ProviderKeyStore,
         cache: ResponseCache,
+        semantic_cache: SemanticCache | None = None,
     ) -> None:
         self._registry = registry
         self._relay = relay
@@ -70,6 +73,7 @@ class ChatService:
         self._limits = limits
         self._provider_keys = provider_keys
         self._cache = cache
+        self._semantic = semantic_cache
 
     # -- public API ---------------------------------------------------------------
     async def complete(
@@ -106,9 +110,12 @@ class ChatService:
         started = time.perf_counter()
         body = _upstream_body(request)
         key = self._cache_key(principal, request, route, body)
-        if key is not None and (hit := await self._cache.get(key)) is not None:
-            self._accountant.cache_hit(context, route, started)
-            return hit
+        similar: _Similar | None = None
+        if key is not None:
+            hit, similar = await self._cached(key, principal, route, body, context)
+            if hit is not None:
+                self._accountant.cache_hit(context, route, started)
+                return hit
         context, cap = await hold_limits(self._limits, principal, context, route, request)
         if cap is not None:
             body["max_tokens"] = cap
@@ -121,7 +128,7 @@ class ChatService:
             raise
         self._relay_hook(context, request, run)(outcome)
         if key is not None:
-            self._cache.put(key, principal.org_id, content)
+            self._store(key, principal.org_id, content, similar)
         return content
 
     async def _relay_stream(
@@ -135,16 +142,19 @@ class ChatService:
         started = time.perf_counter()
         body = _upstream_body(request)
         key = self._cache_key(principal, request, route, body)
-        if key is not None and (hit := await self._cache.get(key)) is not None:
-            self._accountant.cache_hit(context, route, started)
-            return fmt.replay_stream(hit, include_usage=include_usage)
+        similar: _Similar | None = None
+        if key is not None:
+            hit, similar = await self._cached(key, principal, route, body, context)
+            if hit is not None:
+                self._accountant.cache_hit(context, route, started)
+                return fmt.replay_stream(hit, include_usage=include_usage)
         context, cap = await hold_limits(self._limits, principal, context, route, request)
         if cap is not None:
             body["max_tokens"] = cap
         run = self._tracer.start(context, route.name, body)
         hook = self._relay_hook(context, request, run)
         if key is not None:
-            hook = self._caching(hook, key, principal.org_id, route)
+            hook = self._caching(hook, key, principal.org_id, route, similar)
         try:
             return await self._relay.open_stream(
                 route, body, include_usage=include_usage, on_done=hook, collect_text=key is not None
@@ -165,7 +175,47 @@ class ChatService:
         wanted = request.cache if request.cache is not None else request.temperature == 0
         return cache_key(principal.org_id, route.name, body) if wanted else None
 
-    def _caching(self, hook: OutcomeHook, key: str, org_id: str, route: ModelRoute) -> OutcomeHook:
+    async def _cached(
+        self,
+        key: str,
+        principal: Principal,
+        route: ModelRoute,
+        body: dict[str, Any],
+        context: CallContext,
+    ) -> tuple[bytes | None, _Similar | None]:
+        """An exact hit; else a semantic one; else what to index the answer under."""
+        hit = await self._cache.get(key)
+        if hit is not None or self._semantic is None:
+            return hit, None
+        parts = split_question(body)
+        if parts is None:
+            return None, None
+        question, earlier = parts
+        vector = await self._semantic.embed(question, context)
+        if vector is None:
+            return None, None
+        similar = _Similar(
+            context_key(principal.org_id, route.name, body, earlier), vector, question
+        )
+        found = await self._semantic.lookup(similar.context, vector)
+        if found is not None and (hit := await self._cache.get(found)) is not None:
+            return hit, None
+        return None, similar
+
+    def _store(self, key: str, org_id: str, content: bytes, similar: _Similar | None) -> None:
+        """Cache an answer exactly, and index its question for the semantic cache."""
+        self._cache.put(key, org_id, content)
+        if similar is not None and self._semantic is not None:
+            self._semantic.remember(similar.context, similar.vector, similar.question, key)
+
+    def _caching(
+        self,
+        hook: OutcomeHook,
+        key: str,
+        org_id: str,
+        route: ModelRoute,
+        similar: _Similar | None = None,
+    ) -> OutcomeHook:
         """Also store a completed streamed answer, as the completion it amounts to."""
 
         def done(outcome: RelayOutcome) -> None:
@@ -177,7 +227,7 @@ class ChatService:
                     finish=outcome.finish_reason or "stop",
                     usage=outcome.usage,
                 )
-                self._cache.put(key, org_id, orjson.dumps(body))
+                self._store(key, org_id, orjson.dumps(body), similar)
 
         return done
 
@@ -203,6 +253,15 @@ class ChatService:
             self._tracer.end(run, usage=outcome.usage, error=outcome.error)
 
         return done
+
+
+@dataclass(frozen=True, slots=True)
+class _Similar:
+    """A question to index in the semantic cache once its answer is cached."""
+
+    context: str
+    vector: list[float]
+    question: str
 
 
 def _context(principal: Principal, flow: str, request: ChatCompletionRequest) -> CallContext:

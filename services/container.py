@@ -36,6 +36,7 @@ from services.chat import ChatService
 from services.knowledge import KnowledgeService
 from services.knowledge_query import KnowledgeQuery
 from services.response_cache import ResponseCache
+from services.semantic_cache import SemanticCache
 from services.thread_chat import ThreadChat
 from services.threads import ThreadStore
 
@@ -132,18 +133,30 @@ async def open_services(
             enabled=settings.accounting_enabled,
         )
         chroma = ChromaClientProvider(settings)
+        vectors = VectorStore(chroma)
         embeddings = EmbeddingRegistry(settings)
         stack.push_async_callback(embeddings.aclose)
         jobs = InProcessJobQueue(workers=settings.knowledge_workers)
         knowledge = KnowledgeService(
             settings=settings,
             sessions=sessions,
-            vectors=VectorStore(chroma),
+            vectors=vectors,
             embeddings=embeddings,
             accountant=accountant,
             jobs=jobs,
             provider_keys=provider_keys,
         )
+        semantic_cache = None
+        if settings.semantic_cache_enabled:
+            semantic_spec = embeddings.spec(settings.semantic_cache_embedding_model)
+            semantic_cache = SemanticCache(
+                vectors,
+                embeddings.embeddings(semantic_spec.name),
+                spec=semantic_spec,
+                accountant=accountant,
+                threshold=settings.semantic_cache_threshold,
+                ttl=settings.cache_ttl_seconds,
+            )
         await jobs.start()
         stack.push_async_callback(jobs.aclose)
         recovered = await knowledge.recover()
@@ -167,6 +180,7 @@ async def open_services(
                 tracer=RelayTracer(tracing_enabled()),
                 limits=limits,
                 provider_keys=provider_keys,
+                semantic_cache=semantic_cache,
                 cache=ResponseCache(
                     sessions,
                     ttl=settings.cache_ttl_seconds,

@@ -373,3 +373,31 @@ def test_accepted_documents_survive_a_restart(
     wait_for(lambda: httpx.get(url, headers=second.headers()).json()["status"] == "ready")
     hits = search(second, "GlobalProtect", mode="hybrid").json()["results"]
     assert [h["document_id"] for h in hits] == [doc["id"]]
+
+
+def test_reembed_from_the_cli(
+    services: ServiceFactory, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from core.cli import app
+
+    kb = services.start(**EMBEDDING)
+    upload(kb, [("security.txt", VPN.encode())])
+    services.close()
+    settings = kb.settings
+    monkeypatch.setenv("AHC_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("AHC_OPENAI_API_KEY", "sk-service-key")
+    monkeypatch.setenv("AHC_OPENAI_BASE_URL", fake_openai.base_url)
+    result = CliRunner().invoke(
+        app, ["knowledge", "reembed", "--org", "org-a", "--model", "local-use"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "local-use (512 dims)" in result.output
+    missing = CliRunner().invoke(app, ["knowledge", "reembed", "--org", "org-b"])
+    assert missing.exit_code == 1 and "no knowledge collection" in missing.output
+    again = services.start(**EMBEDDING)
+    rows = httpx.get(f"{again.api}/knowledge/collections", headers=again.headers()).json()
+    assert rows["data"][0]["embedding_model"] == "local-use"
+    hits = search(again, "Which VPN client do we use?", mode="vector").json()["results"]
+    assert hits[0]["metadata"]["filename"] == "security.txt"

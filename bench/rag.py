@@ -1,0 +1,755 @@
+"""The knowledge base's own cost: ingestion throughput and search latency against raw Chroma.
+
+One uvicorn worker (the real service, over HTTP) is pinned to core 0; the fake OpenAI server
+(``tests/fakes/openai_server.py``, configured as the OpenAI upstream) and this process share
+core 1. Synthetic documents (Korean and English words with Zipf frequencies, paragraphs of
+600-950 characters, so one paragraph = one chunk at the default 1000/150 chunking) are
+uploaded through ``POST /api/knowledge/documents``.
+
+Ingestion (chunks/s from the first upload to the last document ``ready``, and CPU per chunk):
+
+- with the local embedders (``local-use``, optionally ``local-e5``: collections created with
+  that model), a few hundred chunks; the embedder's share is the time the same texts take
+  to embed alone (``providers.embeddings``, in a process pinned to core 0) over the
+  ingestion's wall time;
+- with the "instant" embedder: ``text-embedding-3-small`` served by the fake (hashed bag of
+  words, 1536 dimensions, ~0.1 ms of its CPU per chunk, reported so it can be subtracted).
+  The service then does everything but the embedding: HTTP, parsing, splitting, the OpenAI
+  client, Chroma's HNSW insert, the SQL registry and BM25 postings, accounting.
+
+Search (concurrency 1, ``k`` results, client-side p50/p95) at each ``--chunks`` size of the
+fake-embedded collection, ``mode`` vector, hybrid and keyword. The baseline, in the same run
+and interleaved query by query with the service's: a copy of the service's Chroma directory
+(made once ingestion is idle, so no two processes write one directory) opened with
+``chromadb.PersistentClient`` in this process, queried with ``n_results=k`` and the same
+``include`` as the service. Vector mode is compared with embedding on both sides: the
+baseline embeds the query with one HTTP call to the fake (base64, as the OpenAI SDK does)
+and then queries Chroma; "raw query" alone (no embedding) is shown too.
+
+    .venv/bin/python bench/rag.py [--chunks 10000,100000] [--queries 200] [--k 4]
+        [--local-docs 20] [--local-engines use[,e5]] [--doc-chunks 1000]
+        [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test] [--no-sqlite] [--quick]
+
+``--pg`` also runs the whole measurement with PostgreSQL as the registry, in a scratch
+database created next to the URL's and dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._harness import ROOT, cpu_seconds, service, token
+
+SEED = 20261203
+SEARCH_ADDED_PCT = 20.0  # the service adds at most this over raw Chroma (vector, p50)
+EMBEDDER_SHARE = 0.80  # ingestion is bound by the embedder: it takes at least this share
+FAKE_MODEL = "text-embedding-3-small"
+COLLECTION = "default"  # the fake-embedded collection (AHC_EMBEDDING_MODEL = FAKE_MODEL)
+BATCH_SIZE = 64
+LOCAL_THREADS = 1
+SYLLABLES = (
+    "가나다라마바사아자차카타파하고노도로모보소오조초코토포호구누두루무부수우주추쿠투푸후"
+    "기니디리미비시이지치키티피히개내대래매배새애재채캐태패해거너더러머버서어저처커터퍼허"
+)
+PARTICLES = ("은", "는", "이", "가", "을", "를", "에", "에서", "으로", "의", "와", "도")
+
+
+# --- synthetic text -------------------------------------------------------------------
+
+
+@dataclass
+class Corpus:
+    """A seeded vocabulary with Zipf weights; paragraphs and queries drawn from it."""
+
+    rng: random.Random
+    words: list[str] = field(default_factory=list)
+    weights: list[float] = field(default_factory=list)
+    korean: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        english: set[str] = set()
+        while len(english) < 2000:
+            english.add(
+                "".join(self.rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(4, 10))
+                [: self.rng.randint(3, 9)]
+            )
+        while len(self.korean) < 2000:
+            self.korean.add("".join(self.rng.choice(SYLLABLES) for _ in range(2)))
+        self.words = sorted(english) + sorted(self.korean)
+        self.rng.shuffle(self.words)
+        self.weights = [1.0 / (rank + 1) for rank in range(len(self.words))]
+
+    def paragraph(self) -> str:
+        """600-950 characters: alone in its chunk (two never fit in 1000)."""
+        target = self.rng.randint(600, 950)
+        parts: list[str] = []
+        length = 0
+        for word in self.rng.choices(self.words, self.weights, k=400):
+            if word in self.korean and self.rng.random() < 0.6:
+                word += self.rng.choice(PARTICLES)
+            if self.rng.random() < 0.08:
+                word += "."
+            if length + len(word) + 1 > target:
+                break
+            parts.append(word)
+            length += len(word) + 1
+        return " ".join(parts)
+
+    def document(self, chunks: int) -> list[str]:
+        return [self.paragraph() for _ in range(chunks)]
+
+    def queries(self, count: int) -> list[str]:
+        """Three distinct words each, drawn as often as the text uses them."""
+        found: list[str] = []
+        while len(found) < count:
+            words = self.rng.choices(self.words, self.weights, k=3)
+            if len(set(words)) == 3:
+                found.append(" ".join(words))
+        return found
+
+
+# --- processes ------------------------------------------------------------------------
+
+
+@dataclass
+class Fake:
+    url: str
+    pid: int
+
+
+@contextmanager
+def fake_embedder(core: int = 1) -> Iterator[Fake]:
+    """The fake OpenAI server pinned to ``core`` (its pid, to read its CPU time)."""
+    proc = subprocess.Popen(
+        ["taskset", "-c", str(core), sys.executable, "-m", "tests.fakes.openai_server"]
+        + ["--port", "0"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        match = re.match(r"READY (\S+)", line)
+        if not match:
+            raise RuntimeError(f"fake upstream did not start: {line!r}")
+        yield Fake(match.group(1), proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@contextmanager
+def scratch_database(url: str) -> Iterator[str]:
+    """A PostgreSQL database of our own on URL's server; dropped (forcefully) at the end."""
+    import psycopg
+    from psycopg import sql
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    admin = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+    name = f"ahc_bench_rag_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield parsed.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+STANDALONE = """
+import json, sys, time
+from providers.embeddings import E5Embeddings, UseEmbeddings
+kind, path, threads, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+texts = json.load(open(path))
+embedder = {"local-use": UseEmbeddings, "local-e5": E5Embeddings}[kind](
+    threads=threads, batch_size=batch
+)
+embedder.embed_documents(texts[:batch])  # load the weights, warm up
+wall, cpu = time.perf_counter(), time.process_time()
+embedder.embed_documents(texts)
+print(json.dumps({"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}))
+"""
+
+
+def embed_alone(model: str, texts: list[str], core: int = 0) -> tuple[float, float]:
+    """Wall and CPU seconds ``model`` takes to embed ``texts`` alone, pinned to ``core``."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(texts, handle)
+    try:
+        out = subprocess.run(
+            ["taskset", "-c", str(core), sys.executable, "-c", STANDALONE, model, handle.name]
+            + [str(LOCAL_THREADS), str(BATCH_SIZE)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "OPENBLAS_NUM_THREADS": str(LOCAL_THREADS)},
+        )
+    finally:
+        os.unlink(handle.name)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return float(result["wall"]), float(result["cpu"])
+
+
+# --- measurements ---------------------------------------------------------------------
+
+
+def pct(values: list[float], q: float) -> float:
+    data = sorted(values)
+    if not data:
+        return float("nan")
+    return data[min(len(data) - 1, int(q * len(data)))] * 1000
+
+
+@dataclass
+class Ingest:
+    embedder: str
+    label: str
+    docs: int
+    chunks: int
+    wall: float
+    service_cpu: float
+    embedder_cpu: float
+    embedder_wall: float | None = None  # local: the same texts embedded alone
+
+    @property
+    def rate(self) -> float:
+        return self.chunks / self.wall
+
+    @property
+    def share(self) -> float:
+        """Share of the ingestion's wall time spent embedding."""
+        busy = self.embedder_wall if self.embedder_wall is not None else self.embedder_cpu
+        return busy / self.wall
+
+
+@dataclass
+class Search:
+    size: int
+    mode: str
+    service: list[float]
+    cpu_ms: float
+    raw_query: list[float] = field(default_factory=list)
+    raw_embed_query: list[float] = field(default_factory=list)
+    same_topk: float | None = None
+    fake_cpu_ms: float | None = None
+    hits: float = 0.0
+
+
+@dataclass
+class Floor:
+    size: int
+    healthz: list[float]
+    collections: list[float]
+    embed: list[float]
+    raw_open_s: float
+    copy_s: float
+
+
+class Client:
+    """The bench's HTTP side: uploads, polling, searches (aiohttp, keep-alive)."""
+
+    def __init__(self, url: str, fake: Fake, session: aiohttp.ClientSession) -> None:
+        self.url = url
+        self.fake = fake
+        self.session = session
+        self.headers = {"Authorization": f"Bearer {token()}"}
+
+    async def create_collection(self, name: str, model: str) -> None:
+        async with self.session.post(
+            f"{self.url}/api/knowledge/collections",
+            json={"name": name, "embedding_model": model},
+            headers=self.headers,
+        ) as response:
+            if response.status not in (201, 409):
+                raise RuntimeError(f"collection {name}: {response.status} {await response.text()}")
+
+    async def upload(self, collection: str, name: str, text: str) -> dict[str, Any]:
+        form = aiohttp.FormData()
+        form.add_field("collection", collection)
+        form.add_field("files", text.encode(), filename=name, content_type="text/plain")
+        async with self.session.post(
+            f"{self.url}/api/knowledge/documents", data=form, headers=self.headers
+        ) as response:
+            body = await response.json()
+            if response.status != 201 or body.get("errors"):
+                raise RuntimeError(f"upload {name}: {response.status} {body}")
+            return dict(body["documents"][0])
+
+    async def count(self, collection: str, status: str) -> int:
+        async with self.session.get(
+            f"{self.url}/api/knowledge/documents",
+            params={"collection": collection, "status": status, "limit": "1"},
+            headers=self.headers,
+        ) as response:
+            return int((await response.json())["count"])
+
+    async def wait_ready(self, collection: str) -> None:
+        while await self.count(collection, "processing"):
+            await asyncio.sleep(0.25)
+        failed = await self.count(collection, "failed")
+        if failed:
+            raise RuntimeError(f"{failed} documents failed to ingest")
+
+    async def chunks(self, collection: str) -> int:
+        total, offset = 0, 0
+        while True:
+            async with self.session.get(
+                f"{self.url}/api/knowledge/documents",
+                params={"collection": collection, "limit": "200", "offset": str(offset)},
+                headers=self.headers,
+            ) as response:
+                body = await response.json()
+            total += sum(int(d["chunks"]) for d in body["data"])
+            offset += len(body["data"])
+            if offset >= body["count"] or not body["data"]:
+                return total
+
+    async def search(self, query: str, k: int, mode: str) -> tuple[float, list[str]]:
+        started = time.perf_counter()
+        async with self.session.post(
+            f"{self.url}/api/knowledge/search",
+            json={"query": query, "k": k, "mode": mode, "collection": COLLECTION},
+            headers=self.headers,
+        ) as response:
+            body = await response.read()
+        elapsed = time.perf_counter() - started
+        if response.status != 200:
+            raise RuntimeError(f"search: {response.status} {body[:300]!r}")
+        return elapsed, [r["chunk_id"] for r in json.loads(body)["results"]]
+
+    async def get(self, path: str, *, auth: bool) -> float:
+        started = time.perf_counter()
+        async with self.session.get(
+            f"{self.url}{path}", headers=self.headers if auth else None
+        ) as response:
+            await response.read()
+        return time.perf_counter() - started
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        """The fake's vectors, fetched the way the OpenAI SDK does (base64 float32)."""
+        async with self.session.post(
+            f"{self.fake.url}/embeddings",
+            json={"model": FAKE_MODEL, "input": texts, "encoding_format": "base64"},
+            headers={"Authorization": "Bearer sk-bench"},
+        ) as response:
+            body = await response.json()
+        return [
+            np.frombuffer(base64.b64decode(item["embedding"]), dtype="<f4").tolist()
+            for item in body["data"]
+        ]
+
+
+async def ingest_local(
+    client: Client, corpus: Corpus, model: str, docs: int, per_doc: int
+) -> Ingest:
+    name = f"bench-{model}"
+    await client.create_collection(name, model)
+    await client.upload(name, "warm-up.txt", "\n\n".join(corpus.document(4)))  # loads weights
+    documents = [corpus.document(per_doc) for _ in range(docs)]
+    texts = [p for d in documents for p in d]
+    before = cpu_seconds(client_pid(client))
+    began = time.perf_counter()
+    chunks = 0
+    for i, paragraphs in enumerate(documents):
+        document = await client.upload(name, f"local-{i:04d}.txt", "\n\n".join(paragraphs))
+        if document["status"] != "ready":
+            await client.wait_ready(name)
+        chunks += int(document["chunks"]) or per_doc
+    await client.wait_ready(name)
+    wall = time.perf_counter() - began
+    service_cpu = cpu_seconds(client_pid(client)) - before
+    alone_wall, alone_cpu = embed_alone(model, texts)
+    return Ingest(model, "small collection", docs, chunks, wall, service_cpu, alone_cpu, alone_wall)
+
+
+_PIDS: dict[str, int] = {}
+
+
+def client_pid(client: Client) -> int:
+    return _PIDS[client.url]
+
+
+async def ingest_fake(
+    client: Client, corpus: Corpus, have: int, target: int, per_doc: int
+) -> Ingest:
+    """Upload big documents until the collection holds ``target`` chunks."""
+    sizes = []
+    remaining = target - have
+    while remaining > 0:
+        sizes.append(min(per_doc, remaining))
+        remaining -= sizes[-1]
+    documents = ["\n\n".join(corpus.document(n)) for n in sizes]  # generated before timing
+    pid = client_pid(client)
+    before, fake_before = cpu_seconds(pid), cpu_seconds(client.fake.pid)
+    began = time.perf_counter()
+    for i, text in enumerate(documents):
+        await client.upload(COLLECTION, f"big-{have + i:07d}.txt", text)
+    await client.wait_ready(COLLECTION)
+    wall = time.perf_counter() - began
+    service_cpu = cpu_seconds(pid) - before
+    fake_cpu = cpu_seconds(client.fake.pid) - fake_before
+    chunks = await client.chunks(COLLECTION) - have
+    if chunks != target - have:
+        print(f"note: expected {target - have} chunks, the service made {chunks}", flush=True)
+    label = f"{have:,} → {have + chunks:,}"
+    return Ingest("fake (instant)", label, len(documents), chunks, wall, service_cpu, fake_cpu)
+
+
+def open_raw(data: Path, size: int, probe: str) -> tuple[Any, Any, Path, float, float]:
+    """Copy the service's Chroma directory and open the collection that holds ``probe``."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    began = time.perf_counter()
+    copy = data.parent / f"raw-chroma-{size}"
+    shutil.copytree(data / "chroma", copy, ignore=shutil.ignore_patterns("*-shm"))
+    copied = time.perf_counter() - began
+    began = time.perf_counter()
+    client = chromadb.PersistentClient(
+        path=str(copy), settings=ChromaSettings(anonymized_telemetry=False)
+    )
+    for candidate in client.list_collections():
+        collection = client.get_collection(candidate.name)
+        if collection.get(ids=[probe], include=[])["ids"]:
+            collection.query(query_embeddings=[[0.0] * 1535 + [1.0]], n_results=1)  # loads HNSW
+            return client, collection, copy, copied, time.perf_counter() - began
+    raise RuntimeError("no Chroma collection holds the service's chunks")
+
+
+INCLUDE = ["documents", "metadatas", "distances"]  # what langchain-chroma asks for
+
+
+async def search_phase(
+    client: Client, corpus: Corpus, data: Path, size: int, n: int, k: int
+) -> tuple[list[Search], Floor]:
+    pid = client_pid(client)
+    queries = corpus.queries(n)
+    vectors = await client.embed(queries)
+    _, probe = await client.search(queries[0], k, "vector")
+    raw_client, raw, copy, copy_s, open_s = open_raw(data, size, probe[0])
+
+    def query(vector: list[float]) -> tuple[float, list[str]]:
+        started = time.perf_counter()
+        result = raw.query(query_embeddings=[vector], n_results=k, include=INCLUDE)
+        return time.perf_counter() - started, list(result["ids"][0])
+
+    async def embed_query(text: str) -> float:
+        started = time.perf_counter()
+        vector = (await client.embed([text]))[0]
+        raw.query(query_embeddings=[vector], n_results=k, include=INCLUDE)
+        return time.perf_counter() - started
+
+    try:
+        for q, v in zip(queries[:20], vectors[:20], strict=True):  # warm-up, both sides
+            await client.search(q, k, "vector")
+            query(v)
+            await embed_query(q)
+        svc: list[float] = []
+        raw_q: list[float] = []
+        raw_eq: list[float] = []
+        same = 0
+        hits = 0
+        before, fake_before = cpu_seconds(pid), cpu_seconds(client.fake.pid)
+        for i, (q, v) in enumerate(zip(queries, vectors, strict=True)):
+            # Interleaved, in a rotating order: load from elsewhere hits all three alike.
+            for step in range(3):
+                which = (i + step) % 3
+                if which == 0:
+                    elapsed, ids = await client.search(q, k, "vector")
+                    svc.append(elapsed)
+                    hits += len(ids)
+                elif which == 1:
+                    elapsed, raw_ids = query(v)
+                    raw_q.append(elapsed)
+                else:
+                    raw_eq.append(await embed_query(q))
+            same += ids == raw_ids
+        cpu_ms = (cpu_seconds(pid) - before) / n * 1000
+        fake_ms = (cpu_seconds(client.fake.pid) - fake_before) / (2 * n) * 1000
+        rows = [
+            Search(size, "vector", svc, cpu_ms, raw_q, raw_eq, same / n, fake_ms, hits / n),
+        ]
+        for mode in ("hybrid", "keyword"):
+            for q in queries[:20]:
+                await client.search(q, k, mode)
+            before = cpu_seconds(pid)
+            latencies = []
+            hits = 0
+            for q in queries:
+                elapsed, ids = await client.search(q, k, mode)
+                latencies.append(elapsed)
+                hits += len(ids)
+            cpu_ms = (cpu_seconds(pid) - before) / n * 1000
+            rows.append(Search(size, mode, latencies, cpu_ms, hits=hits / n))
+        healthz = [await client.get("/healthz", auth=False) for _ in range(n)]
+        collections = [await client.get("/api/knowledge/collections", auth=True) for _ in range(n)]
+        embeds = []
+        for q in queries:
+            started = time.perf_counter()
+            await client.embed([q])
+            embeds.append(time.perf_counter() - started)
+        floor = Floor(size, healthz, collections, embeds, open_s, copy_s)
+    finally:
+        del raw
+        raw_client.clear_system_cache()
+        shutil.rmtree(copy, ignore_errors=True)
+    return rows, floor
+
+
+@dataclass
+class Result:
+    backend: str
+    ingests: list[Ingest] = field(default_factory=list)
+    searches: list[Search] = field(default_factory=list)
+    floors: list[Floor] = field(default_factory=list)
+
+
+async def measure(args: argparse.Namespace, backend: str, database_url: str | None) -> Result:
+    result = Result(backend)
+    corpus = Corpus(random.Random(SEED))
+    data = Path(tempfile.mkdtemp(prefix="ahc-bench-rag-"))
+    env = {
+        "AHC_DATA_DIR": str(data / "service"),
+        "AHC_EMBEDDING_MODEL": FAKE_MODEL,
+        "AHC_EMBEDDING_BATCH_SIZE": str(BATCH_SIZE),
+        "AHC_LOCAL_EMBEDDING_THREADS": str(LOCAL_THREADS),
+        "OPENBLAS_NUM_THREADS": str(LOCAL_THREADS),
+    }
+    if database_url:
+        env["AHC_DATABASE_URL"] = database_url
+    try:
+        with fake_embedder(core=1) as fake, service(fake.url, core=0, env=env) as svc:
+            _PIDS[svc.url] = svc.pid
+            timeout = aiohttp.ClientTimeout(total=600)
+            connector = aiohttp.TCPConnector(limit=4)
+            async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+                client = Client(svc.url, fake, session)
+                for engine in args.local_engines:
+                    if args.local_docs:
+                        log(f"{backend}: ingesting with local-{engine}")
+                        result.ingests.append(
+                            await ingest_local(
+                                client,
+                                corpus,
+                                f"local-{engine}",
+                                args.local_docs,
+                                args.local_doc_chunks,
+                            )
+                        )
+                have = 0
+                for size in args.chunks:
+                    log(f"{backend}: filling to {size:,} chunks")
+                    ingest = await ingest_fake(client, corpus, have, size, args.doc_chunks)
+                    result.ingests.append(ingest)
+                    have += ingest.chunks
+                    log(f"{backend}: searching {have:,} chunks")
+                    searches, floor = await search_phase(
+                        client, corpus, data / "service", have, args.queries, args.k
+                    )
+                    result.searches.extend(searches)
+                    result.floors.append(floor)
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+    return result
+
+
+def log(message: str) -> None:
+    load = os.getloadavg()[0]
+    print(f"[{time.strftime('%H:%M:%S')}] {message} (load {load:.2f})", file=sys.stderr, flush=True)
+
+
+# --- report ---------------------------------------------------------------------------
+
+
+def table(columns: list[str], rows: list[list[str]]) -> None:
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    print()
+
+
+def p50_95(values: list[float]) -> str:
+    return f"{pct(values, 0.5):.2f} / {pct(values, 0.95):.2f}"
+
+
+def report(result: Result, k: int) -> None:
+    print(f"## {result.backend}\n")
+    table(
+        [
+            "embedder",
+            "collection",
+            "docs",
+            "chunks",
+            "wall s",
+            "chunks/s",
+            "service CPU ms/chunk",
+            "embedder CPU ms/chunk",
+            "embedding share of wall",
+        ],
+        [
+            [
+                i.embedder,
+                i.label,
+                str(i.docs),
+                f"{i.chunks:,}",
+                f"{i.wall:.1f}",
+                f"{i.rate:,.1f}",
+                f"{i.service_cpu / i.chunks * 1000:.2f}",
+                f"{i.embedder_cpu / i.chunks * 1000:.2f}",
+                f"{i.share:.0%}",
+            ]
+            for i in result.ingests
+        ],
+    )
+    rows = []
+    for s in result.searches:
+        if s.mode == "vector":
+            added = [pct(s.service, q) - pct(s.raw_embed_query, q) for q in (0.5, 0.95)]
+            added_pct = added[0] / pct(s.raw_embed_query, 0.5) * 100
+            rows.append(
+                [
+                    f"{s.size:,}",
+                    s.mode,
+                    p50_95(s.service),
+                    p50_95(s.raw_query),
+                    p50_95(s.raw_embed_query),
+                    f"{added[0]:+.2f} / {added[1]:+.2f}",
+                    f"{added_pct:+.0f}%",
+                    f"{s.cpu_ms:.2f}",
+                    f"{s.same_topk:.0%}",
+                ]
+            )
+        else:
+            rows.append(
+                [f"{s.size:,}", s.mode, p50_95(s.service), "–", "–", "–", "–", f"{s.cpu_ms:.2f}"]
+                + ["–"]
+            )
+    print(f"Search, concurrency 1, k={k}, {len(result.searches[0].service)} queries per row:\n")
+    table(
+        [
+            "chunks",
+            "mode",
+            "service p50/p95 ms",
+            "raw Chroma query p50/p95 ms",
+            "raw embed + query p50/p95 ms",
+            "added p50/p95 ms",
+            "added p50 %",
+            "service CPU ms/req",
+            "same top-k",
+        ],
+        rows,
+    )
+    print("Where a vector search's time goes (p50 ms; raw sides in this process):\n")
+    vector = {s.size: s for s in result.searches if s.mode == "vector"}
+    table(
+        [
+            "chunks",
+            "GET /healthz",
+            "GET /api/knowledge/collections (auth + SQL)",
+            "fake embedding call",
+            "raw Chroma query",
+            "service vector search",
+            "fake CPU ms/embedding",
+            "copy + open raw s",
+        ],
+        [
+            [
+                f"{f.size:,}",
+                f"{pct(f.healthz, 0.5):.2f}",
+                f"{pct(f.collections, 0.5):.2f}",
+                f"{pct(f.embed, 0.5):.2f}",
+                f"{pct(vector[f.size].raw_query, 0.5):.2f}",
+                f"{pct(vector[f.size].service, 0.5):.2f}",
+                f"{vector[f.size].fake_cpu_ms or 0:.2f}",
+                f"{f.copy_s:.1f} + {f.raw_open_s:.1f}",
+            ]
+            for f in result.floors
+        ],
+    )
+    print("Targets:")
+    for s in result.searches:
+        if s.mode != "vector":
+            continue
+        added = (pct(s.service, 0.5) / pct(s.raw_embed_query, 0.5) - 1) * 100
+        verdict = "PASS" if added <= SEARCH_ADDED_PCT else "FAIL"
+        print(
+            f"- vector search at {s.size:,} chunks: service adds {added:+.0f}% at p50 over raw "
+            f"Chroma (query embedded on both sides; ≤ {SEARCH_ADDED_PCT:.0f}%) → {verdict}"
+        )
+    fakes = [i for i in result.ingests if i.embedder.startswith("fake")]
+    ceiling = sum(i.chunks for i in fakes) / sum(i.wall for i in fakes) if fakes else 0
+    for i in result.ingests:
+        if i.embedder_wall is None:
+            continue
+        verdict = "PASS" if i.share >= EMBEDDER_SHARE else "FAIL"
+        print(
+            f"- ingestion with {i.embedder} is bound by the embedder: embedding alone takes "
+            f"{i.share:.0%} of the ingestion's wall time (≥ {EMBEDDER_SHARE:.0%}); "
+            f"{i.rate:.1f} chunks/s vs. {ceiling:,.0f} chunks/s with an instant embedder "
+            f"→ {verdict}"
+        )
+    print()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+    def ints(value: str) -> list[int]:
+        return [int(x) for x in value.split(",") if x]
+
+    parser.add_argument("--chunks", type=ints, default=[10_000, 100_000])
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--k", type=int, default=4)
+    parser.add_argument("--doc-chunks", type=int, default=1000, help="chunks per big document")
+    parser.add_argument("--local-docs", type=int, default=20)
+    parser.add_argument("--local-doc-chunks", type=int, default=16)
+    parser.add_argument(
+        "--local-engines", type=lambda s: [x for x in s.split(",") if x], default=["use"]
+    )
+    parser.add_argument("--pg", help="also on PostgreSQL (postgresql+psycopg://...)")
+    parser.add_argument("--no-sqlite", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="a smoke run (2000 chunks)")
+    args = parser.parse_args()
+    if args.quick:
+        args.chunks, args.queries, args.local_docs, args.doc_chunks = [2000], 50, 4, 500
+    os.sched_setaffinity(0, {1})  # with the fake; the service has core 0
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
+    if not args.no_sqlite:
+        report(asyncio.run(measure(args, "SQLite", None)), args.k)
+    if args.pg:
+        with scratch_database(args.pg) as url:
+            report(asyncio.run(measure(args, "PostgreSQL", url)), args.k)
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()
