@@ -162,8 +162,9 @@ class KnowledgeQueryRequest(BaseModel):
         default=None,
         ge=-1,
         le=1,
-        description="Vector similarity from which a chunk is relevant (default: tuned for "
-        "the local embedder; ~0.3 suits OpenAI embeddings).",
+        description='Similarity the best chunk must reach for an answer, else "not found" '
+        "without a model call (default: calibrated per embedding model, "
+        "`AHC_RAG_MIN_SIMILARITY`; a strong keyword match also counts).",
     )
     model: str | None = Field(default=None, description="Chat model; the default if unset.")
     temperature: float | None = Field(default=None, ge=0, le=2)

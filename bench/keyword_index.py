@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
-import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,33 +113,72 @@ class Result:
     chunks: int
     postings: int
     index_rate: float
+    index_cpu_rate: float
     tokenize_rate: float
     zipf: list[float]
     uniform: list[float]
-    mean_hits: float
+    cpu_ms: dict[str, float]
+    load: float
 
 
-async def run(settings: Settings, backend: str, size: int, query_count: int) -> Result:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_probe(admin: psycopg.Connection | None, database: str = "") -> Callable[[], float]:
+    """CPU seconds used so far by this process and, on PostgreSQL, our database's backends.
+
+    Wall-clock latency on a shared machine includes waiting for a core; CPU time does not.
+    """
+    if admin is None:
+        return time.process_time
+    connection = admin
+
+    def probe() -> float:
+        rows = connection.execute(
+            "SELECT pid FROM pg_stat_activity"
+            " WHERE datname = %s AND backend_type = 'client backend'",
+            (database,),
+        ).fetchall()
+        total = time.process_time()
+        for (pid,) in rows:
+            try:
+                total += cpu_seconds(pid)
+            except OSError:  # a backend that just exited
+                pass
+        return total
+
+    return probe
+
+
+async def run(
+    settings: Settings, backend: str, size: int, query_count: int, cpu: Callable[[], float]
+) -> Result:
     upgrade(settings)
     engine = create_engine(settings)
     sessions = create_sessionmaker(engine)
     rng = random.Random(SEED)
     vocab = vocabulary(rng)
     collection = str(uuid.uuid4())
-    indexing = tokenizing = 0.0
+    indexing = tokenizing = index_cpu = 0.0
     try:
+        async with sessions() as session:  # open the pooled connection before measuring
+            await session.execute(text("SELECT 1"))
         for start in range(0, size, BATCH):
             texts = [chunk_text(rng, vocab) for _ in range(min(BATCH, size - start))]
             batch = [(f"doc-{start // BATCH:05d}:{i:04d}", t) for i, t in enumerate(texts)]
-            began = time.perf_counter()
+            began = time.process_time()
             for t in texts:
                 terms(t)
-            tokenizing += time.perf_counter() - began
-            began = time.perf_counter()
+            tokenizing += time.process_time() - began
+            began, used = time.perf_counter(), cpu()
             async with sessions() as session:
                 await keyword_index.index_chunks(session, collection, batch)
                 await session.commit()
             indexing += time.perf_counter() - began
+            index_cpu += cpu() - used
         async with engine.connect() as conn:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             postings = int(
@@ -149,19 +188,20 @@ async def run(settings: Settings, backend: str, size: int, query_count: int) -> 
             vacuum = "VACUUM ANALYZE ahc_keyword_postings" if backend == "postgresql" else "ANALYZE"
             await conn.execute(text(vacuum))
         latencies: dict[str, list[float]] = {}
-        hits = []
+        cpu_ms: dict[str, float] = {}
         for kind in ("zipf", "uniform"):
             asked = queries(rng, vocab, query_count, zipf=kind == "zipf")
             for q in asked[:5]:  # warm the caches and the connection pool
                 async with sessions() as session:
                     await keyword_index.search(session, collection, q, limit=10)
             latencies[kind] = []
+            used = cpu()
             for q in asked:
                 began = time.perf_counter()
                 async with sessions() as session:
-                    found = await keyword_index.search(session, collection, q, limit=10)
+                    await keyword_index.search(session, collection, q, limit=10)
                 latencies[kind].append(time.perf_counter() - began)
-                hits.append(len(found))
+            cpu_ms[kind] = (cpu() - used) / len(asked) * 1000
     finally:
         await engine.dispose()
     return Result(
@@ -169,23 +209,28 @@ async def run(settings: Settings, backend: str, size: int, query_count: int) -> 
         chunks=size,
         postings=postings,
         index_rate=size / indexing,
+        index_cpu_rate=size / index_cpu,
         tokenize_rate=size / tokenizing,
         zipf=latencies["zipf"],
         uniform=latencies["uniform"],
-        mean_hits=statistics.mean(hits),
+        cpu_ms=cpu_ms,
+        load=os.getloadavg()[0],
     )
 
 
 @contextmanager
-def scratch_database(url: str) -> Iterator[str]:
-    """A database of our own on URL's server; dropped (forcefully) at the end."""
+def scratch_database(url: str) -> Iterator[tuple[str, str, str]]:
+    """A database of our own on URL's server; dropped (forcefully) at the end.
+
+    Yields its SQLAlchemy URL, its name and a libpq URL of the server's admin database.
+    """
     parsed = make_url(url)
     admin = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
     name = f"ahc_bench_kw_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
-        yield parsed.set(database=name).render_as_string(hide_password=False)
+        yield parsed.set(database=name).render_as_string(hide_password=False), name, admin
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(
@@ -196,9 +241,10 @@ def scratch_database(url: str) -> Iterator[str]:
 def row(result: Result) -> str:
     return (
         f"| {result.backend} | {result.chunks:,} | {result.postings:,} "
-        f"| {result.index_rate:,.0f} | {result.tokenize_rate:,.0f} "
+        f"| {result.index_rate:,.0f} | {result.index_cpu_rate:,.0f} | {result.tokenize_rate:,.0f} "
         f"| {percentile(result.zipf, 0.5):.1f} / {percentile(result.zipf, 0.95):.1f} "
-        f"| {percentile(result.uniform, 0.5):.1f} / {percentile(result.uniform, 0.95):.1f} |"
+        f"| {percentile(result.uniform, 0.5):.1f} / {percentile(result.uniform, 0.95):.1f} "
+        f"| {result.cpu_ms['zipf']:.1f} / {result.cpu_ms['uniform']:.1f} | {result.load:.1f} |"
     )
 
 
@@ -211,19 +257,27 @@ async def main() -> None:
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     print(
-        "| backend | chunks | postings | index chunks/s | terms() alone chunks/s "
-        "| search ms p50 / p95 (zipf) | search ms p50 / p95 (uniform) |"
+        "| backend | chunks | postings | index chunks/s | index chunks/CPU-s "
+        "| terms() chunks/CPU-s | search ms p50 / p95 (zipf) | search ms p50 / p95 (uniform) "
+        "| search CPU ms/query (zipf / uniform) | load avg |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for size in sizes:
         if not args.no_sqlite:
             with tempfile.TemporaryDirectory(prefix="ahc-bench-kw-") as data:
                 settings = Settings(_env_file=None, data_dir=Path(data))
-                print(row(await run(settings, "sqlite", size, args.queries)), flush=True)
+                result = await run(settings, "sqlite", size, args.queries, cpu_probe(None))
+                print(row(result), flush=True)
         if args.pg:
-            with scratch_database(args.pg) as url, tempfile.TemporaryDirectory() as data:
-                settings = Settings(_env_file=None, data_dir=Path(data), database_url=url)
-                print(row(await run(settings, "postgresql", size, args.queries)), flush=True)
+            with (
+                scratch_database(args.pg) as (url, name, admin),
+                tempfile.TemporaryDirectory() as d,
+            ):
+                settings = Settings(_env_file=None, data_dir=Path(d), database_url=url)
+                with psycopg.connect(admin, autocommit=True) as conn:
+                    probe = cpu_probe(conn, name)
+                    result = await run(settings, "postgresql", size, args.queries, probe)
+                print(row(result), flush=True)
 
 
 if __name__ == "__main__":

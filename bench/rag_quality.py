@@ -23,6 +23,8 @@ rules are scored: *recall* is the share of answerable questions (whose document 
 whose right hit passes the rule, *rejected* the share of unanswerable questions none of whose
 hits passes. The keyword features put BM25 on a scale that does not grow with the query:
 
+- ``bm25/unit``: the BM25 score in units of one query term found in a single chunk,
+  idf(N, 1) * (k1 + 1) (``services.knowledge.keyword_unit``; raw BM25 grows with ln N);
 - ``bm25/ceiling``: the BM25 score over the query's ceiling, the sum over its distinct terms of
   idf * (k1 + 1) (what a chunk holding every term very often would score; a term the collection
   lacks counts with the largest idf);
@@ -30,8 +32,12 @@ hits passes. The keyword features put BM25 on a scale that does not grow with th
 - ``coverage``: the share of the query's distinct terms the chunk contains; ``idf-coverage``:
   the same share weighted by idf.
 
-The rule the service ships (``SearchHit.relevant``, see ``services/knowledge.py``) is scored
-alongside. ``--dump FILE`` writes every calibration hit as JSON lines.
+Rules are per hit (``hit vector >= t``: the right hit itself must pass) or per query (``best
+similarity >= t``: the query's nearest chunk in the whole collection reaches t, and then every
+hit counts; ``or best bm25/unit >= x``: or its best BM25 chunk reaches x units). The rule the
+service ships (``SearchHit.relevant``, see ``services.knowledge.found_relevant``) is scored
+alongside, with a grid around its thresholds. The keyword-mode searches are calibrated apart
+(they have no similarity). ``--dump FILE`` writes every calibration hit as JSON lines.
 
 **Candidates mode** (``--candidates``) is the earlier standalone comparison of local embedders
 (no service): chunks the documents with LangChain's ``RecursiveCharacterTextSplitter``, indexes
@@ -68,6 +74,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import logging
 import math
@@ -113,6 +120,7 @@ from services.knowledge import (
     SearchMode,
     SearchQuery,
     UploadedFile,
+    keyword_unit,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -608,7 +616,9 @@ async def open_pipeline(
             # Load the engine and the Chroma client first: ingestion is timed without them.
             started = time.perf_counter()
             await chroma.get()
-            await embeddings.embeddings(embedding).aembed_query("warm-up")
+            embedder = embeddings.embeddings(embedding)
+            await embedder.aembed_documents(["warm-up"])  # documents and queries may each
+            await embedder.aembed_query("warm-up")  # have an engine of their own
             load_s = time.perf_counter() - started
             principal = Principal(org_id="bench-org", user_id="bench", role="admin")
             files = [
@@ -749,8 +759,17 @@ def render_ingest_table(pipelines: list[Pipeline]) -> str:
 
 # ----------------------------------------------------------------------- calibration
 
-FEATURES = ("vector", "bm25", "bm25/ceiling", "bm25/terms", "coverage", "idf-coverage")
+FEATURES = (
+    "vector",
+    "bm25",
+    "bm25/unit",
+    "bm25/ceiling",
+    "bm25/terms",
+    "coverage",
+    "idf-coverage",
+)
 KEYWORD_FEATURES = FEATURES[1:]
+CURRENT_MIN_SIMILARITY = 0.81  # the e5-calibrated bar the RAG graph used before
 
 
 @dataclass
@@ -759,7 +778,7 @@ class CalibrationHit:
 
     document: str
     relevant: bool | None  # the service's own verdict (SearchHit.relevant), if it gives one
-    features: dict[str, float]  # a missing score (not in that leg's results) is -inf
+    features: dict[str, float]  # a score the hit lacks (not in that leg's results) is -inf
 
 
 @dataclass
@@ -769,14 +788,31 @@ class CalibrationQuery:
     question: str
     group: str  # ko / en / cross for answerable; company / off_topic for unanswerable
     lang: str
-    answerable: bool
-    document: str | None
+    document: str | None  # the answering document; None for unanswerable questions
+    mode: str
+    best_vector: float  # the query's best similarity in the whole collection (-inf: none)
+    best_keyword: float  # the query's best BM25 in the whole collection (0: none)
+    unit: float  # the keyword unit (services.knowledge.keyword_unit) of the collection
     hits: list[CalibrationHit]
+
+    @property
+    def answerable(self) -> bool:
+        """Whether a document answers the question."""
+        return self.document is not None
 
     @property
     def right(self) -> CalibrationHit | None:
         """The best hit of the right document (answerable questions), if it was found."""
         return next((h for h in self.hits if h.document == self.document), None)
+
+    def best(self, feature: str) -> float:
+        """The highest value of ``feature`` among the hits (BM25: in the whole collection)."""
+        found = max((h.features[feature] for h in self.hits), default=-math.inf)
+        if feature == "bm25":
+            return max(found, self.best_keyword)
+        if feature == "bm25/unit":
+            return max(found, self.best_keyword / self.unit)
+        return found
 
 
 async def query_statistics(
@@ -804,13 +840,17 @@ async def calibration_query(
     lang: str,
     document: str | None,
     k: int,
+    mode: SearchMode,
 ) -> CalibrationQuery:
     """Search ``question`` as the RAG graph does and compute every feature of its hits."""
-    timed = await timed_search(pipeline, question, k, "hybrid")
+    timed = await timed_search(pipeline, question, k, mode)
+    nearest = (await timed_search(pipeline, question, 1, "vector")).hits
+    strongest = (await timed_search(pipeline, question, 1, "keyword")).hits
     wanted = sorted(terms(question))
     chunks, df = await query_statistics(pipeline, wanted)
     idf = {term: keyword_index.idf(chunks, df.get(term, 0)) for term in wanted}
     ceiling = sum(idf.values()) * (keyword_index.K1 + 1)
+    unit = keyword_unit(chunks)
     hits = []
     for hit in timed.hits:
         bm25 = hit.keyword_score or 0.0
@@ -818,37 +858,59 @@ async def calibration_query(
         features = {
             "vector": hit.vector_score if hit.vector_score is not None else -math.inf,
             "bm25": bm25,
+            "bm25/unit": bm25 / unit,
             "bm25/ceiling": bm25 / ceiling if ceiling else 0.0,
             "bm25/terms": bm25 / len(wanted) if wanted else 0.0,
             "coverage": len(present) / len(wanted) if wanted else 0.0,
             "idf-coverage": sum(idf[t] for t in present) / sum(idf.values()) if wanted else 0.0,
         }
         hits.append(CalibrationHit(filename(hit), getattr(hit, "relevant", None), features))
-    return CalibrationQuery(question, group, lang, document is not None, document, hits)
+    best = nearest[0].vector_score if nearest and nearest[0].vector_score is not None else None
+    return CalibrationQuery(
+        question,
+        group,
+        lang,
+        document,
+        mode,
+        best_vector=best if best is not None else -math.inf,
+        best_keyword=(strongest[0].keyword_score or 0.0) if strongest else 0.0,
+        unit=unit,
+        hits=hits,
+    )
 
 
 async def calibration_set(
-    pipeline: Pipeline, questions: list[Question], unanswerable: list[Unanswerable], k: int
+    pipeline: Pipeline,
+    questions: list[Question],
+    unanswerable: list[Unanswerable],
+    k: int,
+    mode: SearchMode,
 ) -> list[CalibrationQuery]:
-    """Every answerable and unanswerable question, searched and scored."""
-    found = [
-        await calibration_query(
-            pipeline, q.question, group=q.group, lang=q.lang, document=q.document, k=k
-        )
-        for q in questions
-    ]
-    found.extend(
-        [
+    """Every answerable and unanswerable question, searched in ``mode`` and scored."""
+    found = []
+    for q in questions:
+        found.append(
             await calibration_query(
-                pipeline, u.question, group=u.kind, lang=u.lang, document=None, k=k
+                pipeline,
+                q.question,
+                group=q.group,
+                lang=q.lang,
+                document=q.document,
+                k=k,
+                mode=mode,
             )
-            for u in unanswerable
-        ]
-    )
+        )
+    for u in unanswerable:
+        found.append(
+            await calibration_query(
+                pipeline, u.question, group=u.kind, lang=u.lang, document=None, k=k, mode=mode
+            )
+        )
     return found
 
 
-Rule = Callable[[dict[str, float]], bool]
+Rule = Callable[[CalibrationQuery, CalibrationHit], bool]
+"""Whether a hit of a query counts as relevant (the graph answers from the relevant hits)."""
 
 
 @dataclass
@@ -858,7 +920,7 @@ class RuleScore:
     name: str
     recall: float  # answerable: the right hit passes (among questions whose document was found)
     answered: float  # answerable: some hit passes (the graph calls the model)
-    rejected: float  # unanswerable: no hit passes
+    rejected: float  # unanswerable: no hit passes (the graph says "not found", no model call)
     rejected_company: float
     rejected_off_topic: float
     recall_by_group: dict[str, float]
@@ -868,81 +930,83 @@ def _share(flags: Sequence[bool]) -> float:
     return sum(flags) / len(flags) if flags else math.nan
 
 
-def score_rule(
-    name: str, passes: Callable[[CalibrationHit], bool], data: list[CalibrationQuery]
-) -> RuleScore:
+def score_rule(name: str, rule: Rule, data: list[CalibrationQuery]) -> RuleScore:
     """Recall, answered and rejected shares of one rule."""
     answerable = [q for q in data if q.answerable]
-    found = [q for q in answerable if q.right is not None]
+    found = [(q, q.right) for q in answerable if q.right is not None]
     unanswerable = [q for q in data if not q.answerable]
 
     def rejected(queries: list[CalibrationQuery]) -> float:
-        return _share([not any(passes(h) for h in q.hits) for q in queries])
+        return _share([not any(rule(q, h) for h in q.hits) for q in queries])
 
-    groups = sorted({q.group for q in found})
     return RuleScore(
         name=name,
-        recall=_share([passes(q.right) for q in found if q.right is not None]),
-        answered=_share([any(passes(h) for h in q.hits) for q in answerable]),
+        recall=_share([rule(q, right) for q, right in found]),
+        answered=_share([any(rule(q, h) for h in q.hits) for q in answerable]),
         rejected=rejected(unanswerable),
         rejected_company=rejected([q for q in unanswerable if q.group == "company"]),
         rejected_off_topic=rejected([q for q in unanswerable if q.group == "off_topic"]),
         recall_by_group={
-            g: _share([passes(q.right) for q in found if q.group == g and q.right is not None])
-            for g in groups
+            g: _share([rule(q, right) for q, right in found if q.group == g])
+            for g in sorted({q.group for q, _ in found})
         },
     )
 
 
-def _cuts(data: list[CalibrationQuery], feature: str) -> list[float]:
-    """Thresholds worth trying: the right hits' values (and "never passes")."""
-    values = {q.right.features[feature] for q in data if q.right is not None}
-    return sorted(v for v in values if math.isfinite(v)) + [math.inf]
+def _cuts(values: Sequence[float]) -> list[float]:
+    """Thresholds worth trying for ``value >= t``: always, each value, never."""
+    return [-math.inf, *sorted({v for v in values if math.isfinite(v)}), math.inf]
 
 
-@dataclass
-class Sweep:
-    """The best parameters of a rule family: most rejected with recall >= the target."""
-
-    family: str
-    best: RuleScore
-    params: dict[str, float]
-    interval: tuple[float, float] | None  # one-parameter families: every equally good threshold
+def hit_values(data: list[CalibrationQuery], feature: str) -> list[float]:
+    """``feature`` of the right hits (where per-hit thresholds change the recall)."""
+    return [q.right.features[feature] for q in data if q.right is not None]
 
 
-def sweep_one(data: list[CalibrationQuery], feature: str) -> Sweep:
-    """``feature >= t``: the t that rejects most while keeping the recall target."""
-    scored = []
-    for cut in _cuts(data, feature):
-        s = score_rule(f"{feature} >= {cut:.3f}", lambda h, c=cut: h.features[feature] >= c, data)
-        if s.recall >= TARGET_RECALL:
-            scored.append((s.rejected, s.recall, cut, s))
-    best = max(scored, key=lambda item: (item[0], item[1], -item[2]))
-    tied = [cut for rejected, _recall, cut, _s in scored if rejected == best[0]]
-    # The equally good thresholds reach up to (not including) the next right hit's value.
-    cuts = _cuts(data, feature)
-    top = max(tied)
-    above = next((c for c in cuts if c > top), math.inf)
-    return Sweep(f"{feature} >= t", best[3], {"t": best[2]}, (min(tied), above))
+def query_values(
+    data: list[CalibrationQuery], value: Callable[[CalibrationQuery], float]
+) -> list[float]:
+    """A per-query value of the answerable questions whose document was found."""
+    return [value(q) for q in data if q.right is not None]
 
 
-def sweep_two(data: list[CalibrationQuery], keyword: str) -> Sweep:
-    """``vector >= t or keyword >= x``: the pair that rejects most at the recall target."""
-    best: tuple[float, float, float, float, RuleScore] | None = None
-    for t in _cuts(data, "vector"):
-        for x in _cuts(data, keyword):
-            s = score_rule(
-                f"vector >= {t:.3f} or {keyword} >= {x:.3f}",
-                lambda h, t=t, x=x: h.features["vector"] >= t or h.features[keyword] >= x,
-                data,
-            )
-            if s.recall < TARGET_RECALL:
-                continue
-            key = (s.rejected, s.recall, -t, -x)
-            if best is None or key > best[:4]:
-                best = (*key, s)
-    assert best is not None  # t = x = inf... never passes; t = min passes every right hit
-    return Sweep(f"vector >= t or {keyword} >= x", best[4], {"t": -best[2], "x": -best[3]}, None)
+def best_rule(
+    data: list[CalibrationQuery],
+    family: str,
+    make: Callable[..., Rule],
+    grids: Sequence[Sequence[float]],
+    names: Sequence[str],
+) -> RuleScore:
+    """The parameters of ``make`` that reject most with recall >= the target (then: recall)."""
+    best: tuple[tuple[float, ...], RuleScore] | None = None
+    for params in itertools.product(*grids):
+        score = score_rule(family, make(*params), data)
+        if score.recall < TARGET_RECALL:
+            continue
+        key = (score.rejected, score.recall, *(-p for p in params))
+        if best is None or key > best[0]:
+            best = (key, score)
+    assert best is not None  # "always" (-inf everywhere) passes every right hit
+    params = [-p for p in best[0][2:]]
+    best[1].name = f"tuned {family}: " + ", ".join(
+        f"{n}={p:.3f}" for n, p in zip(names, params, strict=True)
+    )
+    return best[1]
+
+
+def per_hit(feature: str) -> Callable[[float], Rule]:
+    """``hit.feature >= t``."""
+    return lambda t: lambda q, h: h.features[feature] >= t
+
+
+def gate(t: float) -> Rule:
+    """Every hit, when the query's best similarity reaches ``t``."""
+    return lambda q, h: q.best_vector >= t
+
+
+def gate_or(feature: str) -> Callable[[float, float], Rule]:
+    """Every hit, when the best similarity reaches ``t`` or the best hit's ``feature`` ``x``."""
+    return lambda t, x: lambda q, h: q.best_vector >= t or q.best(feature) >= x
 
 
 def render_distribution(data: list[CalibrationQuery]) -> str:
@@ -952,27 +1016,28 @@ def render_distribution(data: list[CalibrationQuery]) -> str:
         "| unanswerable best hit: median | p90 | max |",
         "|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
-    for feature in FEATURES:
-        right = [q.right.features[feature] for q in data if q.right is not None]
-        best = [
-            max((h.features[feature] for h in q.hits), default=-math.inf)
-            for q in data
-            if not q.answerable
-        ]
+
+    def row(name: str, right: list[float], best: list[float]) -> str:
         right = [v if math.isfinite(v) else 0.0 for v in right]
         best = [v if math.isfinite(v) else 0.0 for v in best]
-        lines.append(
-            f"| {feature} | {min(right):.3f} | {percentile(right, 0.05):.3f} "
+        return (
+            f"| {name} | {min(right):.3f} | {percentile(right, 0.05):.3f} "
             f"| {percentile(right, 0.10):.3f} | {percentile(right, 0.5):.3f} "
             f"| {percentile(best, 0.5):.3f} | {percentile(best, 0.9):.3f} | {max(best):.3f} |"
         )
-    missing = sum(
-        1 for q in data if q.right is not None and not math.isfinite(q.right.features["vector"])
-    )
-    lines.append("")
+
+    unanswerable = [q for q in data if not q.answerable]
     lines.append(
-        f"(a missing score counts as 0; {missing} right hits came from BM25 alone, no vector score)"
+        row(
+            "query's best similarity",
+            query_values(data, lambda q: q.best_vector),
+            [q.best_vector for q in unanswerable],
+        )
     )
+    for feature in FEATURES:
+        lines.append(
+            row(feature, hit_values(data, feature), [q.best(feature) for q in unanswerable])
+        )
     return "\n".join(lines)
 
 
@@ -995,43 +1060,130 @@ def render_rules(scores: list[RuleScore]) -> str:
     return "\n".join(lines)
 
 
-def calibrate(data: list[CalibrationQuery], embedding: str) -> str:
-    """The calibration report of one pipeline."""
-    answerable = [q for q in data if q.answerable]
-    found = sum(q.right is not None for q in answerable)
-    out = [
-        f"### Calibration: {embedding}",
-        "",
-        f"{len(answerable)} answerable questions ({found} with the right document in the hits), "
-        f"{len(data) - len(answerable)} unanswerable; recall target {TARGET_RECALL}.",
-        "",
-        render_distribution(data),
-        "",
+def service_rule(data: list[CalibrationQuery]) -> list[RuleScore]:
+    """The verdict the service ships (``SearchHit.relevant``), when its hits carry one."""
+    if not all(h.relevant is not None for q in data for h in q.hits):
+        return []
+    return [
+        score_rule(
+            "**the service's rule** (SearchHit.relevant)", lambda q, h: bool(h.relevant), data
+        )
     ]
+
+
+def calibrate_hybrid(data: list[CalibrationQuery]) -> list[str]:
+    """Rules over hybrid hits (what the RAG graph sees by default)."""
+    vector_cuts = _cuts(hit_values(data, "vector"))
+    best_cuts = _cuts(query_values(data, lambda q: q.best_vector))
     scores = [
         score_rule(
-            "current: keyword > 0 or vector >= 0.81",
-            lambda h: h.features["bm25"] > 0 or h.features["vector"] >= 0.81,
+            f"before: keyword > 0 or vector >= {CURRENT_MIN_SIMILARITY}",
+            lambda q, h: h.features["bm25"] > 0 or h.features["vector"] >= CURRENT_MIN_SIMILARITY,
             data,
         ),
-        score_rule("keyword > 0", lambda h: h.features["bm25"] > 0, data),
+        *service_rule(data),
+        best_rule(data, "hit vector >= t", per_hit("vector"), [vector_cuts], ["t"]),
     ]
-    if all(h.relevant is not None for q in data for h in q.hits):
-        scores.append(
-            score_rule("the service's rule (SearchHit.relevant)", lambda h: bool(h.relevant), data)
+    scores.extend(
+        best_rule(data, f"hit {f} >= x", per_hit(f), [_cuts(hit_values(data, f))], ["x"])
+        for f in KEYWORD_FEATURES
+    )
+    scores.append(best_rule(data, "query's best similarity >= t", gate, [best_cuts], ["t"]))
+    scores.extend(
+        best_rule(
+            data,
+            f"best similarity >= t or best {f} >= x",
+            gate_or(f),
+            [best_cuts, _cuts(query_values(data, lambda q, f=f: q.best(f)))],
+            ["t", "x"],
         )
-    sweeps = [sweep_one(data, feature) for feature in FEATURES]
-    sweeps.extend(sweep_two(data, keyword) for keyword in KEYWORD_FEATURES)
-    for sweep in sweeps:
-        params = ", ".join(f"{name}={value:.3f}" for name, value in sweep.params.items())
-        interval = (
-            f"; equally good for t in [{sweep.interval[0]:.3f}, {sweep.interval[1]:.3f})"
-            if sweep.interval
-            else ""
+        for f in KEYWORD_FEATURES
+    )
+    sweep = [
+        score_rule(f"query's best similarity >= {t:.2f}", gate(t), data)
+        for t in np.round(np.arange(0.0, 1.0, 0.01), 2)
+    ]
+    sweep = [s for s in sweep if s.recall >= 0.9 and s.rejected > 0]
+    return [
+        render_rules(scores),
+        "",
+        "The query's best similarity alone, every 0.01 (the last steps with recall >= 0.9):",
+        "",
+        render_rules(sweep[-6:]),
+    ]
+
+
+def render_grid(
+    data: list[CalibrationQuery], make: Callable[[float, float], Rule], t0: float, x0: float
+) -> str:
+    """Recall / rejected of ``make(t, x)`` around the shipped ``(t0, x0)``."""
+    ts = [round(t0 + step / 100, 2) for step in range(-3, 4)]
+    xs = [x0 * f for f in (0.5, 0.75, 1.0, 1.25, 1.5)] + [math.inf]
+    lines = [
+        "| similarity \\ keyword units | " + " | ".join(f"{x:.2f}" for x in xs) + " |",
+        "|---|" + "--:|" * len(xs),
+    ]
+    for t in ts:
+        cells = []
+        for x in xs:
+            s = score_rule("", make(t, x), data)
+            cells.append(f"{s.recall:.2f} / {s.rejected:.2f}")
+        mark = " (shipped)" if t == round(t0, 2) else ""
+        lines.append(f"| {t:.2f}{mark} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def calibrate_keyword(data: list[CalibrationQuery]) -> list[str]:
+    """Rules over keyword-mode hits (no vector score at all)."""
+    scores = [
+        score_rule("before: keyword > 0", lambda q, h: h.features["bm25"] > 0, data),
+        *service_rule(data),
+    ]
+    scores.extend(
+        best_rule(data, f"hit {f} >= x", per_hit(f), [_cuts(hit_values(data, f))], ["x"])
+        for f in KEYWORD_FEATURES
+    )
+    scores.extend(
+        best_rule(
+            data,
+            f"best {f} >= x",
+            lambda x, f=f: lambda q, h: q.best(f) >= x,
+            [_cuts(query_values(data, lambda q, f=f: q.best(f)))],
+            ["x"],
         )
-        sweep.best.name = f"best {sweep.family}: {params}{interval}"
-        scores.append(sweep.best)
-    out.append(render_rules(scores))
+        for f in KEYWORD_FEATURES
+    )
+    return [render_rules(scores)]
+
+
+def calibrate(data: list[CalibrationQuery], embedding: str, k: int) -> str:
+    """The calibration report of one pipeline (hybrid and keyword-mode searches)."""
+    defaults = Settings.model_fields
+    t0 = defaults["rag_min_similarity"].default.get(embedding)
+    x0 = defaults["rag_min_keyword_score"].default
+    out = [f"### Calibration: {embedding}, k={k}"]
+    for mode, render in (("hybrid", calibrate_hybrid), ("keyword", calibrate_keyword)):
+        subset = [q for q in data if q.mode == mode]
+        answerable = [q for q in subset if q.answerable]
+        found = sum(q.right is not None for q in answerable)
+        out += [
+            "",
+            f"**{mode}**: {len(answerable)} answerable questions ({found} with the right "
+            f"document in the hits), {len(subset) - len(answerable)} unanswerable; recall "
+            f"target {TARGET_RECALL}. A missing score counts as 0 (or never passes).",
+            "",
+        ]
+        if mode == "hybrid":
+            out += [render_distribution(subset), ""]
+        out += render(subset)
+        if mode == "hybrid" and t0 is not None:
+            out += [
+                "",
+                "Recall / rejected of `best similarity >= t or best bm25/unit >= x` around the "
+                f"shipped t={t0}, x={x0}:",
+                "",
+                render_grid(subset, gate_or("bm25/unit"), t0, x0),
+            ]
     return "\n".join(out)
 
 
@@ -1042,10 +1194,12 @@ def dump(path: Path, embedding: str, data: list[CalibrationQuery]) -> None:
             for rank, h in enumerate(q.hits, start=1):
                 row = {
                     "embedding": embedding,
+                    "mode": q.mode,
                     "question": q.question,
                     "group": q.group,
                     "answerable": q.answerable,
                     "expected": q.document,
+                    "best_vector": q.best_vector if math.isfinite(q.best_vector) else None,
                     "rank": rank,
                     **asdict(h),
                 }
@@ -1139,8 +1293,14 @@ async def run_service(args: argparse.Namespace) -> None:
                 results.append(await evaluate_service(pipeline, questions, args.k, mode))
             if not args.no_calibration:
                 print("calibrating ...", file=sys.stderr, flush=True)
-                data = await calibration_set(pipeline, questions, unanswerable, args.calibration_k)
-                reports.append(calibrate(data, pipeline.embedding))
+                data = [
+                    query
+                    for mode in ("hybrid", "keyword")
+                    for query in await calibration_set(
+                        pipeline, questions, unanswerable, args.calibration_k, mode
+                    )
+                ]
+                reports.append(calibrate(data, pipeline.embedding, args.calibration_k))
                 if args.dump is not None:
                     dump(args.dump, pipeline.embedding, data)
     print()

@@ -209,6 +209,34 @@ class Settings(BaseSettings):
     knowledge_workers: int = Field(
         default=2, ge=1, description="Concurrent background ingestion jobs (fair between orgs)."
     )
+    rag_min_similarity: dict[str, float] = Field(
+        default={
+            "local-use": 0.30,
+            "local-e5": 0.85,
+            "text-embedding-3-small": 0.30,
+            "text-embedding-3-large": 0.30,
+            "text-embedding-ada-002": 0.70,
+        },
+        description="Per embedding model: the similarity a search's best chunk must reach "
+        "for RAG to answer from its hits (else it says it found nothing, with no model "
+        "call), unless BM25 clears `rag_min_keyword_score`. local-use and local-e5 are "
+        "calibrated with bench/rag_quality.py; the OpenAI values are uncalibrated guesses "
+        "(ada-002's similarities are compressed, rarely below ~0.7). A model missing here "
+        "has no bar. Setting the variable (JSON) replaces the whole table; a request's "
+        "`min_similarity` overrides it.",
+    )
+    rag_min_keyword_score: float = Field(
+        default=1.0,
+        ge=0,
+        description="Hybrid search: the best chunk's BM25, in units of one query term found "
+        "in a single chunk (idf(N, 1) * (k1 + 1)), from which a search counts as relevant "
+        "whatever its similarity. See bench/rag_quality.py.",
+    )
+    rag_min_keyword_score_keyword_mode: float = Field(
+        default=0.6,
+        ge=0,
+        description="The same bar for keyword-only searches, which have no similarity.",
+    )
 
     semantic_cache_enabled: bool = Field(
         default=False,

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     Numeric,
+    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
@@ -256,8 +257,92 @@ class KeywordPosting(Base):
     """The chunk's token count (BM25's dl), denormalized so scoring reads only this table."""
 
     __table_args__ = (
-        Index("ix_ahc_keyword_postings_chunk", "chunk_id"),
+        # PostgreSQL: tf and length in the key's leaf pages make scans index-only.
+        PrimaryKeyConstraint(
+            "collection_id", "term", "chunk_id", postgresql_include=["tf", "chunk_length"]
+        ),
+        # Removal finds a chunk's postings here; search looks up (chunk, term) here too, and
+        # tf and length make that lookup index-only.
+        Index("ix_ahc_keyword_postings_chunk", "chunk_id", "term", "tf", "chunk_length"),
         # SQLite: cluster the rows on the primary key, so a term's postings (tf and length
         # included) are one contiguous range and there is no second copy of the key.
         {"sqlite_with_rowid": False},
+    )
+
+
+class KeywordTerm(Base):
+    """BM25 statistics kept with the postings: each term's df in a collection.
+
+    Counting postings per query would cost O(df) (and O(N) for the collection's size); these
+    counters make it a few primary-key lookups. Reserved terms hold the collection's chunk
+    count (``#chunks``) and token total (``#tokens``). Updated by increments in the writer's
+    transaction, so concurrent ingests and deletes add up exactly.
+    """
+
+    __tablename__ = "ahc_keyword_terms"
+
+    collection_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    term: Mapped[str] = mapped_column(String(64), primary_key=True)
+    df: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+
+class PromptTemplate(Timestamped, Base):
+    """An org's named prompt template; its content lives in immutable versions.
+
+    ``latest_version`` is the highest version number: the next one is ``latest_version + 1``
+    (the primary key of the versions table turns a concurrent duplicate into an error).
+    """
+
+    __tablename__ = "ahc_prompt_templates"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    org_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    name: Mapped[str] = mapped_column(String(128), nullable=False)
+    description: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    tags: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
+    latest_version: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_by: Mapped[str] = mapped_column(String(128), nullable=False)
+
+    __table_args__ = (UniqueConstraint("org_id", "name"),)
+
+
+class PromptTemplateVersion(Base):
+    """One immutable version of a template: messages, format, variables, model defaults.
+
+    ``content_hash`` (sha256 of the canonical content) lets an identical resubmission
+    return the latest version instead of creating a new one.
+    """
+
+    __tablename__ = "ahc_prompt_versions"
+
+    template_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("ahc_prompt_templates.id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    messages: Mapped[list[dict[str, Any]]] = mapped_column(JSON, nullable=False)
+    template_format: Mapped[str] = mapped_column(String(16), nullable=False)
+    input_variables: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    optional_variables: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    model: Mapped[str | None] = mapped_column(String(128), default=None)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    content_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_by: Mapped[str] = mapped_column(String(128), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, nullable=False)
+
+
+class PromptTemplateLabel(Base):
+    """A movable name (``production``, ``staging``...) for one version of a template."""
+
+    __tablename__ = "ahc_prompt_labels"
+
+    template_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("ahc_prompt_templates.id", ondelete="CASCADE"), primary_key=True
+    )
+    label: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    updated_by: Mapped[str | None] = mapped_column(String(128), default=None)
+    updated_at: Mapped[datetime] = mapped_column(
+        UtcDateTime(), default=utcnow, onupdate=utcnow, nullable=False
     )

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
-from langchain_chroma import Chroma
 from langchain_core.documents import Document
 
 from core.vectorstore import ChromaClientProvider
+
+if TYPE_CHECKING:
+    from langchain_chroma import Chroma
 
 Distance = Literal["cosine", "l2", "ip"]
 DISTANCES: tuple[Distance, ...] = ("cosine", "l2", "ip")
@@ -55,6 +57,8 @@ class VectorStore:
     async def _store(self, name: str, space: Distance) -> Chroma:
         store = self._stores.get(name)
         if store is None:
+            from langchain_chroma import Chroma  # imports chromadb (~1.5 s): on first use
+
             client = await self._clients.get()
             store = await asyncio.to_thread(
                 Chroma,

@@ -35,6 +35,7 @@ from providers.relay import OpenAIRelay
 from services.chat import ChatService
 from services.knowledge import KnowledgeService
 from services.knowledge_query import KnowledgeQuery
+from services.prompt_templates import PromptTemplates
 from services.response_cache import ResponseCache
 from services.semantic_cache import SemanticCache
 from services.thread_chat import ThreadChat
@@ -62,6 +63,7 @@ class Services:
     jobs: InProcessJobQueue
     knowledge: KnowledgeService
     knowledge_query: KnowledgeQuery
+    prompt_templates: PromptTemplates
     started_at: int
 
 
@@ -202,5 +204,6 @@ async def open_services(
                 limits=limits,
                 provider_keys=provider_keys,
             ),
+            prompt_templates=PromptTemplates(sessions),
             started_at=int(time.time()),
         )

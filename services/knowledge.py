@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from langchain_core.embeddings import Embeddings
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -94,6 +95,8 @@ class SearchQuery:
     collection: str = DEFAULT_COLLECTION
     mmr: bool = False
     mode: SearchMode = "hybrid"
+    min_similarity: float | None = None
+    """The similarity bar of :func:`found_relevant` (None: the collection's model's)."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,46 @@ class SearchHit:
     metadata: dict[str, Any]
     vector_score: float | None = None
     keyword_score: float | None = None
+    relevant: bool = True
+    """Whether the search found anything relevant (:func:`found_relevant`), the same for
+    every hit of one search: the RAG graph answers "not found" without a model call when
+    it is False."""
+
+
+def keyword_unit(chunks: int) -> float:
+    """The keyword bar's unit: BM25 of one query term that a single chunk of ``chunks`` has.
+
+    That is idf(N, df=1) * (k1 + 1), the ceiling of the rarest term's contribution; a score
+    in these units does not drift with the collection's size as raw BM25 does (idf grows
+    with ln N).
+    """
+    return keyword_index.idf(max(chunks, 1), 1) * (keyword_index.K1 + 1)
+
+
+def found_relevant(
+    best_similarity: float | None,
+    best_keyword: float | None,
+    *,
+    min_similarity: float | None,
+    min_keyword: float | None,
+    unit: float,
+) -> bool:
+    """Whether a search found something relevant enough to answer from.
+
+    Yes when the best chunk by similarity reaches ``min_similarity`` (None: any similarity
+    does), or the best chunk by BM25 reaches ``min_keyword`` keyword units (``unit``, see
+    :func:`keyword_unit`; None: BM25 alone never suffices). Both are the best of
+    their whole leg, so the verdict holds for every hit of the search: a right chunk ranked
+    high by BM25 but low by similarity (or the other way round) is kept whenever the
+    question itself clears the bar. Calibrated per embedding model in bench/rag_quality.py.
+    """
+    if best_similarity is not None and (
+        min_similarity is None or best_similarity >= min_similarity
+    ):
+        return True
+    if best_keyword is None or best_keyword <= 0 or min_keyword is None:
+        return False
+    return best_keyword >= min_keyword * unit
 
 
 class KnowledgeService:
@@ -536,7 +579,54 @@ class KnowledgeService:
                 keyword_hits = await keyword_index.search(
                     session, collection.id, query.query, limit=fetch, allowed=allowed
                 )
-        return await self._merge(collection, query, vector_hits, keyword_hits)
+        relevant = await self._relevant(collection, query, vector_hits, keyword_hits)
+        return await self._merge(collection, query, vector_hits, keyword_hits, relevant)
+
+    async def _relevant(
+        self,
+        collection: KnowledgeCollection,
+        query: SearchQuery,
+        vector_hits: list[VectorHit],
+        keyword_hits: list[tuple[str, float]],
+    ) -> bool:
+        """:func:`found_relevant` with the bars of the collection's model and the mode."""
+        settings = self._settings
+        best_similarity = max((hit.score for hit in vector_hits), default=None)
+        min_similarity = (
+            query.min_similarity
+            if query.min_similarity is not None
+            else settings.rag_min_similarity.get(collection.embedding_model)
+        )
+        if found_relevant(
+            best_similarity, None, min_similarity=min_similarity, min_keyword=None, unit=0.0
+        ):
+            return True
+        best_keyword = max((score for _, score in keyword_hits), default=None)
+        if best_keyword is None or best_keyword <= 0:
+            return False
+        min_keyword = (
+            settings.rag_min_keyword_score_keyword_mode
+            if query.mode == "keyword"
+            else settings.rag_min_keyword_score
+        )
+        return found_relevant(
+            best_similarity,
+            best_keyword,
+            min_similarity=min_similarity,
+            min_keyword=min_keyword,
+            unit=keyword_unit(await self._ready_chunks(collection)),
+        )
+
+    async def _ready_chunks(self, collection: KnowledgeCollection) -> int:
+        """The collection's chunk count (BM25's N, near enough), from its documents."""
+        async with self._sessions() as session:
+            total = await session.scalar(
+                select(func.coalesce(func.sum(KnowledgeDocument.chunks), 0)).where(
+                    KnowledgeDocument.collection_id == collection.id,
+                    KnowledgeDocument.status == "ready",
+                )
+            )
+        return int(total or 0)
 
     async def _merge(
         self,
@@ -544,6 +634,7 @@ class KnowledgeService:
         query: SearchQuery,
         vector_hits: list[VectorHit],
         keyword_hits: list[tuple[str, float]],
+        relevant: bool,
     ) -> list[SearchHit]:
         by_vector = {hit.chunk_id: hit for hit in vector_hits}
         by_keyword = dict(keyword_hits)
@@ -571,6 +662,7 @@ class KnowledgeService:
                     metadata=found.metadata,
                     vector_score=by_vector[chunk_id].score if chunk_id in by_vector else None,
                     keyword_score=by_keyword.get(chunk_id),
+                    relevant=relevant,
                 )
             )
         return hits

@@ -73,6 +73,7 @@ def knowledge_search(knowledge: Callable[[], KnowledgeService]) -> SearchFn:
                 filter=query.filter,
                 collection=query.collection,
                 mode=query.mode,
+                min_similarity=query.min_similarity,
             ),
         )
         return [Hit(**asdict(hit)) for hit in hits]  # type: ignore[typeddict-item]

@@ -65,5 +65,30 @@ def db_services(
 ) -> Iterator[ServiceFactory]:
     """Like ``services``, parametrized over SQLite and PostgreSQL."""
     factory = ServiceFactory(tmp_path, fake_openai.base_url, database_url)
+    if database_url is not None:
+        empty_service_tables(factory)
     yield factory
     factory.close()
+
+
+def empty_service_tables(factory: ServiceFactory) -> None:
+    """One PostgreSQL database serves the whole session: each test starts with empty tables."""
+    from db.migrate import upgrade
+
+    settings = factory.settings()
+    upgrade(settings)
+    url = settings.resolved_database_url.replace("postgresql+psycopg", "postgresql")
+    with psycopg.connect(url, autocommit=True) as conn:
+        names = [
+            row[0]
+            for row in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                "AND tablename LIKE 'ahc\\_%' AND tablename <> 'ahc_alembic_version'"
+            )
+        ]
+        if names:
+            conn.execute(
+                sql.SQL("TRUNCATE {} CASCADE").format(
+                    sql.SQL(", ").join(sql.Identifier(n) for n in names)
+                )
+            )

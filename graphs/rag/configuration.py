@@ -21,13 +21,13 @@ from graphs.rag.state import Hit
 SearchMode = Literal["vector", "keyword", "hybrid"]
 
 DEFAULT_MIN_SIMILARITY = 0.81
-"""Vector similarity from which a chunk counts as relevant (when no keyword matches).
+"""The per-chunk similarity bar for hits that carry no verdict of their own.
 
-Calibrated with the local embedder (multilingual-e5-small, cosine), whose similarities
-are compressed: on a small handbook corpus (English and Korean, short and ~1000-character
-chunks) the right chunk scored 0.82-0.93 and the best chunk for unrelated questions
-0.72-0.80. OpenAI embeddings spread wider (unrelated ~0.1-0.3): collections embedded with
-them want ``min_similarity`` around 0.3.
+The knowledge service decides relevance itself, with the bar of the collection's embedding
+model (``Settings.rag_min_similarity``, calibrated in bench/rag_quality.py), and marks
+every hit ``relevant``; a request's ``min_similarity`` is passed to it. Only a search
+function that gives no verdict falls back to the old rule: a keyword match, or a vector
+similarity of at least ``min_similarity`` (this default suits multilingual-e5-small).
 """
 
 
@@ -58,6 +58,8 @@ class RetrievalQuery:
     filter: dict[str, Any] | None
     collection: str
     mode: SearchMode
+    min_similarity: float | None = None
+    """The request's similarity bar (None: the one of the collection's embedding model)."""
 
 
 SearchFn = Callable[[RetrievalQuery], Awaitable[list[Hit]]]
@@ -76,9 +78,12 @@ class RagConfiguration(ChatConfiguration):
         default=None, metadata={"description": "Metadata filter (Chroma `where` syntax)."}
     )
     mode: SearchMode = field(default="hybrid", metadata={"description": "How to search."})
-    min_similarity: float = field(
-        default=DEFAULT_MIN_SIMILARITY,
-        metadata={"description": "Vector similarity from which a chunk is relevant."},
+    min_similarity: float | None = field(
+        default=None,
+        metadata={
+            "description": "Similarity the best chunk must reach for an answer (default: "
+            "calibrated for the collection's embedding model)."
+        },
     )
     answer_prompt: ChatPromptTemplate | None = field(
         default=None,
@@ -110,12 +115,21 @@ class RagConfiguration(ChatConfiguration):
             filter=dict(self.filter) if self.filter is not None else None,
             collection=self.collection,
             mode=self.mode,
+            min_similarity=self.min_similarity,
         )
 
     def is_relevant(self, hit: Hit) -> bool:
-        """A keyword match, or a vector similarity of at least ``min_similarity``."""
+        """The search's verdict (``relevant``); without one, the per-chunk fallback rule.
+
+        The fallback: a keyword match, or a vector similarity of at least
+        ``min_similarity`` (default :data:`DEFAULT_MIN_SIMILARITY`).
+        """
+        verdict = hit.get("relevant")
+        if verdict is not None:
+            return bool(verdict)
         keyword = hit.get("keyword_score")
         vector = hit.get("vector_score")
         if keyword is not None and keyword > 0:
             return True
-        return vector is not None and vector >= self.min_similarity
+        bar = self.min_similarity if self.min_similarity is not None else DEFAULT_MIN_SIMILARITY
+        return vector is not None and vector >= bar

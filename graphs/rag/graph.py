@@ -184,6 +184,7 @@ def build_retriever(search: SearchFn) -> Runnable:
                     "score": hit["score"],
                     "vector_score": hit.get("vector_score"),
                     "keyword_score": hit.get("keyword_score"),
+                    "relevant": hit.get("relevant"),
                 },
             )
             for hit in hits

@@ -6,7 +6,7 @@ checkpointer can store a thread's turns.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, NotRequired
 
 import orjson
 from langchain_core.messages import AnyMessage, BaseMessage, convert_to_messages
@@ -27,6 +27,8 @@ class Hit(TypedDict):
     """``filename``, ``page``, ``section``, ``chunk_index``... and the upload's own keys."""
     vector_score: float | None
     keyword_score: float | None
+    relevant: NotRequired[bool | None]
+    """The search's verdict: whether it found anything relevant (same for all its hits)."""
 
 
 class Citation(TypedDict):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 
 import httpx
-import psycopg
 import pytest
 
 from tests.fakes.openai_server import FakeOpenAI
@@ -24,21 +23,10 @@ POLICY = (
 VPN = "Security policy. The VPN client is GlobalProtect; passwords rotate every 90 days."
 
 
-KNOWLEDGE_TABLES = (
-    "ahc_keyword_postings, ahc_knowledge_chunks, ahc_knowledge_files, "
-    "ahc_knowledge_documents, ahc_knowledge_collections, ahc_usage_events"
-)
-
-
 @pytest.fixture
 def kb(db_services: ServiceFactory) -> RunningService:
-    """The service; on PostgreSQL (one database per session) with empty knowledge tables."""
-    service = db_services.start(**EMBEDDING)
-    if service.settings.is_postgres:
-        url = service.settings.resolved_database_url.replace("+psycopg", "")
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(f"TRUNCATE {KNOWLEDGE_TABLES}")
-    return service
+    """The service (on PostgreSQL its tables start empty: see ``db_services``)."""
+    return db_services.start(**EMBEDDING)
 
 
 def test_upload_every_format_and_read_it_back(kb: RunningService) -> None:

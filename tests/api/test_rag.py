@@ -1,8 +1,9 @@
 """RAG over HTTP: grounded answers with citations, streams, threads, tenancy, accounting.
 
 Documents are uploaded through the API and embedded by the default local embedder
-(multilingual-e5-small), so the relevance threshold is the one the service ships with; the
-chat model is the fake OpenAI upstream.
+(``local-use``, the multilingual Universal Sentence Encoder), so "nothing relevant" is decided
+with the bars the service ships for it (``Settings.rag_min_similarity``,
+``rag_min_keyword_score``); the chat model is the fake OpenAI upstream.
 """
 
 from __future__ import annotations
@@ -110,6 +111,28 @@ def test_nothing_relevant_says_so_without_calling_the_model(
     assert body["citations"] == []
     assert body["usage"]["total_tokens"] == 0
     assert chat_requests(fake_openai) == []
+
+
+def test_the_collections_model_sets_the_bar_and_a_request_overrides_it(
+    service: RunningService, kb: dict[str, str], fake_openai: FakeOpenAI
+) -> None:
+    collections = httpx.get(f"{service.api}/knowledge/collections", headers=service.headers())
+    assert collections.status_code == 200, collections.text
+    assert [c["embedding_model"] for c in collections.json()["data"]] == ["local-use"]
+    assert service.settings.rag_min_similarity["local-use"] < 0.5  # not e5's 0.8x
+    # Below the bar, with no word in common: not found, no model call (as without override).
+    assert ask(service, OFF_TOPIC).json()["answer"] == NOT_FOUND_ANSWER
+    assert chat_requests(fake_openai) == []
+    # A request's min_similarity replaces the model's bar: any similarity clears -1.
+    fake_openai.reply = "Nothing about football here [1]."
+    body = ask(service, OFF_TOPIC, min_similarity=-1).json()
+    assert body["answer"] == "Nothing about football here [1]."
+    assert len(chat_requests(fake_openai)) == 1
+    # ... and an unreachable one leaves only a strong keyword match (three rare terms).
+    strong = ask(service, "VPN client GlobalProtect?", min_similarity=1).json()
+    assert strong["answer"] != NOT_FOUND_ANSWER
+    unrelated = ask(service, "What is the weather like?", min_similarity=1).json()
+    assert unrelated["answer"] == NOT_FOUND_ANSWER
 
 
 def test_empty_knowledge_base_and_other_orgs_find_nothing(
@@ -272,6 +295,8 @@ def test_remote_runnable_rag_and_retriever(
     config = {"configurable": {"thread_id": "ls-rag"}}
     rag.invoke({"question": VPN_QUESTION}, config=config)
     calls = len(chat_requests(fake_openai))
+    # The fake model's one reply is also the rewrite: make it a question the KB answers.
+    fake_openai.reply = "How do I install the GlobalProtect VPN client? [1]"
     rag.invoke({"question": "How do I install it?"}, config=config)
     assert len(chat_requests(fake_openai)) == calls + 2
     chunks = list(rag.stream({"question": VPN_QUESTION}))

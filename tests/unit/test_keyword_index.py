@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 import unicodedata
@@ -16,7 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.config import Settings
 from db.migrate import upgrade
-from db.models import KeywordPosting, KnowledgeChunk, KnowledgeCollection, KnowledgeDocument
+from db.models import (
+    KeywordPosting,
+    KeywordTerm,
+    KnowledgeChunk,
+    KnowledgeCollection,
+    KnowledgeDocument,
+)
 from db.session import create_engine, create_sessionmaker
 from knowledge import keyword_index
 from knowledge.keywords import MAX_TERM_LENGTH, terms
@@ -127,7 +134,7 @@ class Corpus:
 
     async def remove(self, *names: str) -> None:
         """Delete chunks as the registry does: postings and rows together."""
-        ids = [self.ids[n] for n in names]
+        ids = [self.ids.get(n, n) for n in names]
         async with self.sessions() as session:
             await keyword_index.remove_chunks(session, ids)
             await session.execute(delete(KnowledgeChunk).where(KnowledgeChunk.id.in_(ids)))
@@ -253,9 +260,12 @@ async def test_removal_in_large_batches(sessions: async_sessionmaker[AsyncSessio
     )
 
 
+@pytest.mark.parametrize("lookup_cost", [0, 10**9], ids=["id-lookups", "ranking-walk"])
 async def test_allowed_restricts_the_results_not_the_scores(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch, lookup_cost: int
 ) -> None:
+    # Both plans of a filtered search: lookups of the allowed ids, or a walk down the ranking.
+    monkeypatch.setattr(keyword_index, "_LOOKUP_COST", lookup_cost)
     docs = await corpus(sessions, a="vpn vpn guide", b="vpn setup", c="vpn", d="printer guide")
     everything = await docs.search("vpn guide")
     assert [name for name, _ in everything] == ["a", "d", "c", "b"]
@@ -263,10 +273,8 @@ async def test_allowed_restricts_the_results_not_the_scores(
     def only(*names: str) -> list[tuple[str, float]]:
         return [(name, pytest.approx(score)) for name, score in everything if name in names]
 
-    # Few allowed ids (more postings than ids): primary-key lookups by batch.
     assert await docs.search("vpn guide", allowed=["b", "d"]) == only("b", "d")
     assert await docs.search("vpn guide", allowed=["b", "d"], limit=1) == only("d")
-    # Many allowed ids (more ids than postings): score everything and filter.
     many = ["b", "c", *(f"missing-{i}" for i in range(1200))]
     assert await docs.search("vpn guide", allowed=many) == only("c", "b")
     assert await docs.search("vpn guide", allowed=many, limit=1) == only("c")
@@ -275,8 +283,9 @@ async def test_allowed_restricts_the_results_not_the_scores(
 
 
 async def test_allowed_batches_merge_to_the_global_top(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(keyword_index, "_LOOKUP_COST", 0)  # the id-lookup plan
     docs = await corpus(sessions)
     # 1,100 chunks, the longer the weaker: the best allowed ones sit in different batches.
     await docs.add(**{f"c{i:04d}": "target " + "filler " * (i % 7) for i in range(1100)})
@@ -345,7 +354,6 @@ async def test_pruning_of_common_terms_is_exact(
     monkeypatch.setattr(keyword_index, "_PRUNE_ABOVE", 10**9)
     plain = {q: await docs.search(q, limit=limit) for q in QUERIES for limit in (1, 5)}
     monkeypatch.setattr(keyword_index, "_PRUNE_ABOVE", 0)
-    monkeypatch.setattr(keyword_index, "_LOOKUP_COST", 0)  # always try the pruned plan
     answered_pruned = 0
     original = keyword_index._Bm25.full
 
@@ -389,3 +397,80 @@ async def test_allowed_many_ids_walks_down_the_ranking(
     many = [*weakest, *(f"missing-{i}" for i in range(300))]
     assert await docs.search("w0 w1 w40", allowed=many, limit=3) == everything[-3:]
     assert walks == [12, 96, 768]
+
+
+async def counters(sessions: async_sessionmaker[AsyncSession], collection_id: str) -> dict:
+    async with sessions() as session:
+        rows = await session.execute(
+            select(KeywordTerm.term, KeywordTerm.df).where(
+                KeywordTerm.collection_id == collection_id
+            )
+        )
+        return {term: df for term, df in rows}
+
+
+async def assert_counters_exact(sessions: async_sessionmaker[AsyncSession], docs: Corpus) -> None:
+    """The maintained counters equal a recount from the postings and the chunk rows."""
+    kept = await counters(sessions, docs.collection_id)
+    async with sessions() as session:
+        await keyword_index.rebuild_statistics(session, docs.collection_id)
+        await session.commit()
+        chunks = await session.scalar(
+            select(func.count())
+            .select_from(KnowledgeChunk)
+            .where(KnowledgeChunk.collection_id == docs.collection_id)
+        )
+        tokens = await session.scalar(
+            select(func.coalesce(func.sum(KnowledgeChunk.token_count), 0)).where(
+                KnowledgeChunk.collection_id == docs.collection_id
+            )
+        )
+    recounted = await counters(sessions, docs.collection_id)
+    assert kept == recounted
+    assert kept.get(keyword_index.CHUNKS_TERM, 0) == chunks
+    assert kept.get(keyword_index.TOKENS_TERM, 0) == tokens
+
+
+async def test_counters_follow_ingest_and_removal(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    docs = await corpus(sessions, a="alpha beta beta", b="alpha 감마", c="", d="beta")
+    assert await counters(sessions, docs.collection_id) == {
+        "#chunks": 4,
+        "#tokens": 3 + 2 + 0 + 1,
+        "alpha": 2,
+        "beta": 2,
+        "감마": 1,
+    }
+    await docs.remove("a", "c", "missing")
+    await docs.remove("a")  # again: subtracts nothing
+    assert await counters(sessions, docs.collection_id) == {
+        "#chunks": 2,
+        "#tokens": 3,
+        "alpha": 1,
+        "beta": 1,
+        "감마": 1,
+    }  # terms down to df 0 are deleted
+    await docs.remove("b", "d")
+    assert await counters(sessions, docs.collection_id) == {}
+    await assert_counters_exact(sessions, docs)
+
+
+async def test_concurrent_ingest_and_delete_keep_counters_exact(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    docs = await corpus(sessions)
+    texts = zipf_corpus(160, seed=3)
+    names = sorted(texts)
+    await docs.add(**{name: texts[name] for name in names[:40]})
+
+    async def writer(part: int) -> None:
+        mine = names[40 + part * 15 : 40 + (part + 1) * 15]
+        await docs.add(**{name: texts[name] for name in mine})
+        await docs.remove(*names[part * 5 : (part + 1) * 5], *names[:3])  # overlapping deletes
+
+    await asyncio.gather(*(writer(part) for part in range(8)))
+    assert await counters(sessions, docs.collection_id) != {}
+    await assert_counters_exact(sessions, docs)
+    hits = await docs.search(" ".join(f"w{i}" for i in range(80)), limit=500)
+    assert {name for name, _ in hits} == set(names[40:])  # all of the first 40 were removed

@@ -1,4 +1,7 @@
-"""The RAG graph, fake chat model and fake search: rewrite, relevance, citations, identity."""
+"""The RAG graph, fake chat model and fake search: rewrite, relevance, citations, identity.
+
+Also the knowledge service's relevance rule (``found_relevant``), which the graph trusts.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +26,8 @@ from chains.rag import (
 from graphs.rag.configuration import DEFAULT_MIN_SIMILARITY, RetrievalQuery
 from graphs.rag.graph import build_rag_graph, build_retriever, cited_numbers
 from graphs.rag.state import Hit
+from knowledge.keyword_index import K1, idf
+from services.knowledge import found_relevant, keyword_unit
 
 SERVER = {"org_id": "org-a", "user_id": "alice", "route": "test.rag", "request_id": "req-1"}
 
@@ -35,11 +40,12 @@ def hit(
     keyword: float | None = None,
     filename: str = "doc.txt",
     page: int | None = None,
+    relevant: bool | None = None,
 ) -> Hit:
     meta: dict[str, Any] = {"filename": filename, "chunk_index": 0}
     if page is not None:
         meta["page"] = page
-    return Hit(
+    found = Hit(
         document_id=f"doc-{n}",
         chunk_id=f"chunk-{n}",
         text=text,
@@ -48,6 +54,9 @@ def hit(
         vector_score=vector,
         keyword_score=keyword,
     )
+    if relevant is not None:  # the knowledge service's verdict; fakes may give none
+        found["relevant"] = relevant
+    return found
 
 
 class FakeSearch:
@@ -195,7 +204,9 @@ async def test_a_failed_search_gives_the_hold_back() -> None:
         (None, None, False),
     ],
 )
-async def test_relevance_rule(vector: float | None, keyword: float | None, relevant: bool) -> None:
+async def test_fallback_relevance_rule_without_a_verdict(
+    vector: float | None, keyword: float | None, relevant: bool
+) -> None:
     prompts = Prompts()
     graph = build_rag_graph(
         llm_factory=lambda _m: fake_llm("ok [1]"),
@@ -207,12 +218,74 @@ async def test_relevance_rule(vector: float | None, keyword: float | None, relev
 
 
 async def test_min_similarity_is_configurable() -> None:
-    graph = build_rag_graph(
-        llm_factory=lambda _m: fake_llm("ok"), search=FakeSearch([hit(1, "t", vector=0.35)])
-    )
+    search = FakeSearch([hit(1, "t", vector=0.35)])
+    graph = build_rag_graph(llm_factory=lambda _m: fake_llm("ok"), search=search)
     assert (await graph.ainvoke({"question": "q"}, config()))["answer"] == NOT_FOUND_ANSWER
     out = await graph.ainvoke({"question": "q"}, config(min_similarity=0.3))
     assert out["answer"] == "ok"
+    # The search gets the request's bar (None: the collection's model's, chosen by the service).
+    assert [q.min_similarity for q in search.queries] == [None, 0.3]
+
+
+@pytest.mark.parametrize(
+    ("hits", "answered"),
+    [
+        # The search's verdict wins over any score (it applied the collection's model's bar).
+        ([hit(1, "t", vector=0.99, keyword=9.0, relevant=False)], False),
+        ([hit(1, "t", vector=0.05, relevant=True)], True),
+        ([hit(1, "t", vector=None, keyword=None, relevant=True)], True),
+        (
+            [hit(1, "a", vector=0.2, relevant=True), hit(2, "b", vector=None, relevant=True)],
+            True,
+        ),
+    ],
+)
+async def test_the_search_verdict_decides(hits: list[Hit], answered: bool) -> None:
+    prompts = Prompts()
+    graph = build_rag_graph(llm_factory=lambda _m: fake_llm("ok [1]"), search=FakeSearch(hits))
+    out = await graph.ainvoke({"question": "q"}, config(prompts, min_similarity=0.0))
+    assert (out["answer"] != NOT_FOUND_ANSWER) is answered
+    assert len(prompts.calls) == int(answered)
+    if answered:  # every hit of a relevant search is context
+        assert prompts.calls[0][0].text.count("] (doc.txt)") == len(hits)
+
+
+@pytest.mark.parametrize(
+    ("similarity", "keyword", "min_similarity", "min_keyword", "relevant"),
+    [
+        (0.30, None, 0.30, 1.0, True),  # the similarity bar is inclusive
+        (0.29, None, 0.30, 1.0, False),
+        (0.29, 0.0, 0.30, 1.0, False),  # no keyword match
+        (0.29, 9.9, 0.30, 1.0, False),  # BM25 just under one unit (10)
+        (0.29, 10.0, 0.30, 1.0, True),  # ... or at it: a strong keyword match is enough
+        (None, 10.0, 0.30, 1.0, True),  # keyword mode: no similarity at all
+        (None, 6.0, None, 0.6, True),
+        (None, 5.9, None, 0.6, False),
+        (0.05, None, None, 1.0, True),  # a model without a bar: any similarity
+        (0.29, 50.0, 0.30, None, False),  # BM25 alone never suffices
+        (None, None, 0.30, 1.0, False),  # nothing found
+        (0.85, 0.0, 0.85, 1.0, True),
+        (0.849, 0.0, 0.85, 1.0, False),
+    ],
+)
+def test_found_relevant(
+    similarity: float | None,
+    keyword: float | None,
+    min_similarity: float | None,
+    min_keyword: float | None,
+    relevant: bool,
+) -> None:
+    verdict = found_relevant(
+        similarity, keyword, min_similarity=min_similarity, min_keyword=min_keyword, unit=10.0
+    )
+    assert verdict is relevant
+
+
+def test_keyword_unit_is_one_rare_term_and_grows_with_the_collection() -> None:
+    assert keyword_unit(146) == pytest.approx(idf(146, 1) * (K1 + 1))
+    assert keyword_unit(146) == pytest.approx(10.087, abs=1e-3)  # the bench's collection
+    assert keyword_unit(10) < keyword_unit(146) < keyword_unit(100_000)
+    assert keyword_unit(0) == keyword_unit(1) > 0  # an empty collection still has a unit
 
 
 async def test_only_cited_passages_are_citations_else_all_relevant() -> None:

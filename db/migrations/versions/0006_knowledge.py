@@ -114,15 +114,32 @@ def upgrade() -> None:
         sa.Column("tf", sa.Integer(), nullable=False),
         sa.Column("chunk_length", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint(
-            "collection_id", "term", "chunk_id", name=op.f("pk_ahc_keyword_postings")
+            "collection_id",
+            "term",
+            "chunk_id",
+            name=op.f("pk_ahc_keyword_postings"),
+            postgresql_include=["tf", "chunk_length"],
         ),
         sqlite_with_rowid=False,
     )
-    op.create_index("ix_ahc_keyword_postings_chunk", "ahc_keyword_postings", ["chunk_id"])
+    op.create_index(
+        "ix_ahc_keyword_postings_chunk",
+        "ahc_keyword_postings",
+        ["chunk_id", "term", "tf", "chunk_length"],
+    )
+    op.create_table(
+        "ahc_keyword_terms",
+        sa.Column("collection_id", sa.String(length=36), nullable=False),
+        sa.Column("term", sa.String(length=64), nullable=False),
+        sa.Column("df", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("collection_id", "term", name=op.f("pk_ahc_keyword_terms")),
+        sqlite_with_rowid=False,
+    )
 
 
 def downgrade() -> None:
     """Drop the knowledge tables."""
+    op.drop_table("ahc_keyword_terms")
     op.drop_index("ix_ahc_keyword_postings_chunk", table_name="ahc_keyword_postings")
     op.drop_table("ahc_keyword_postings")
     op.drop_index("ix_ahc_knowledge_chunks_collection", table_name="ahc_knowledge_chunks")
