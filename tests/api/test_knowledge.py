@@ -44,9 +44,7 @@ def test_upload_every_format_and_read_it_back(kb: RunningService) -> None:
         assert set(doc) >= {"id", "content_type", "metadata", "created_at"}
     assert docs["sample.pdf"]["content_type"] == "application/pdf"
     assert docs["sample.docx"]["content_type"].endswith("wordprocessingml.document")
-    one = httpx.get(
-        f"{kb.api}/knowledge/documents/{docs['sample.md']['id']}", headers=kb.headers()
-    )
+    one = httpx.get(f"{kb.api}/knowledge/documents/{docs['sample.md']['id']}", headers=kb.headers())
     assert one.status_code == 200 and one.json()["filename"] == "sample.md"
     listing = httpx.get(f"{kb.api}/knowledge/documents?limit=3", headers=kb.headers()).json()
     assert listing["count"] == 7 and len(listing["data"]) == 3
@@ -211,9 +209,7 @@ def test_large_files_ingest_in_the_background(services: ServiceFactory) -> None:
 def test_reindex_replaces_chunks(kb: RunningService) -> None:
     doc = upload(kb, [("security.txt", VPN.encode())]).json()["documents"][0]
     before = search(kb, "GlobalProtect", mode="keyword").json()["results"]
-    response = httpx.post(
-        f"{kb.api}/knowledge/documents/{doc['id']}/reindex", headers=kb.headers()
-    )
+    response = httpx.post(f"{kb.api}/knowledge/documents/{doc['id']}/reindex", headers=kb.headers())
     assert response.status_code == 202
     url = f"{kb.api}/knowledge/documents/{doc['id']}"
     deadline = time.monotonic() + 20
@@ -258,9 +254,7 @@ def test_embedding_calls_are_accounted(kb: RunningService) -> None:
     search(kb, "GlobalProtect", mode="vector")
     deadline = time.monotonic() + 10
     while True:
-        usage = httpx.get(
-            f"{kb.api}/usage?group_by=route", headers=kb.headers(role="admin")
-        ).json()
+        usage = httpx.get(f"{kb.api}/usage?group_by=route", headers=kb.headers(role="admin")).json()
         routes = {g["key"]: g for g in usage["groups"]}
         if {"knowledge.ingest", "knowledge.search"} <= set(routes) or time.monotonic() > deadline:
             break
@@ -278,7 +272,8 @@ def test_chroma_server_backend(services: ServiceFactory, chroma_server: str) -> 
     hits = search(kb, "GlobalProtect VPN", org="org-srv", mode="vector").json()["results"]
     assert [h["document_id"] for h in hits] == [doc["id"]]
     assert search(kb, "GlobalProtect VPN", org="org-other").json()["results"] == []
-    names = httpx.get(f"{chroma_server}/api/v2/tenants/default_tenant/databases/default_database/collections").json()
+    collections = "api/v2/tenants/default_tenant/databases/default_database/collections"
+    names = httpx.get(f"{chroma_server}/{collections}").json()
     assert any(c["name"].startswith("ahc-") for c in names)
     deleted = httpx.delete(
         f"{kb.api}/knowledge/documents/{doc['id']}", headers=kb.headers("org-srv")
@@ -332,9 +327,7 @@ def test_cancel_a_processing_document(services: ServiceFactory, fake_openai: Fak
     text = "\n\n".join(f"Part {i}: " + "alpha beta gamma " * 40 for i in range(6))
     doc = upload(kb, [("slow.txt", text.encode())]).json()["documents"][0]
     assert doc["status"] == "processing"
-    cancelled = httpx.post(
-        f"{kb.api}/knowledge/documents/{doc['id']}/cancel", headers=kb.headers()
-    )
+    cancelled = httpx.post(f"{kb.api}/knowledge/documents/{doc['id']}/cancel", headers=kb.headers())
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     again = httpx.post(f"{kb.api}/knowledge/documents/{doc['id']}/cancel", headers=kb.headers())
     assert again.status_code == 409

@@ -53,9 +53,10 @@ def test_rephrased_question_is_a_hit(cached: RunningService, fake_openai: FakeOp
     assert again.json()["choices"] == first.json()["choices"]
     other = ask(cached, "What is the capital of France?")  # unrelated: a miss
     assert calls(fake_openai) == 2
-    assert other.json()["choices"][0]["message"]["content"] != first.json()["choices"][0][
-        "message"
-    ]["content"]
+    assert (
+        other.json()["choices"][0]["message"]["content"]
+        != first.json()["choices"][0]["message"]["content"]
+    )
 
 
 def test_never_across_orgs_contexts_or_parameters(
@@ -103,5 +104,6 @@ def test_off_by_default(service: RunningService, fake_openai: FakeOpenAI) -> Non
 
 
 def test_normalization() -> None:
-    assert normalize_question("  What's   the CAPITAL, of France?! ") == "what s the capital of france"
+    messy = "  What's   the CAPITAL, of France?! "
+    assert normalize_question(messy) == "what s the capital of france"
     assert normalize_question("ＡＢＣ 연차는?") == "abc 연차는"
