@@ -24,6 +24,7 @@ from auth.cookie import TokenCookieMiddleware
 from auth.deps import runnable_principal
 from auth.tokens import TokenVerifier
 from chains.completion import build_completion_chain
+from chains.prompt_playground import build_prompt_playground
 from core.config import Settings
 from core.errors import ApiError, install_error_handlers
 from core.logging import configure_logging
@@ -34,7 +35,13 @@ from graphs.rag.graph import build_rag_graph, build_retriever
 from providers.registry import ModelRegistry
 from services.container import open_services
 from services.knowledge_query import knowledge_search
-from services.runnable_config import RunnableConfigurable, retriever_config, runnable_config
+from services.runnable_config import (
+    PromptConfigurable,
+    RunnableConfigurable,
+    prompt_runnable_config,
+    retriever_config,
+    runnable_config,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +61,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The knowledge service is built in the lifespan: the search looks it up at call time.
     search = knowledge_search(lambda: app.state.services.knowledge)
     rag_graph = build_rag_graph(llm_factory=registry.chat_model, search=search)
+
+    async def resolve_template(
+        org_id: str, name: str, version: int | None, label: str | None
+    ) -> Any:
+        templates = app.state.services.prompt_templates
+        return await templates.resolve(org_id, name, version=version, label=label)
+
+    prompt_playground = build_prompt_playground(
+        resolver=resolve_template,
+        llm_factory=registry.chat_model,
+        models=registry.names(),
+        default_model=registry.default_model,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -87,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         completion=build_completion_chain(registry.chat_model),
         rag_graph=rag_graph,
         retriever=build_retriever(search),
+        prompt=prompt_playground,
     )
     return app
 
@@ -94,8 +115,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 # --- LangServe (the only place that knows it) -----------------------------------------
 
 
-async def _client_configurable(config: dict[str, Any], request: Request) -> RunnableConfigurable:
-    """The client's configurable keys, validated.
+async def _client_configurable(
+    config: dict[str, Any],
+    request: Request,
+    schema: type[RunnableConfigurable] = RunnableConfigurable,
+) -> Any:
+    """The client's configurable keys, validated (against ``schema``).
 
     A runnable without a config schema (the completion chain) gets its ``configurable``
     dropped by LangServe's validation, so it is read from the request body here.
@@ -110,7 +135,7 @@ async def _client_configurable(config: dict[str, Any], request: Request) -> Runn
         if isinstance(raw, dict) and isinstance(raw.get("configurable"), dict):
             configurable = raw["configurable"]
     try:
-        return RunnableConfigurable.model_validate(configurable)
+        return schema.model_validate(configurable)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -134,6 +159,23 @@ def _config_modifier(
             with_threads=with_threads,
             require_thread=require_thread,
             thread_prefix=thread_prefix,
+        )
+
+    return modify
+
+
+def _prompt_config_modifier(*, flow: str) -> ConfigModifier:
+    """The prompt playground's config: the caller's template version, model and params."""
+
+    async def modify(config: dict[str, Any], request: Request) -> dict[str, Any]:
+        body = await request.json() if request.method == "POST" else {}
+        return await prompt_runnable_config(
+            request.app.state.services,
+            request.state.principal,
+            config,
+            await _client_configurable(config, request, PromptConfigurable),
+            body.get("input") if isinstance(body, dict) else None,
+            flow=flow,
         )
 
     return modify
@@ -168,7 +210,13 @@ async def _json_object_body(request: Request) -> None:
 
 
 def _add_runnable_routes(
-    app: FastAPI, *, chat_graph: Any, completion: Any, rag_graph: Any, retriever: Any
+    app: FastAPI,
+    *,
+    chat_graph: Any,
+    completion: Any,
+    rag_graph: Any,
+    retriever: Any,
+    prompt: Any,
 ) -> None:
     """Expose the runnables under ``/runnables`` (invoke, batch, stream, playground...)."""
     auth = [Depends(runnable_principal), Depends(_json_object_body)]
@@ -204,6 +252,13 @@ def _add_runnable_routes(
         path="/runnables/retriever",
         dependencies=auth,
         per_req_config_modifier=_retriever_config_modifier(flow="runnables.retriever"),
+    )
+    add_routes(
+        app,
+        prompt,
+        path="/runnables/prompt",
+        dependencies=auth,
+        per_req_config_modifier=_prompt_config_modifier(flow="runnables.prompt"),
     )
 
 

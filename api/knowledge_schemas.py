@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.schemas import THREAD_ID_PATTERN
+from api.schemas import THREAD_ID_PATTERN, TemplateRef
 
 COLLECTION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$"
 
@@ -176,6 +176,13 @@ class KnowledgeQueryRequest(BaseModel):
         default=None,
         pattern=THREAD_ID_PATTERN,
         description="Remember the conversation: follow-ups are rewritten from it.",
+    )
+    template: TemplateRef | None = Field(
+        default=None,
+        description="A stored answer prompt (default: the built-in `rag-answer`). It must use "
+        "{context} and {question} and nothing else (an optional `history` placeholder "
+        "aside); the service supplies them, so `variables` must be empty. Its model, "
+        "temperature, max_tokens and stop apply where the request sets none.",
     )
 
 

@@ -6,9 +6,38 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from api.prompt_schemas import LABEL_PATTERN, TEMPLATE_NAME_PATTERN
 
 THREAD_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
+MAX_TEMPLATE_VARIABLES = 200
+
+
+class TemplateRef(BaseModel):
+    """A stored prompt template used by name: which version, and its variables.
+
+    Without ``version`` or ``label``: the version labelled ``production``, else the latest.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=TEMPLATE_NAME_PATTERN, description="The template's name.")
+    version: int | None = Field(default=None, ge=1, le=2**31 - 1, description="A version.")
+    label: str | None = Field(
+        default=None, pattern=LABEL_PATTERN, description="A label's version (not with version)."
+    )
+    variables: dict[str, Any] = Field(
+        default_factory=dict,
+        max_length=MAX_TEMPLATE_VARIABLES,
+        description="The template's variables (a variable it does not use is refused).",
+    )
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> TemplateRef:
+        if self.version is not None and self.label is not None:
+            raise ValueError("give a template version or a label, not both")
+        return self
 
 
 class ChatMessage(BaseModel):
@@ -38,7 +67,9 @@ class ChatCompletionRequest(BaseModel):
 
     model: str | None = Field(default=None, description="Model name; the default when omitted.")
     messages: list[ChatMessage] = Field(
-        default_factory=list, description="The conversation; with thread_id, only the new turn."
+        default_factory=list,
+        description="The conversation; with thread_id, only the new turn. Optional with a "
+        "template (its messages come first).",
     )
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
@@ -64,6 +95,12 @@ class ChatCompletionRequest(BaseModel):
     )
     metadata: dict[str, Any] | None = Field(
         default=None, description="Kept with the thread (and, later, the usage event)."
+    )
+    template: TemplateRef | None = Field(
+        default=None,
+        description="A stored prompt template: its rendered messages come first, then "
+        "`messages` (optional with a template); its model and parameters apply where the "
+        "request sets none.",
     )
 
     @property

@@ -864,7 +864,7 @@ async def calibration_query(
             "coverage": len(present) / len(wanted) if wanted else 0.0,
             "idf-coverage": sum(idf[t] for t in present) / sum(idf.values()) if wanted else 0.0,
         }
-        hits.append(CalibrationHit(filename(hit), getattr(hit, "relevant", None), features))
+        hits.append(CalibrationHit(filename(hit), hit.relevant, features))
     best = nearest[0].vector_score if nearest and nearest[0].vector_score is not None else None
     return CalibrationQuery(
         question,

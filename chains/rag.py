@@ -16,6 +16,8 @@ from langchain_core.runnables import Runnable
 
 ANSWER_VARIABLES = frozenset({"context", "question"})
 """What the service supplies to an answer prompt (``history`` is optional)."""
+OPTIONAL_ANSWER_VARIABLES = frozenset({"history"})
+"""The optional placeholder an answer prompt may have (the built-in one has it)."""
 
 RAG_ANSWER_PROMPT = ChatPromptTemplate.from_messages(
     [
@@ -91,11 +93,26 @@ def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
 
 
 def check_answer_prompt(prompt: ChatPromptTemplate) -> None:
-    """Refuse a prompt that needs variables the service does not supply."""
-    extra = set(prompt.input_variables) - ANSWER_VARIABLES
+    """Refuse a prompt whose variables are not exactly what the service supplies.
+
+    It must use ``{context}`` and ``{question}``, nothing else, and may have an optional
+    ``history`` placeholder (left empty: follow-ups are rewritten into a standalone question).
+    """
+    required = set(prompt.input_variables)
+    extra = required - ANSWER_VARIABLES
     if extra:
         names = ", ".join(sorted(extra))
         raise ValueError(f"an answer prompt may use only {{context}} and {{question}}; got {names}")
+    missing = ANSWER_VARIABLES - required
+    if missing:
+        names = ", ".join("{" + name + "}" for name in sorted(missing))
+        raise ValueError(f"an answer prompt must use {{context}} and {{question}}; missing {names}")
+    optional = set(prompt.optional_variables) - required - OPTIONAL_ANSWER_VARIABLES
+    if optional:
+        names = ", ".join(sorted(optional))
+        raise ValueError(
+            f"an answer prompt's only optional placeholder may be 'history'; got {names}"
+        )
 
 
 def build_answer_chain(llm: Runnable, prompt: ChatPromptTemplate = RAG_ANSWER_PROMPT) -> Runnable:

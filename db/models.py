@@ -346,3 +346,35 @@ class PromptTemplateLabel(Base):
     updated_at: Mapped[datetime] = mapped_column(
         UtcDateTime(), default=utcnow, onupdate=utcnow, nullable=False
     )
+
+
+class PromptEvaluation(Base):
+    """A run of template versions over a dataset, scored by evaluators; results stored.
+
+    ``request`` is the checked, normalized request the job runs from (versions, dataset,
+    evaluators, model and params overrides, concurrency), so a restart re-runs it as it
+    was accepted. ``status``: ``queued`` → ``running`` → ``done``, ``failed`` (``error``
+    says why) or ``cancelled``. ``results`` holds the per-version summaries and items.
+    """
+
+    __tablename__ = "ahc_prompt_evaluations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    org_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    template_name: Mapped[str] = mapped_column(String(128), nullable=False)
+    versions: Mapped[list[int]] = mapped_column(JSON, nullable=False)
+    request: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    results: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    total_items: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    done_items: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    created_by: Mapped[str] = mapped_column(String(128), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, nullable=False)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+
+    __table_args__ = (
+        Index("ix_ahc_prompt_evaluations_template", "org_id", "template_name", "created_at"),
+        Index("ix_ahc_prompt_evaluations_status", "status"),
+    )

@@ -5,6 +5,8 @@ Two paths, one wire format:
 - with ``thread_id``: ``services.thread_chat`` runs the turn through the chat graph
   (LangChain + LangGraph checkpointer), so the client sends only the new turn.
 Both check the request, resolve the model and the org's key, and fail, the same way.
+A ``template`` is rendered first (``services.template_use``): both paths, the cache key and
+the limits see the rendered messages, and the usage events name the template's version.
 """
 
 from __future__ import annotations
@@ -31,11 +33,15 @@ from providers.relay import OpenAIRelay, OutcomeHook, RelayOutcome
 from services import openai_format as fmt
 from services.limit_hold import hold_limits
 from services.response_cache import ResponseCache, cache_key
+from services.prompt_templates import PromptTemplates, ResolvedTemplate
 from services.semantic_cache import SemanticCache, context_key, split_question
+from services.template_use import apply_chat_template, with_template
 from services.thread_chat import ThreadChat
 
 # Keys of our own (never sent upstream) and keys the relay sets itself.
-_SERVICE_KEYS = frozenset({"thread_id", "metadata", "model", "stream", "stream_options", "cache"})
+_SERVICE_KEYS = frozenset(
+    {"thread_id", "metadata", "model", "stream", "stream_options", "cache", "template"}
+)
 
 
 def check_request(request: ChatCompletionRequest) -> None:
@@ -64,6 +70,7 @@ class ChatService:
         provider_keys: ProviderKeyStore,
         cache: ResponseCache,
         semantic_cache: SemanticCache | None = None,
+        templates: PromptTemplates | None = None,
     ) -> None:
         self._registry = registry
         self._relay = relay
@@ -74,15 +81,17 @@ class ChatService:
         self._provider_keys = provider_keys
         self._cache = cache
         self._semantic = semantic_cache
+        self._templates = templates
 
     # -- public API ---------------------------------------------------------------
     async def complete(
         self, principal: Principal, request: ChatCompletionRequest, *, flow: str
     ) -> bytes:
         """A ``chat.completion`` JSON body."""
+        request, template = await self._render_template(principal, request)
         check_request(request)
         route = await self._route(principal, request)
-        context = _context(principal, flow, request)
+        context = _context(principal, flow, request, template)
         if request.thread_id is None:
             return await self._relay_complete(principal, request, route, context)
         return await self._threads.complete(principal, request, route, context)
@@ -91,10 +100,11 @@ class ChatService:
         self, principal: Principal, request: ChatCompletionRequest, *, flow: str
     ) -> AsyncIterator[bytes]:
         """SSE events of a streamed completion; upstream errors raise before the first byte."""
+        request, template = await self._render_template(principal, request)
         check_request(request)
         route = await self._route(principal, request)
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
-        context = _context(principal, flow, request)
+        context = _context(principal, flow, request, template)
         if request.thread_id is None:
             return await self._relay_stream(principal, request, route, context, include_usage)
         return await self._threads.stream(principal, request, route, context, include_usage)
@@ -231,6 +241,16 @@ class ChatService:
 
         return done
 
+    async def _render_template(
+        self, principal: Principal, request: ChatCompletionRequest
+    ) -> tuple[ChatCompletionRequest, ResolvedTemplate | None]:
+        """The request with its template's messages and defaults (unchanged without one)."""
+        if request.template is None:
+            return request, None
+        if self._templates is None:
+            raise ApiError(400, "unsupported_parameter", "'template' is not available here")
+        return await apply_chat_template(self._templates, principal.org_id, request)
+
     async def _route(self, principal: Principal, request: ChatCompletionRequest) -> ModelRoute:
         """The model's upstream, with the org's own key when it stored one.
 
@@ -264,15 +284,21 @@ class _Similar:
     question: str
 
 
-def _context(principal: Principal, flow: str, request: ChatCompletionRequest) -> CallContext:
-    """Who and where, for the usage events of this request."""
-    return CallContext(
+def _context(
+    principal: Principal,
+    flow: str,
+    request: ChatCompletionRequest,
+    template: ResolvedTemplate | None = None,
+) -> CallContext:
+    """Who and where (and which template version), for the usage events of this request."""
+    context = CallContext(
         org_id=principal.org_id,
         user_id=principal.user_id,
         route=flow,
         request_id=current_request_id(),
         thread_id=request.thread_id,
     )
+    return with_template(context, template)
 
 
 def _upstream_body(request: ChatCompletionRequest) -> dict[str, Any]:

@@ -164,6 +164,7 @@ async def open_services(
         recovered = await knowledge.recover()
         if recovered:
             logger.info("re-queued %d documents accepted before the restart", recovered)
+        prompt_templates = PromptTemplates(sessions)
         yield Services(
             settings=settings,
             engine=engine,
@@ -183,6 +184,7 @@ async def open_services(
                 limits=limits,
                 provider_keys=provider_keys,
                 semantic_cache=semantic_cache,
+                templates=prompt_templates,
                 cache=ResponseCache(
                     sessions,
                     ttl=settings.cache_ttl_seconds,
@@ -203,7 +205,8 @@ async def open_services(
                 accountant=accountant,
                 limits=limits,
                 provider_keys=provider_keys,
+                templates=prompt_templates,
             ),
-            prompt_templates=PromptTemplates(sessions),
+            prompt_templates=prompt_templates,
             started_at=int(time.time()),
         )

@@ -559,16 +559,16 @@ class KnowledgeService:
         vector_hits: list[VectorHit] = []
         keyword_hits: list[tuple[str, float]] = []
         if query.mode in ("vector", "hybrid"):
-            embedder = await self._embedder(context.org_id, collection.embedding_model, context)
-            vector = await embedder.aembed_query(query.query)
-            vector_hits = await self._vectors.search(
-                collection.vector_collection,
-                _space(collection),
-                vector,
-                k=fetch,
-                where=where,
-                mmr=query.mmr,
-            )
+            try:
+                vector_hits = await self._vector_leg(context, collection, query, fetch, where)
+            except Exception:
+                # A re-embedding swapped (and dropped) the Chroma collection between our
+                # read of the registry and the query: search the new one.
+                fresh = await self._collection(context.org_id, query.collection)
+                if fresh is None or fresh.vector_collection == collection.vector_collection:
+                    raise
+                collection = fresh
+                vector_hits = await self._vector_leg(context, collection, query, fetch, where)
         if query.mode in ("keyword", "hybrid"):
             allowed = None
             if where is not None:
@@ -627,6 +627,26 @@ class KnowledgeService:
                 )
             )
         return int(total or 0)
+
+    async def _vector_leg(
+        self,
+        context: CallContext,
+        collection: KnowledgeCollection,
+        query: SearchQuery,
+        fetch: int,
+        where: dict[str, Any] | None,
+    ) -> list[VectorHit]:
+        """Embed the query with the collection's model and ask Chroma."""
+        embedder = await self._embedder(context.org_id, collection.embedding_model, context)
+        vector = await embedder.aembed_query(query.query)
+        return await self._vectors.search(
+            collection.vector_collection,
+            _space(collection),
+            vector,
+            k=fetch,
+            where=where,
+            mmr=query.mmr,
+        )
 
     async def _merge(
         self,

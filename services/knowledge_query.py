@@ -6,6 +6,11 @@ callback and the tracing metadata written by the server. Threads keep their RAG 
 the chat checkpointer under ``rag:<org>/<thread id>``, apart from the chat turns of the
 same thread id; a call without a thread runs the graph without a checkpointer.
 
+A ``template`` names the answer prompt (``services.template_use``: it must use exactly
+``context`` and ``question``, which the service supplies); without one the built-in prompt
+(the ``rag-answer`` starter) answers. Its model and params apply where the request sets
+none, and the model calls' usage events record its name and version.
+
 Streams are SSE: ``{"type": "token", "content"}`` while the model writes, then
 ``{"type": "citations", "citations"}``, ``{"type": "usage", "usage", "model"}`` and
 ``[DONE]``; a failure after the first event is ``{"type": "error", "error": {...}}``.
@@ -44,6 +49,8 @@ from providers.errors import map_openai_error, upstream_errors
 from providers.keys import ProviderKeyStore, org_openai_key
 from providers.registry import ModelRegistry, ModelRoute
 from services.knowledge import KnowledgeService, SearchQuery
+from services.prompt_templates import PromptTemplates, ResolvedTemplate
+from services.template_use import rag_answer_template, with_template
 from services.threads import ThreadStore
 
 logger = logging.getLogger(__name__)
@@ -181,6 +188,7 @@ class KnowledgeQuery:
         accountant: Accountant,
         limits: LimitEnforcer,
         provider_keys: ProviderKeyStore,
+        templates: PromptTemplates | None = None,
     ) -> None:
         self._graph = graph  # checkpointed (threads)
         self._stateless = graph.copy({"checkpointer": None})
@@ -189,6 +197,7 @@ class KnowledgeQuery:
         self._accountant = accountant
         self._limits = limits
         self._provider_keys = provider_keys
+        self._templates = templates
 
     async def answer(
         self, principal: Principal, request: KnowledgeQueryRequest, *, flow: str
@@ -283,13 +292,22 @@ class KnowledgeQuery:
     async def _prepare(
         self, principal: Principal, request: KnowledgeQueryRequest, flow: str
     ) -> _Run:
-        """Resolve the model, claim the thread, hold the limits, build the run config."""
+        """Resolve the template and the model, claim the thread, hold the limits, build the config."""
+        template = await self._answer_template(principal, request)
+        defaults = dict(template.params) if template is not None else {}
+        model = request.model or (template.model if template is not None else None)
+        temperature = (
+            request.temperature if request.temperature is not None else defaults.get("temperature")
+        )
+        max_tokens = request.max_tokens or defaults.get("max_tokens")
         org_key = await self._provider_keys.get(principal.org_id, "openai")
         org_openai_key.set(org_key)  # read by the registry's model factory during the run
-        route = self._registry.resolve(request.model, org_key=org_key)
+        route = self._registry.resolve(model, org_key=org_key)
         configurable: dict[str, Any] = {
             "model": route.name,
-            "temperature": request.temperature,
+            "temperature": temperature,
+            "stop": defaults.get("stop"),
+            "answer_prompt": template.prompt if template is not None else None,
             "collection": request.collection,
             "k": request.k,
             "filter": request.filter,
@@ -303,12 +321,15 @@ class KnowledgeQuery:
             )
             configurable["thread_id"] = rag_checkpoint_key(principal.org_id, request.thread_id)
             graph = self._graph
-        context = CallContext(
-            org_id=principal.org_id,
-            user_id=principal.user_id,
-            route=flow,
-            request_id=current_request_id(),
-            thread_id=request.thread_id,
+        context = with_template(
+            CallContext(
+                org_id=principal.org_id,
+                user_id=principal.user_id,
+                route=flow,
+                request_id=current_request_id(),
+                thread_id=request.thread_id,
+            ),
+            template,
         )
         context, cap = await self._limits.hold(
             principal,
@@ -316,10 +337,10 @@ class KnowledgeQuery:
             model=route.name,
             prompt=lambda: request.question,
             messages=1,
-            reply_limit=request.max_tokens,
+            reply_limit=max_tokens,
         )
         configurable.update(  # the server's keys, last
-            max_tokens=request.max_tokens or cap,
+            max_tokens=max_tokens or cap,
             org_id=principal.org_id,
             user_id=principal.user_id,
             route=flow,
@@ -341,3 +362,13 @@ class KnowledgeQuery:
             usage=usage,
             thread_id=request.thread_id,
         )
+
+    async def _answer_template(
+        self, principal: Principal, request: KnowledgeQueryRequest
+    ) -> ResolvedTemplate | None:
+        """The request's answer prompt, checked (``None``: the built-in one)."""
+        if request.template is None:
+            return None
+        if self._templates is None:
+            raise ApiError(400, "unsupported_parameter", "'template' is not available here")
+        return await rag_answer_template(self._templates, principal.org_id, request.template)

@@ -6,6 +6,12 @@ the RAG runnables, the search: ``collection``, ``k``, ``filter``, ``mode``,
 thread for the caller, reserves against the org's limits, and writes org, user, route,
 request id, accounting callback and tracing metadata last, so none of them can come from
 the client.
+
+The prompt playground (``/runnables/prompt``) also takes ``template`` and ``version`` or
+``label``: the template is resolved here for the caller's org (404 before the run when it
+does not exist, the template's 422 when an input's variables do not fit), its version is
+pinned in ``configurable`` (so the run uses the version its usage events record), and its
+model, temperature and max_tokens apply where the client sets none.
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from accounting.events import CallContext
 from api.knowledge_schemas import COLLECTION_PATTERN
+from api.prompt_schemas import LABEL_PATTERN, TEMPLATE_NAME_PATTERN
 from api.schemas import THREAD_ID_PATTERN
+from chains.prompt_playground import DEFAULT_TEMPLATE
 from auth.tokens import Principal
 from core.request_id import current_request_id
 from core.tracing import run_metadata
@@ -27,6 +35,7 @@ from providers.keys import org_openai_key
 
 if TYPE_CHECKING:
     from services.container import Services
+    from services.prompt_templates import ResolvedTemplate
 
 
 class RunnableConfigurable(BaseModel):
@@ -45,7 +54,46 @@ class RunnableConfigurable(BaseModel):
     min_similarity: float | None = Field(default=None, ge=-1, le=1)
 
 
+class PromptConfigurable(RunnableConfigurable):
+    """The prompt playground's ``configurable``: also which template version."""
+
+    template: str | None = Field(default=None, pattern=TEMPLATE_NAME_PATTERN)
+    version: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    label: str | None = Field(default=None, pattern=LABEL_PATTERN)
+
+
 _SEARCH_KEYS = {"collection", "k", "filter", "mode", "min_similarity"}
+_TEMPLATE_KEYS = {"template", "version", "label"}
+
+
+async def prompt_runnable_config(
+    services: Services,
+    principal: Principal,
+    config: dict[str, Any],
+    client: PromptConfigurable,
+    run_input: Any,
+    *,
+    flow: str,
+) -> dict[str, Any]:
+    """The prompt playground's config: the caller's template version, pinned, then as usual."""
+    template = await services.prompt_templates.resolve(
+        principal.org_id,
+        client.template or DEFAULT_TEMPLATE,
+        version=client.version,
+        label=client.label,
+    )
+    if isinstance(run_input, dict):  # invoke/stream: bad variables fail before the run
+        template.render(run_input)
+    return await runnable_config(
+        services,
+        principal,
+        config,
+        client,
+        run_input,
+        flow=flow,
+        with_threads=False,
+        template=template,
+    )
 
 
 async def runnable_config(
@@ -59,18 +107,31 @@ async def runnable_config(
     with_threads: bool,
     require_thread: bool = True,
     thread_prefix: str = "",
+    template: ResolvedTemplate | None = None,
 ) -> dict[str, Any]:
     """The config the runnable runs with.
 
     ``with_threads``: the runnable keeps a conversation under ``configurable.thread_id``
     (``thread_prefix`` + ``<org>/<thread id>``). Without a client ``thread_id``, a new
     thread is claimed (``require_thread``) or an unclaimed one-off key is used.
+    ``template``: the resolved template version of the prompt playground.
     """
+    defaults: dict[str, Any] = dict(template.params) if template is not None else {}
+    model = client.model or (template.model if template is not None else None)
     org_key = await services.provider_keys.get(principal.org_id, "openai")
     org_openai_key.set(org_key)  # read by the registry's model factory during the run
-    route = services.registry.resolve(client.model, org_key=org_key)
-    configurable: dict[str, Any] = client.model_dump(exclude_none=True, exclude={"thread_id"})
+    route = services.registry.resolve(model, org_key=org_key)
+    configurable: dict[str, Any] = client.model_dump(
+        exclude_none=True, exclude={"thread_id", *_TEMPLATE_KEYS}
+    )
     configurable["model"] = route.name
+    reply_limit = client.max_tokens
+    if template is not None:
+        if client.temperature is None and defaults.get("temperature") is not None:
+            configurable["temperature"] = defaults["temperature"]
+        if reply_limit is None and defaults.get("max_tokens") is not None:
+            reply_limit = configurable["max_tokens"] = int(defaults["max_tokens"])
+        configurable.update(template=template.name, version=template.version, label=None)
     thread_id: str | None = None
     if with_threads and (client.thread_id or require_thread):
         thread_id = client.thread_id or f"runnable-{uuid.uuid4().hex}"
@@ -85,6 +146,8 @@ async def runnable_config(
         route=flow,
         request_id=current_request_id(),
         thread_id=thread_id,
+        template_name=template.name if template is not None else None,
+        template_version=template.version if template is not None else None,
     )
     context, cap = await services.limits.hold(
         principal,
@@ -92,7 +155,7 @@ async def runnable_config(
         model=route.name,
         prompt=lambda: orjson.dumps(run_input).decode(),
         messages=1,
-        reply_limit=client.max_tokens,
+        reply_limit=reply_limit,
     )
     if cap is not None:
         configurable["max_tokens"] = cap

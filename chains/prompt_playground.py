@@ -1,0 +1,172 @@
+"""The prompt playground runnable: a stored template, rendered, sent to a chosen model.
+
+Input: the template's variables, a JSON object (``{"text": "..."}`` for ``summarize``).
+Output: the model's answer as text. Configurable fields, shown in the LangServe
+playground's config panel: ``template`` (a name: the org's template or a system starter),
+``version`` or ``label`` (default: the ``production`` label's version, else the latest),
+``model``, ``temperature`` and ``max_tokens`` (default: the template's, else the service's).
+Rendering follows ``prompts.render``'s rules (a missing or unused variable is a 422).
+
+The template is resolved at call time for the org in the server-set
+``configurable.org_id``, never the input's, so no call reaches another org's templates.
+Served at ``/runnables/prompt``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.runnables import (
+    ConfigurableField,
+    Runnable,
+    RunnableConfig,
+    RunnableLambda,
+    RunnableSerializable,
+)
+from pydantic import ConfigDict, Field
+
+DEFAULT_TEMPLATE = "summarize"
+"""The template the playground opens with (a system starter every org has)."""
+BOUND_PARAMS = ("top_p", "stop", "presence_penalty", "frequency_penalty", "seed")
+"""Template params passed to the model as they are (temperature/max_tokens can be tuned)."""
+
+
+class PlaygroundTemplate(Protocol):
+    """What the runnable needs of a resolved template (``services.prompt_templates``)."""
+
+    @property
+    def model(self) -> str | None: ...
+
+    @property
+    def params(self) -> Mapping[str, Any]: ...
+
+    def render(self, variables: Mapping[str, Any]) -> list[BaseMessage]: ...
+
+
+TemplateResolver = Callable[[str, str, int | None, str | None], Awaitable[PlaygroundTemplate]]
+"""``(org_id, name, version, label)`` → the template version (404 when there is none)."""
+LlmFactory = Callable[[str | None], BaseChatModel]
+
+
+class PromptPlayground(RunnableSerializable[dict[str, Any], str]):
+    """Renders the configured template version with the input and calls the model."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    template: str = Field(default=DEFAULT_TEMPLATE, min_length=1, max_length=128)
+    version: int | None = Field(default=None, ge=1)
+    label: str | None = None
+    model: str | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=1)
+    resolver: TemplateResolver = Field(exclude=True)
+    llm_factory: LlmFactory = Field(exclude=True)
+
+    @property
+    def InputType(self) -> type[dict[str, Any]]:  # noqa: N802 (LangChain's name)
+        """The template's variables."""
+        return dict[str, Any]
+
+    @property
+    def OutputType(self) -> type[str]:  # noqa: N802 (LangChain's name)
+        """The model's answer."""
+        return str
+
+    def params_for(self, template: PlaygroundTemplate) -> dict[str, Any]:
+        """Generation parameters: the configured ones, else the template's defaults."""
+        defaults = dict(template.params)
+        params = {k: defaults[k] for k in BOUND_PARAMS if defaults.get(k) is not None}
+        temperature = self.temperature if self.temperature is not None else defaults.get(
+            "temperature"
+        )
+        max_tokens = self.max_tokens or defaults.get("max_tokens")
+        if temperature is not None:
+            params["temperature"] = temperature
+        if max_tokens is not None:
+            params["max_tokens"] = max_tokens
+        return params
+
+    async def _prepare(self, variables: dict[str, Any], config: RunnableConfig) -> Runnable:
+        """Resolve and render for the server-set org; the rest of the run, with the model."""
+        org_id = (config.get("configurable") or {}).get("org_id")
+        if not org_id:
+            raise ValueError("the prompt playground needs org_id set by the server")
+        template = await self.resolver(org_id, self.template, self.version, self.label)
+        messages = template.render(variables)
+
+        async def rendered(_: Any) -> list[BaseMessage]:
+            return messages
+
+        llm = self.llm_factory(self.model or template.model)
+        params = self.params_for(template)
+        model = llm.bind(**params) if params else llm
+        return RunnableLambda(rendered, name="rendered_prompt") | model | StrOutputParser()
+
+    def _chain(self) -> Runnable[dict[str, Any], str]:
+        return RunnableLambda(self._prepare, name="prompt")
+
+    def invoke(
+        self, input: dict[str, Any], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> str:
+        """Synchronous calls are not supported (templates are read asynchronously)."""
+        return self._chain().invoke(input, config, **kwargs)
+
+    async def ainvoke(
+        self, input: dict[str, Any], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> str:
+        """The model's answer to the rendered template."""
+        return await self._chain().ainvoke(input, config, **kwargs)
+
+    async def astream(
+        self, input: dict[str, Any], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[str]:
+        """The answer's text as the model writes it."""
+        async for chunk in self._chain().astream(input, config, **kwargs):
+            yield chunk
+
+
+def build_prompt_playground(
+    *,
+    resolver: TemplateResolver,
+    llm_factory: LlmFactory,
+    models: Sequence[str] = (),
+    default_model: str | None = None,
+) -> Runnable[dict[str, Any], str]:
+    """The playground runnable with its configurable fields (``models``: for the help text)."""
+    known = f" Known: {', '.join(models)}." if models else ""
+    fallback = f", else {default_model}" if default_model else ", else the service's default"
+    return PromptPlayground(resolver=resolver, llm_factory=llm_factory).configurable_fields(
+        template=ConfigurableField(
+            id="template",
+            name="Template",
+            description="A stored template's name (the org's, or a starter: summarize, "
+            "translate, rag-answer, email-draft).",
+        ),
+        version=ConfigurableField(
+            id="version",
+            name="Version",
+            description="A version number (default: the production label's, else the latest).",
+        ),
+        label=ConfigurableField(
+            id="label", name="Label", description="A label's version instead (not with version)."
+        ),
+        model=ConfigurableField(
+            id="model",
+            name="Model",
+            description=f"The chat model (default: the template's{fallback}).{known}",
+        ),
+        temperature=ConfigurableField(
+            id="temperature",
+            name="Temperature",
+            description="Sampling temperature, 0-2 (default: the template's).",
+        ),
+        max_tokens=ConfigurableField(
+            id="max_tokens",
+            name="Max tokens",
+            description="Reply token cap (default: the template's).",
+        ),
+    )
