@@ -142,3 +142,176 @@ class RenderPublic(BaseModel):
     messages: list[RenderedMessage]
     model: str | None
     params: dict[str, Any]
+
+
+# --- evaluations (``POST .../{name}/evaluate``, ``GET .../{name}/evaluations``) -----------
+
+EVALUATION_ID_PATTERN = r"^[A-Za-z0-9\-]{1,64}$"
+EvaluationStatus = Literal["queued", "running", "done", "failed", "cancelled"]
+
+
+class EvaluatorConfig(BaseModel):
+    """An evaluator with options; a bare name (``"exact"``) takes the defaults.
+
+    ``exact``/``contains``: ``ignore_case`` (default true). ``similarity``: ``model``, the
+    embedding model (default ``local``). ``length``: ``unit`` (``characters``, ``words``,
+    ``tokens``). ``judge``: ``model`` (default: the service's default model) and ``rubric``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        min_length=1,
+        max_length=32,
+        description="exact, contains, similarity, length or judge.",
+    )
+    model: str | None = Field(default=None, min_length=1, max_length=128)
+    rubric: str | None = Field(default=None, min_length=1, max_length=4000)
+    ignore_case: bool | None = None
+    unit: Literal["characters", "words", "tokens"] | None = None
+
+
+class EvaluationItem(BaseModel):
+    """One dataset row: the template's variables, and the answer evaluators compare with."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    variables: dict[str, Any] = Field(default_factory=dict)
+    expected: str | None = Field(
+        default=None,
+        max_length=MAX_MESSAGE_CHARS,
+        description="Needed by exact, contains and similarity; shown to the judge when given.",
+    )
+
+
+class EvaluationCreate(BaseModel):
+    """``POST .../{name}/evaluate``: versions × dataset, scored by evaluators."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    versions: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] | None = Field(
+        default=None, min_length=1, max_length=10, description="Omitted: the latest version."
+    )
+    dataset: list[EvaluationItem] = Field(min_length=1, max_length=200)
+    evaluators: list[Annotated[str, Field(min_length=1, max_length=32)] | EvaluatorConfig] = (
+        Field(default_factory=list, max_length=10)
+    )
+    model: str | None = Field(
+        default=None, min_length=1, max_length=128, description="Overrides each version's model."
+    )
+    params: TemplateParams = Field(
+        default_factory=TemplateParams, description="Override each version's params."
+    )
+    concurrency: int = Field(default=4, ge=1, le=16, description="Model calls at once.")
+
+
+class EvaluationError(BaseModel):
+    """Why one call (or one evaluator) failed."""
+
+    code: str
+    message: str
+
+
+class EvaluationItemResult(BaseModel):
+    """One dataset item run with one version."""
+
+    index: int
+    output: str | None = Field(description="Cut to 2000 characters (output_truncated).")
+    output_truncated: bool
+    latency_ms: float | None
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    scores: dict[str, float | None]
+    judge_reason: str | None = None
+    evaluator_errors: dict[str, EvaluationError] = Field(default_factory=dict)
+    error: EvaluationError | None = None
+
+
+class LatencyStats(BaseModel):
+    """Latency of the version's successful calls, in milliseconds."""
+
+    mean: float | None
+    p50: float | None
+    p95: float | None
+
+
+class TokenTotals(BaseModel):
+    """Tokens of the version's calls."""
+
+    prompt: int
+    completion: int
+    total: int
+
+
+class EvaluatorUsage(BaseModel):
+    """What the evaluators' model calls (the judge) used for this version."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+
+class VersionResult(BaseModel):
+    """One version's numbers over the dataset."""
+
+    version: int
+    model: str
+    params: dict[str, Any]
+    n: int = Field(description="Items run.")
+    errors: int = Field(description="Items whose call failed.")
+    latency_ms: LatencyStats
+    tokens: TokenTotals
+    cost_usd: float
+    scores: dict[str, float | None] = Field(description="Mean score per evaluator.")
+    evaluator_errors: dict[str, int]
+    evaluator_usage: EvaluatorUsage
+    items: list[EvaluationItemResult] | None = Field(
+        default=None, description="Per item (omitted in lists)."
+    )
+
+
+class EvaluationResults(BaseModel):
+    """Per-version results and, per measure, the best version(s)."""
+
+    versions: list[VersionResult]
+    best: dict[str, list[int]] = Field(
+        description="Highest mean score per evaluator (length aside), lowest latency_ms "
+        "and cost_usd; ties list every version."
+    )
+
+
+class EvaluationProgress(BaseModel):
+    """(item, version) pairs finished out of all."""
+
+    done: int
+    total: int
+
+
+class EvaluationPublic(BaseModel):
+    """An evaluation: its request, status, progress and (once finished) results."""
+
+    id: str
+    name: str
+    versions: list[int]
+    status: EvaluationStatus
+    error: str | None
+    progress: EvaluationProgress
+    evaluators: list[dict[str, Any]]
+    model: str | None
+    params: dict[str, Any]
+    concurrency: int
+    dataset_size: int
+    dataset: list[EvaluationItem] | None = Field(default=None, description="Omitted in lists.")
+    results: EvaluationResults | None
+    created_by: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class EvaluationsPublic(BaseModel):
+    """A page of a template's evaluations, newest first (without per-item results)."""
+
+    data: list[EvaluationPublic]
+    count: int

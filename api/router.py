@@ -10,6 +10,7 @@ from api.routes import (
     knowledge_query,
     limits,
     models,
+    prompt_evaluations,
     prompt_templates,
     provider_keys,
     threads,
@@ -26,3 +27,4 @@ router.include_router(provider_keys.router)
 router.include_router(knowledge.router)
 router.include_router(knowledge_query.router)
 router.include_router(prompt_templates.router)
+router.include_router(prompt_evaluations.router)

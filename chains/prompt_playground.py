@@ -39,12 +39,15 @@ class PlaygroundTemplate(Protocol):
     """What the runnable needs of a resolved template (``services.prompt_templates``)."""
 
     @property
-    def model(self) -> str | None: ...
+    def model(self) -> str | None:
+        """The template's default model."""
 
     @property
-    def params(self) -> Mapping[str, Any]: ...
+    def params(self) -> Mapping[str, Any]:
+        """The template's default generation parameters."""
 
-    def render(self, variables: Mapping[str, Any]) -> list[BaseMessage]: ...
+    def render(self, variables: Mapping[str, Any]) -> list[BaseMessage]:
+        """The rendered messages (422 ``PromptError`` for bad variables)."""
 
 
 TemplateResolver = Callable[[str, str, int | None, str | None], Awaitable[PlaygroundTemplate]]
@@ -67,12 +70,12 @@ class PromptPlayground(RunnableSerializable[dict[str, Any], str]):
     llm_factory: LlmFactory = Field(exclude=True)
 
     @property
-    def InputType(self) -> type[dict[str, Any]]:  # noqa: N802 (LangChain's name)
+    def InputType(self) -> type[dict[str, Any]]:
         """The template's variables."""
         return dict[str, Any]
 
     @property
-    def OutputType(self) -> type[str]:  # noqa: N802 (LangChain's name)
+    def OutputType(self) -> type[str]:
         """The model's answer."""
         return str
 
@@ -80,8 +83,8 @@ class PromptPlayground(RunnableSerializable[dict[str, Any], str]):
         """Generation parameters: the configured ones, else the template's defaults."""
         defaults = dict(template.params)
         params = {k: defaults[k] for k in BOUND_PARAMS if defaults.get(k) is not None}
-        temperature = self.temperature if self.temperature is not None else defaults.get(
-            "temperature"
+        temperature = (
+            self.temperature if self.temperature is not None else defaults.get("temperature")
         )
         max_tokens = self.max_tokens or defaults.get("max_tokens")
         if temperature is not None:

@@ -47,6 +47,12 @@ OPTIONS: Mapping[str, frozenset[str]] = {
     "length": frozenset({"unit"}),
     "judge": frozenset({"model", "rubric"}),
 }
+MAX_DATASET_ITEMS = 200
+MAX_VERSIONS = 10
+MAX_EVALUATORS = 10
+MAX_CONCURRENCY = 16
+DEFAULT_CONCURRENCY = 4
+"""Bounds of one evaluation request (items, versions, evaluators, calls at once)."""
 DEFAULT_EMBEDDING_MODEL = "local"
 DEFAULT_RUBRIC = (
     "Is the output correct, complete and helpful for the input? When a reference answer is "

@@ -32,8 +32,8 @@ from providers.registry import ModelRegistry, ModelRoute
 from providers.relay import OpenAIRelay, OutcomeHook, RelayOutcome
 from services import openai_format as fmt
 from services.limit_hold import hold_limits
-from services.response_cache import ResponseCache, cache_key
 from services.prompt_templates import PromptTemplates, ResolvedTemplate
+from services.response_cache import ResponseCache, cache_key
 from services.semantic_cache import SemanticCache, context_key, split_question
 from services.template_use import apply_chat_template, with_template
 from services.thread_chat import ThreadChat

@@ -292,7 +292,7 @@ class KnowledgeQuery:
     async def _prepare(
         self, principal: Principal, request: KnowledgeQueryRequest, flow: str
     ) -> _Run:
-        """Resolve the template and the model, claim the thread, hold the limits, build the config."""
+        """Resolve template and model, claim the thread, hold the limits, build the config."""
         template = await self._answer_template(principal, request)
         defaults = dict(template.params) if template is not None else {}
         model = request.model or (template.model if template is not None else None)

@@ -26,8 +26,8 @@ from accounting.events import CallContext
 from api.knowledge_schemas import COLLECTION_PATTERN
 from api.prompt_schemas import LABEL_PATTERN, TEMPLATE_NAME_PATTERN
 from api.schemas import THREAD_ID_PATTERN
-from chains.prompt_playground import DEFAULT_TEMPLATE
 from auth.tokens import Principal
+from chains.prompt_playground import DEFAULT_TEMPLATE
 from core.request_id import current_request_id
 from core.tracing import run_metadata
 from db.models import checkpoint_key

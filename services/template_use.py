@@ -49,9 +49,7 @@ def with_template(context: CallContext, template: ResolvedTemplate | None) -> Ca
     )
 
 
-def request_defaults(
-    template: ResolvedTemplate, given: Mapping[str, Any]
-) -> dict[str, Any]:
+def request_defaults(template: ResolvedTemplate, given: Mapping[str, Any]) -> dict[str, Any]:
     """The template's model and params for the keys ``given`` (non-null request keys) lacks."""
     defaults: dict[str, Any] = {}
     if template.model and given.get("model") is None:
