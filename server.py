@@ -15,6 +15,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
+from langchain_core.callbacks import BaseCallbackManager
+from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
 from langserve import add_routes
 from pydantic import ValidationError
 
@@ -46,6 +48,9 @@ from services.runnable_config import (
 logger = logging.getLogger(__name__)
 
 ConfigModifier = Callable[[dict[str, Any], Request], Awaitable[dict[str, Any]]]
+_SERVER_CALLBACKS = "__server_callbacks"
+"""Where a run's server-set callbacks also travel: LangServe's batch endpoint keeps only
+``configurable`` of the config the modifier built (``_keep_server_callbacks``)."""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -142,6 +147,42 @@ async def _client_configurable(
         raise ApiError(422, "invalid_config", f"configurable.{where}: {first['msg']}") from exc
 
 
+def _with_server_callbacks(modifier: ConfigModifier) -> ConfigModifier:
+    """Also put the modifier's callbacks (accounting) in ``configurable``, for batches."""
+
+    async def modify(config: dict[str, Any], request: Request) -> dict[str, Any]:
+        modified = await modifier(config, request)
+        callbacks = modified.get("callbacks")
+        if isinstance(callbacks, list) and callbacks:
+            modified["configurable"] = {
+                **(modified.get("configurable") or {}),
+                _SERVER_CALLBACKS: tuple(callbacks),
+            }
+        return modified
+
+    return modify
+
+
+def _keep_server_callbacks(runnable: Runnable) -> Runnable:
+    """The runnable, run with the server-set callbacks of ``configurable`` when missing.
+
+    LangServe's ``/batch`` projects the modifier's config onto ``configurable`` again,
+    dropping its callbacks, so a batch's model calls would go unaccounted; ``/invoke``
+    and the streams keep them (then nothing is added twice).
+    """
+
+    def restore(config: RunnableConfig) -> RunnableConfig:
+        handlers = (config.get("configurable") or {}).get(_SERVER_CALLBACKS) or ()
+        present = config.get("callbacks")
+        current = (
+            present.handlers if isinstance(present, BaseCallbackManager) else list(present or [])
+        )
+        missing = [handler for handler in handlers if handler not in current]
+        return {"callbacks": missing} if missing else {}
+
+    return RunnableBinding(bound=runnable, config_factories=[restore])
+
+
 def _config_modifier(
     *, flow: str, with_threads: bool, require_thread: bool = True, thread_prefix: str = ""
 ) -> ConfigModifier:
@@ -220,46 +261,38 @@ def _add_runnable_routes(
 ) -> None:
     """Expose the runnables under ``/runnables`` (invoke, batch, stream, playground...)."""
     auth = [Depends(runnable_principal), Depends(_json_object_body)]
-    add_routes(
-        app,
+
+    def serve(path: str, runnable: Any, modifier: ConfigModifier) -> None:
+        add_routes(
+            app,
+            _keep_server_callbacks(runnable),
+            path=path,
+            dependencies=auth,
+            per_req_config_modifier=_with_server_callbacks(modifier),
+        )
+
+    serve(
+        "/runnables/chat",
         chat_graph,
-        path="/runnables/chat",
-        dependencies=auth,
-        per_req_config_modifier=_config_modifier(flow="runnables.chat", with_threads=True),
+        _config_modifier(flow="runnables.chat", with_threads=True),
     )
-    add_routes(
-        app,
+    serve(
+        "/runnables/completion",
         completion,
-        path="/runnables/completion",
-        dependencies=auth,
-        per_req_config_modifier=_config_modifier(flow="runnables.completion", with_threads=False),
+        _config_modifier(flow="runnables.completion", with_threads=False),
     )
-    add_routes(
-        app,
+    serve(
+        "/runnables/rag",
         rag_graph,
-        path="/runnables/rag",
-        dependencies=auth,
-        per_req_config_modifier=_config_modifier(
+        _config_modifier(
             flow="runnables.rag",
             with_threads=True,
             require_thread=False,  # a one-off key when the client names no thread
             thread_prefix=RAG_THREAD_PREFIX,
         ),
     )
-    add_routes(
-        app,
-        retriever,
-        path="/runnables/retriever",
-        dependencies=auth,
-        per_req_config_modifier=_retriever_config_modifier(flow="runnables.retriever"),
-    )
-    add_routes(
-        app,
-        prompt,
-        path="/runnables/prompt",
-        dependencies=auth,
-        per_req_config_modifier=_prompt_config_modifier(flow="runnables.prompt"),
-    )
+    serve("/runnables/retriever", retriever, _retriever_config_modifier(flow="runnables.retriever"))
+    serve("/runnables/prompt", prompt, _prompt_config_modifier(flow="runnables.prompt"))
 
 
 app = create_app()

@@ -193,8 +193,8 @@ class EvaluationCreate(BaseModel):
         default=None, min_length=1, max_length=10, description="Omitted: the latest version."
     )
     dataset: list[EvaluationItem] = Field(min_length=1, max_length=200)
-    evaluators: list[Annotated[str, Field(min_length=1, max_length=32)] | EvaluatorConfig] = (
-        Field(default_factory=list, max_length=10)
+    evaluators: list[Annotated[str, Field(min_length=1, max_length=32)] | EvaluatorConfig] = Field(
+        default_factory=list, max_length=10
     )
     model: str | None = Field(
         default=None, min_length=1, max_length=128, description="Overrides each version's model."

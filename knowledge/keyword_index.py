@@ -448,7 +448,7 @@ async def _search_within(
     """
     postings = sum(bm25.df[term] for term in bm25.weights)
     if len(allowed) * len(bm25.weights) * _LOOKUP_COST < postings:
-        ids = sorted(allowed)
+        ids = sorted(set(allowed))  # a duplicate across two batches would be two hits
         hits: list[tuple[str, float]] = []
         for start in range(0, len(ids), _IDS_BATCH):
             batch = ids[start : start + _IDS_BATCH]

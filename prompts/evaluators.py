@@ -213,13 +213,13 @@ def score(spec: EvaluatorSpec, output: str, expected: str | None, *, model: str 
     """The score of the evaluators that need no call (exact, contains, length)."""
     if spec.name == "length":
         return output_length(output, spec.unit, model=model)
+    if spec.name not in ("exact", "contains"):
+        raise ValueError(f"evaluator {spec.name!r} makes a model call: the service scores it")
     if expected is None:
         raise ValueError(f"evaluator {spec.name!r} needs an expected value")
     if spec.name == "exact":
         return exact_match(output, expected, ignore_case=spec.ignore_case)
-    if spec.name == "contains":
-        return contains_match(output, expected, ignore_case=spec.ignore_case)
-    raise ValueError(f"evaluator {spec.name!r} makes a model call: the service scores it")
+    return contains_match(output, expected, ignore_case=spec.ignore_case)
 
 
 # --- the judge ------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from providers.relay import OpenAIRelay
 from services.chat import ChatService
 from services.knowledge import KnowledgeService
 from services.knowledge_query import KnowledgeQuery
+from services.prompt_evaluations import PromptEvaluations
 from services.prompt_templates import PromptTemplates
 from services.response_cache import ResponseCache
 from services.semantic_cache import SemanticCache
@@ -64,6 +65,7 @@ class Services:
     knowledge: KnowledgeService
     knowledge_query: KnowledgeQuery
     prompt_templates: PromptTemplates
+    prompt_evaluations: PromptEvaluations
     started_at: int
 
 
@@ -148,6 +150,17 @@ async def open_services(
             jobs=jobs,
             provider_keys=provider_keys,
         )
+        prompt_templates = PromptTemplates(sessions)
+        prompt_evaluations = PromptEvaluations(  # registers its task before the queue starts
+            sessions=sessions,
+            templates=prompt_templates,
+            registry=registry,
+            embeddings=embeddings,
+            accountant=accountant,
+            limits=limits,
+            provider_keys=provider_keys,
+            jobs=jobs,
+        )
         semantic_cache = None
         if settings.semantic_cache_enabled:
             semantic_spec = embeddings.spec(settings.semantic_cache_embedding_model)
@@ -164,7 +177,8 @@ async def open_services(
         recovered = await knowledge.recover()
         if recovered:
             logger.info("re-queued %d documents accepted before the restart", recovered)
-        prompt_templates = PromptTemplates(sessions)
+        if evaluations := await prompt_evaluations.recover():
+            logger.info("re-queued %d prompt evaluations interrupted by the restart", evaluations)
         yield Services(
             settings=settings,
             engine=engine,
@@ -208,5 +222,6 @@ async def open_services(
                 templates=prompt_templates,
             ),
             prompt_templates=prompt_templates,
+            prompt_evaluations=prompt_evaluations,
             started_at=int(time.time()),
         )

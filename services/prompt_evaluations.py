@@ -27,7 +27,7 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -94,7 +94,9 @@ class EvaluationDraft:
     params: Mapping[str, Any] = field(default_factory=dict)
     concurrency: int = DEFAULT_CONCURRENCY
 
-    def to_json(self, evaluators: Sequence[ev.EvaluatorSpec], versions: list[int]) -> dict[str, Any]:
+    def to_json(
+        self, evaluators: Sequence[ev.EvaluatorSpec], versions: list[int]
+    ) -> dict[str, Any]:
         """The stored request: normalized evaluators, resolved versions."""
         return {
             "versions": versions,
@@ -313,9 +315,7 @@ class PromptEvaluations:
             )
             return list(result.scalars()), int(total or 0)
 
-    async def cancel(
-        self, principal: Principal, name: str, evaluation_id: str
-    ) -> PromptEvaluation:
+    async def cancel(self, principal: Principal, name: str, evaluation_id: str) -> PromptEvaluation:
         """Stop a queued or running evaluation (its creator or an admin; 409 when finished)."""
         row = await self.get(principal.org_id, name, evaluation_id)
         if row.created_by != principal.user_id and not principal.is_admin:
@@ -397,6 +397,9 @@ class PromptEvaluations:
             for template in templates
         ]
         judge = next((s for s in specs if s.name == "judge"), None)
+        judge_route = self._registry.resolve(judge.model, org_key=org_key) if judge else None
+        if judge_route is not None:  # stored with the model it resolved to (the default's)
+            specs = [replace(s, model=judge_route.name) if s.name == "judge" else s for s in specs]
         similarity = next((s for s in specs if s.name == "similarity"), None)
         embedder: tuple[EmbeddingSpec, Embeddings] | None = None
         if similarity is not None:
@@ -414,7 +417,7 @@ class PromptEvaluations:
             targets=targets,
             evaluators=specs,
             rendered=rendered,
-            judge=self._registry.resolve(judge.model, org_key=org_key) if judge else None,
+            judge=judge_route,
             similarity=embedder,
         )
 
@@ -470,9 +473,7 @@ class PromptEvaluations:
             # next start-up queues it again.
             raise
         except _Aborted as exc:
-            await self._set_status(
-                evaluation_id, "failed", error=exc.message, results=exc.results
-            )
+            await self._set_status(evaluation_id, "failed", error=exc.message, results=exc.results)
             return
         except ApiError as exc:
             await self._set_status(evaluation_id, "failed", error=f"{exc.code}: {exc.message}")
@@ -742,7 +743,11 @@ def _summarize(plan: _Plan, results: Mapping[tuple[int, int], _ItemResult]) -> d
         latencies = [r.latency_ms for r in ok if r.latency_ms is not None]
         usage = _Usage()
         for r in items:
-            usage.add(r.evaluator_usage.prompt_tokens, r.evaluator_usage.completion_tokens, r.evaluator_usage.cost)
+            usage.add(
+                r.evaluator_usage.prompt_tokens,
+                r.evaluator_usage.completion_tokens,
+                r.evaluator_usage.cost,
+            )
         prompt = sum(r.prompt_tokens for r in items)
         completion = sum(r.completion_tokens for r in items)
         scores: dict[str, float | None] = {}
@@ -763,7 +768,11 @@ def _summarize(plan: _Plan, results: Mapping[tuple[int, int], _ItemResult]) -> d
                     "p50": _rounded(ev.percentile(latencies, 50), 1),
                     "p95": _rounded(ev.percentile(latencies, 95), 1),
                 },
-                "tokens": {"prompt": prompt, "completion": completion, "total": prompt + completion},
+                "tokens": {
+                    "prompt": prompt,
+                    "completion": completion,
+                    "total": prompt + completion,
+                },
                 "cost_usd": _usd(sum((r.cost for r in items), Decimal(0))),
                 "scores": scores,
                 "evaluator_errors": evaluator_errors,
@@ -778,7 +787,9 @@ def _summarize(plan: _Plan, results: Mapping[tuple[int, int], _ItemResult]) -> d
     return {"versions": versions, "best": _best(plan.evaluators, versions)}
 
 
-def _best(specs: Sequence[ev.EvaluatorSpec], versions: Sequence[dict[str, Any]]) -> dict[str, list[int]]:
+def _best(
+    specs: Sequence[ev.EvaluatorSpec], versions: Sequence[dict[str, Any]]
+) -> dict[str, list[int]]:
     """The version(s) with the best mean per score (highest), latency and cost (lowest)."""
     measures: list[tuple[str, Any, bool]] = [
         (spec.name, lambda v, n=spec.name: v["scores"].get(n), True)

@@ -52,7 +52,7 @@ def evaluation_public(row: PromptEvaluation, *, details: bool = True) -> Evaluat
         id=row.id,
         name=row.template_name,
         versions=list(row.versions),
-        status=row.status,  # type: ignore[arg-type]
+        status=row.status,
         error=row.error,
         progress=EvaluationProgress(done=row.done_items, total=row.total_items),
         evaluators=list(request.get("evaluators") or []),
@@ -126,7 +126,10 @@ async def list_evaluations(
     operation_id="prompt-evaluations-get",
 )
 async def get_evaluation(
-    name: TemplateName, evaluation_id: EvaluationId, principal: CurrentPrincipal, services: ServicesDep
+    name: TemplateName,
+    evaluation_id: EvaluationId,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
 ) -> EvaluationPublic:
     """One evaluation: status, progress and, once done, results with every item."""
     row = await services.prompt_evaluations.get(principal.org_id, name, evaluation_id)
@@ -139,7 +142,10 @@ async def get_evaluation(
     operation_id="prompt-evaluations-cancel",
 )
 async def cancel_evaluation(
-    name: TemplateName, evaluation_id: EvaluationId, principal: CurrentPrincipal, services: ServicesDep
+    name: TemplateName,
+    evaluation_id: EvaluationId,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
 ) -> EvaluationPublic:
     """Stop a queued or running evaluation (its creator or an admin; 409 when finished)."""
     row = await services.prompt_evaluations.cancel(principal, name, evaluation_id)
