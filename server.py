@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -18,7 +18,7 @@ from fastapi import Depends, FastAPI, Request
 from langchain_core.callbacks import BaseCallbackManager
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
 from langserve import add_routes
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from api.router import router as api_router
 from api.routes import health
@@ -163,6 +163,19 @@ def _with_server_callbacks(modifier: ConfigModifier) -> ConfigModifier:
     return modify
 
 
+# (The ignore: the pydantic mypy plugin trips over RunnableBinding's own `kwargs` field.)
+class _ServedRunnable(RunnableBinding[Any, Any]):  # type: ignore[no-redef]
+    """A binding that shows its runnable's own config schema (LangGraph's included)."""
+
+    def config_schema(self, *, include: Sequence[str] | None = None) -> type[BaseModel]:
+        """The bound runnable's."""
+        return self.bound.config_schema(include=include)
+
+    def get_config_jsonschema(self, *, include: Sequence[str] | None = None) -> dict[str, Any]:
+        """The bound runnable's."""
+        return self.bound.get_config_jsonschema(include=include)
+
+
 def _keep_server_callbacks(runnable: Runnable) -> Runnable:
     """The runnable, run with the server-set callbacks of ``configurable`` when missing.
 
@@ -180,7 +193,7 @@ def _keep_server_callbacks(runnable: Runnable) -> Runnable:
         missing = [handler for handler in handlers if handler not in current]
         return {"callbacks": missing} if missing else {}
 
-    return RunnableBinding(bound=runnable, config_factories=[restore])
+    return _ServedRunnable(bound=runnable, config_factories=[restore])
 
 
 def _config_modifier(

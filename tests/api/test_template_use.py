@@ -102,6 +102,10 @@ def error(response: httpx.Response, status: int) -> dict[str, Any]:
     return body
 
 
+def code(response: httpx.Response, status: int) -> str:
+    return str(error(response, status)["code"])
+
+
 def usage_rows(svc: RunningService, count: int, org: str = "org-a") -> list[dict[str, str]]:
     """The org's usage events from the CSV export, once ``count`` of them are written."""
     deadline = time.monotonic() + 10
@@ -233,18 +237,10 @@ def test_template_errors(service: RunningService) -> None:
     vars_ = {"name": "Bob"}
     unknown = error(chat(service, template={"name": "missing-one"}), 404)
     assert unknown["code"] == "template_not_found" and "missing-one" in unknown["message"]
-    assert (
-        error(chat(service, template={"name": "greet", "version": 9, "variables": vars_}), 404)[
-            "code"
-        ]
-        == "version_not_found"
-    )
-    assert (
-        error(chat(service, template={"name": "greet", "label": "qa", "variables": vars_}), 404)[
-            "code"
-        ]
-        == "label_not_found"
-    )
+    nine = {"name": "greet", "version": 9, "variables": vars_}
+    assert code(chat(service, template=nine), 404) == "version_not_found"
+    qa = {"name": "greet", "label": "qa", "variables": vars_}
+    assert code(chat(service, template=qa), 404) == "label_not_found"
     both = chat(service, template={"name": "greet", "version": 1, "label": "x"})
     assert "not both" in error(both, 422)["message"]
     missing = error(chat(service, template={"name": "greet"}), 422)
@@ -253,17 +249,16 @@ def test_template_errors(service: RunningService) -> None:
         chat(service, template={"name": "greet", "variables": {"name": "B", "nmae": "x"}}), 422
     )
     assert extra["code"] == "unexpected_variables" and "nmae" in extra["message"]
-    typed = error(chat(service, template={"name": "greet", "variables": {"name": [1]}}), 422)
-    assert typed["code"] == "invalid_variables"
+    typed = {"name": "greet", "variables": {"name": [1]}}
+    assert code(chat(service, template=typed), 422) == "invalid_variables"
     # Another org's template does not exist for this org; streams fail before the first byte.
-    assert error(chat(service, org="org-b", template={"name": "greet"}), 404)["code"] == (
-        "template_not_found"
-    )
-    assert error(chat(service, path="stream", template={"name": "nope"}), 404)["code"] == (
+    other_org = chat(service, org="org-b", template={"name": "greet", "variables": vars_})
+    assert code(other_org, 404) == "template_not_found"
+    assert code(chat(service, path="stream", template={"name": "nope"}), 404) == (
         "template_not_found"
     )
     # Without a template, messages are still required.
-    assert error(chat(service), 400)["code"] == "missing_messages"
+    assert code(chat(service), 400) == "missing_messages"
 
 
 def test_cache_key_is_the_rendered_messages(
@@ -408,9 +403,6 @@ def test_rag_answer_prompt_from_a_template(
 
 
 def test_rag_template_errors(service: RunningService) -> None:
-    def code(response: httpx.Response, status: int) -> str:
-        return str(error(response, status)["code"])
-
     create(
         service,
         "toned",
@@ -421,10 +413,19 @@ def test_rag_template_errors(service: RunningService) -> None:
     )
     toned = error(ask(service, template={"name": "toned"}), 422)
     assert toned["code"] == "invalid_answer_prompt"
-    assert "toned" in toned["message"] and "tone" in toned["message"]
+    assert "'toned' version 1" in toned["message"] and "got tone" in toned["message"]
+    assert toned["name"] == "toned" and toned["version"] == 1
     create(service, "no-context", [{"role": "user", "content": "{question}"}])
     missing = error(ask(service, template={"name": "no-context"}), 422)
     assert missing["code"] == "invalid_answer_prompt" and "{context}" in missing["message"]
+    examples = [
+        {"role": "system", "content": "{context}"},
+        {"role": "placeholder", "content": "{examples}"},
+        {"role": "user", "content": "{question}"},
+    ]
+    create(service, "with-examples", examples)
+    extra = error(ask(service, template={"name": "with-examples"}), 422)
+    assert "'history'" in extra["message"] and "examples" in extra["message"]
     # The service supplies the variables: the request may give none.
     given = error(ask(service, template={"name": "rag-answer", "variables": {"context": "x"}}), 422)
     assert given["code"] == "unexpected_variables" and "context" in given["message"]
@@ -492,39 +493,24 @@ def test_prompt_runnable_errors_and_isolation(service: RunningService) -> None:
     config = {"configurable": {"template": "greet"}}
     unknown = error(invoke({"input": {}, "config": {"configurable": {"template": "nope"}}}), 404)
     assert unknown["code"] == "template_not_found" and "nope" in unknown["message"]
-    assert (
-        error(
-            invoke({"input": {}, "config": {"configurable": {"template": "greet", "version": 5}}}),
-            404,
-        )["code"]
-        == "version_not_found"
-    )
+    five = {"configurable": {"template": "greet", "version": 5}}
+    assert code(invoke({"input": {"name": "x"}, "config": five}), 404) == "version_not_found"
     # Another org cannot reach org-a's template, whatever it puts in the config.
-    stolen = {"configurable": {"template": "greet", "org_id": "org-a"}}
-    assert error(invoke({"input": {"name": "x"}, "config": stolen}, org="org-b"), 404)["code"] == (
+    stolen = {"configurable": {"template": "greet", "org_id": "org-a", "user_id": "alice"}}
+    assert code(invoke({"input": {"name": "x"}, "config": stolen}, org="org-b"), 404) == (
         "template_not_found"
     )
     with pytest.raises(httpx.HTTPStatusError) as caught:
         remote(service, org="org-b").invoke({"name": "x"}, config=config)
     assert caught.value.response.status_code == 404
     # Bad variables: the template's 422, before a stream starts.
-    assert error(invoke({"input": {}, "config": config}), 422)["code"] == "missing_variables"
+    assert code(invoke({"input": {}, "config": config}), 422) == "missing_variables"
     bad = {"input": {"name": "x", "extra": 1}, "config": config}
-    assert error(invoke(bad, endpoint="stream"), 422)["code"] == "unexpected_variables"
-    assert (
-        error(
-            invoke(
-                {
-                    "input": {"name": "x"},
-                    "config": {"configurable": {**config["configurable"], "model": "zz"}},
-                }
-            ),
-            400,
-        )["code"]
-        == "unknown_model"
-    )
+    assert code(invoke(bad, endpoint="stream"), 422) == "unexpected_variables"
+    unknown_model = {"configurable": {"template": "greet", "model": "zz"}}
+    assert code(invoke({"input": {"name": "x"}, "config": unknown_model}), 400) == "unknown_model"
     bad_name = {"input": {"name": "x"}, "config": {"configurable": {"template": "a b"}}}
-    assert error(invoke(bad_name), 422)["code"] == "invalid_config"
+    assert code(invoke(bad_name), 422) == "invalid_config"
 
 
 def test_prompt_runnable_schema_and_playground(service: RunningService) -> None:
