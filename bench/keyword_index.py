@@ -6,6 +6,11 @@ and times ``index_chunks`` (tokenize + insert + commit, 500 chunks per transacti
 embedding) and ``search`` for 3-term queries: "zipf" queries draw their words as often as
 the text does (so they hit the very common terms), "uniform" ones draw any vocabulary word.
 
+Wall-clock numbers on a shared machine include waiting for a core, so the table also gives
+CPU time: this process's, plus on PostgreSQL that of our database's backends (from
+/proc); "load avg" is the 1-minute load when the row finished. Search CPU is a mean, so
+the few queries made only of very common terms weigh on it.
+
 SQLite runs in a temporary directory; ``--pg URL`` also runs on PostgreSQL in a scratch
 database of its own (created next to URL's database and dropped afterwards). Tables are
 created by the service's migrations. Usage::

@@ -152,8 +152,10 @@ class Corpus:
             )
         return [(names[chunk_id], score) for chunk_id, score in hits]
 
-    async def top(self, query: str, **kw: int) -> list[str]:
-        return [name for name, _ in await self.search(query, **kw)]
+    async def top(
+        self, query: str, *, limit: int = 10, allowed: Sequence[str] | None = None
+    ) -> list[str]:
+        return [name for name, _ in await self.search(query, limit=limit, allowed=allowed)]
 
 
 async def corpus(sessions: async_sessionmaker[AsyncSession], **texts: str) -> Corpus:
@@ -270,7 +272,7 @@ async def test_allowed_restricts_the_results_not_the_scores(
     everything = await docs.search("vpn guide")
     assert [name for name, _ in everything] == ["a", "d", "c", "b"]
 
-    def only(*names: str) -> list[tuple[str, float]]:
+    def only(*names: str) -> list[tuple[str, object]]:
         return [(name, pytest.approx(score)) for name, score in everything if name in names]
 
     assert await docs.search("vpn guide", allowed=["b", "d"]) == only("b", "d")
