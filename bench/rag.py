@@ -27,7 +27,7 @@ baseline embeds the query with one HTTP call to the fake (base64, as the OpenAI 
 and then queries Chroma; "raw query" alone (no embedding) is shown too.
 
     .venv/bin/python bench/rag.py [--chunks 10000,100000] [--queries 200] [--k 4]
-        [--local-docs 20] [--local-engines use[,e5]] [--doc-chunks 1000]
+        [--local-docs 20] [--local-engines use[,e5]] [--e5-docs 5] [--doc-chunks 1000]
         [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test] [--no-sqlite] [--quick]
 
 ``--pg`` also runs the whole measurement with PostgreSQL as the registry, in a scratch
@@ -44,6 +44,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -671,21 +672,24 @@ async def measure(args: argparse.Namespace, backend: str, database_url: str | No
     }
     if database_url:
         env["AHC_DATABASE_URL"] = database_url
+    default_tmp, tempfile.tempdir = tempfile.tempdir, str(data)  # the harness's mkdtemp too
     try:
         with fake_embedder(core=1) as fake, service(fake.url, core=0, env=env) as svc:
             timeout = aiohttp.ClientTimeout(total=600)
-            connector = aiohttp.TCPConnector(limit=4)
+            # Idle connections closed before uvicorn drops them (its keep-alive: 5 s).
+            connector = aiohttp.TCPConnector(limit=4, keepalive_timeout=3)
             async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
                 client = Client(svc.url, svc.pid, fake, session)
                 for engine in args.local_engines:
-                    if args.local_docs:
+                    docs = args.e5_docs if engine == "e5" else args.local_docs
+                    if docs:
                         log(f"{backend}: ingesting with local-{engine}")
                         result.ingests.append(
                             await ingest_local(
                                 client,
                                 corpus,
                                 f"local-{engine}",
-                                args.local_docs,
+                                docs,
                                 args.local_doc_chunks,
                             )
                         )
@@ -702,6 +706,7 @@ async def measure(args: argparse.Namespace, backend: str, database_url: str | No
                     result.searches.extend(searches)
                     result.floors.append(floor)
     finally:
+        tempfile.tempdir = default_tmp
         shutil.rmtree(data, ignore_errors=True)
     return result
 
@@ -865,6 +870,7 @@ def main() -> None:
     parser.add_argument("--doc-chunks", type=int, default=1000, help="chunks per big document")
     parser.add_argument("--local-docs", type=int, default=20)
     parser.add_argument("--local-doc-chunks", type=int, default=16)
+    parser.add_argument("--e5-docs", type=int, default=5, help="local-e5 is ~10x slower")
     parser.add_argument(
         "--local-engines", type=lambda s: [x for x in s.split(",") if x], default=["use"]
     )
@@ -873,8 +879,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a smoke run (2000 chunks)")
     args = parser.parse_args()
     if args.quick:
-        args.chunks, args.queries, args.local_docs, args.doc_chunks = [2000], 50, 4, 500
+        args.chunks, args.queries, args.doc_chunks = [2000], 50, 500
+        args.local_docs, args.e5_docs = min(args.local_docs, 4), min(args.e5_docs, 1)
     os.sched_setaffinity(0, {1})  # with the fake; the service has core 0
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up (the data) on SIGTERM
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
     if not args.no_sqlite:
         report(asyncio.run(measure(args, "SQLite", None)), args.k)
