@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import random
@@ -69,6 +70,8 @@ EMBEDDER_SHARE = 0.80  # ingestion is bound by the embedder: it takes at least t
 FAKE_MODEL = "text-embedding-3-small"
 COLLECTION = "default"  # the fake-embedded collection (AHC_EMBEDDING_MODEL = FAKE_MODEL)
 BATCH_SIZE = 64
+UPLOAD_ATTEMPTS = 5
+IN_FLIGHT = 3  # big documents processing at once: the 2 ingestion workers never wait
 LOCAL_THREADS = 1
 SYLLABLES = (
     "가나다라마바사아자차카타파하고노도로모보소오조초코토포호구누두루무부수우주추쿠투푸후"
@@ -258,6 +261,7 @@ class Ingest:
     service_cpu: float
     embedder_cpu: float
     embedder_wall: float | None = None  # local: the same texts embedded alone
+    upload_errors: int = 0  # 5xx answers to uploads (retried)
 
     @property
     def rate(self) -> float:
@@ -287,7 +291,8 @@ class Search:
     service: list[float]
     cpu_ms: float
     raw_query: list[float] = field(default_factory=list)
-    raw_embed_query: list[float] = field(default_factory=list)
+    raw_embed_query: list[float] = field(default_factory=list)  # aiohttp → fake, then query
+    raw_chromadb: list[float] = field(default_factory=list)  # chromadb's OpenAI EF, then query
     same_topk: float | None = None
     fake_cpu_ms: float | None = None
     hits: float = 0.0
@@ -324,6 +329,7 @@ class Client:
         self.fake = fake
         self.session = session
         self.headers: dict[str, str] = {}
+        self.upload_errors = 0
         self.refresh()
 
     def refresh(self) -> None:
@@ -342,16 +348,24 @@ class Client:
 
     async def upload(self, collection: str, name: str, text: str) -> dict[str, Any]:
         """Upload one text file; the document as the service answers it."""
-        form = aiohttp.FormData()
-        form.add_field("collection", collection)
-        form.add_field("files", text.encode(), filename=name, content_type="text/plain")
-        async with self.session.post(
-            f"{self.url}/api/knowledge/documents", data=form, headers=self.headers
-        ) as response:
-            body = await response.json()
+        for attempt in range(UPLOAD_ATTEMPTS):
+            form = aiohttp.FormData()
+            form.add_field("collection", collection)
+            form.add_field("files", text.encode(), filename=name, content_type="text/plain")
+            async with self.session.post(
+                f"{self.url}/api/knowledge/documents", data=form, headers=self.headers
+            ) as response:
+                body = await response.json()
+            if response.status >= 500 and attempt + 1 < UPLOAD_ATTEMPTS:
+                # Counted and retried (SQLite: "database is locked" behind ingestion commits).
+                self.upload_errors += 1
+                log(f"upload {name}: {response.status}, retrying")
+                await asyncio.sleep(1)
+                continue
             if response.status != 201 or body.get("errors"):
                 raise RuntimeError(f"upload {name}: {response.status} {body}")
             return dict(body["documents"][0])
+        raise AssertionError("unreachable")
 
     async def count(self, collection: str, status: str) -> int:
         """How many documents of ``collection`` are in ``status``."""
@@ -361,6 +375,13 @@ class Client:
             headers=self.headers,
         ) as response:
             return int((await response.json())["count"])
+
+    async def wait_below(self, collection: str, limit: int) -> None:
+        """Poll until fewer than ``limit`` documents of ``collection`` are processing."""
+        while True:
+            if await self.count(collection, "processing") < limit:
+                return
+            await asyncio.sleep(0.25)
 
     async def wait_ready(self, collection: str) -> None:
         """Poll until no document of ``collection`` is processing (raise if one failed)."""
@@ -387,12 +408,14 @@ class Client:
             if offset >= body["count"] or not body["data"]:
                 return total
 
-    async def search(self, query: str, k: int, mode: str) -> tuple[float, list[str]]:
+    async def search(
+        self, query: str, k: int, mode: str, collection: str = COLLECTION
+    ) -> tuple[float, list[str]]:
         """One search through the service: its latency and the chunk ids found."""
         started = time.perf_counter()
         async with self.session.post(
             f"{self.url}/api/knowledge/search",
-            json={"query": query, "k": k, "mode": mode, "collection": COLLECTION},
+            json={"query": query, "k": k, "mode": mode, "collection": collection},
             headers=self.headers,
         ) as response:
             body = await response.read()
@@ -432,6 +455,7 @@ async def ingest_local(
     await client.upload(name, "warm-up.txt", "\n\n".join(corpus.document(4)))  # loads weights
     documents = [corpus.document(per_doc) for _ in range(docs)]
     texts = [p for d in documents for p in d]
+    errors = client.upload_errors
     before = cpu_seconds(client.pid)
     began = time.perf_counter()
     chunks = 0
@@ -443,8 +467,11 @@ async def ingest_local(
     await client.wait_ready(name)
     wall = time.perf_counter() - began
     service_cpu = cpu_seconds(client.pid) - before
+    errors = client.upload_errors - errors
     alone_wall, alone_cpu = embed_alone(model, texts)
-    return Ingest(model, "small collection", docs, chunks, wall, service_cpu, alone_cpu, alone_wall)
+    return Ingest(
+        model, "small collection", docs, chunks, wall, service_cpu, alone_cpu, alone_wall, errors
+    )
 
 
 async def ingest_fake(
@@ -459,9 +486,11 @@ async def ingest_fake(
     documents = ["\n\n".join(corpus.document(n)) for n in sizes]  # generated before timing
     client.refresh()
     pid = client.pid
+    errors = client.upload_errors
     before, fake_before = cpu_seconds(pid), cpu_seconds(client.fake.pid)
     began = time.perf_counter()
     for i, text in enumerate(documents):
+        await client.wait_below(COLLECTION, IN_FLIGHT)
         await client.upload(COLLECTION, f"big-{have + i:07d}.txt", text)
     await client.wait_ready(COLLECTION)
     wall = time.perf_counter() - began
@@ -471,11 +500,20 @@ async def ingest_fake(
     if chunks != target - have:
         print(f"note: expected {target - have} chunks, the service made {chunks}", flush=True)
     label = f"{have:,} → {have + chunks:,}"
-    return Ingest("fake (instant)", label, len(documents), chunks, wall, service_cpu, fake_cpu)
+    return Ingest(
+        "fake (instant)",
+        label,
+        len(documents),
+        chunks,
+        wall,
+        service_cpu,
+        fake_cpu,
+        upload_errors=client.upload_errors - errors,
+    )
 
 
 def open_raw(
-    data: Path, size: int, probe: str, vector: list[float]
+    data: Path, size: int | str, probe: str, vector: list[float]
 ) -> tuple[Any, Any, Path, float, float]:
     """Copy the service's Chroma directory and open the collection that holds ``probe``."""
     import chromadb
@@ -500,6 +538,13 @@ def open_raw(
 INCLUDE = ["documents", "metadatas", "distances"]  # what langchain-chroma asks for
 
 
+def pin_process(core: int) -> None:
+    """Move every thread of this process (Chroma's own included) to ``core``."""
+    for tid in os.listdir("/proc/self/task"):
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(int(tid), {core})
+
+
 async def search_phase(
     client: Client, corpus: Corpus, data: Path, size: int, n: int, k: int
 ) -> tuple[list[Search], Floor]:
@@ -509,6 +554,13 @@ async def search_phase(
     vectors = await client.embed(queries)
     _, probe = await client.search(queries[0], k, "vector")
     raw_client, raw, copy, copy_s, open_s = open_raw(data, size, probe[0], vectors[0])
+    # What a program calling chromadb directly runs for ``query(query_texts=...)``: its
+    # OpenAI embedding function (the openai SDK), then the query.
+    from chromadb.utils.embedding_functions import OpenAIEmbeddingFunction
+
+    embedding_function = OpenAIEmbeddingFunction(
+        api_key="sk-bench", api_base=client.fake.url, model_name=FAKE_MODEL
+    )
 
     def query(vector: list[float]) -> tuple[float, list[str]]:
         started = time.perf_counter()
@@ -521,35 +573,55 @@ async def search_phase(
         raw.query(query_embeddings=[vector], n_results=k, include=INCLUDE)
         return time.perf_counter() - started
 
+    def chromadb_query(text: str) -> float:
+        started = time.perf_counter()
+        embedded = embedding_function([text])
+        raw.query(query_embeddings=embedded, n_results=k, include=INCLUDE)
+        return time.perf_counter() - started
+
+    # The raw side runs on the service's core (idle between its requests; this process
+    # moves there before each raw call and back after it), so it reaches the fake across
+    # cores as the service does, and the service's client stays apart from the service.
+    def on_service_core(call: Any) -> Any:
+        pin_process(0)
+        try:
+            return call()
+        finally:
+            pin_process(1)
+
     try:
-        for q, v in zip(queries[:20], vectors[:20], strict=True):  # warm-up, both sides
+        for q, v in zip(queries[:20], vectors[:20], strict=True):  # warm-up, every side
             await client.search(q, k, "vector")
-            query(v)
+            on_service_core(lambda v=v: query(v))
             await embed_query(q)
+            on_service_core(lambda q=q: chromadb_query(q))
         svc: list[float] = []
         raw_q: list[float] = []
         raw_eq: list[float] = []
+        raw_db: list[float] = []
         same = 0
         hits = 0
         before, fake_before = cpu_seconds(pid), cpu_seconds(client.fake.pid)
         for i, (q, v) in enumerate(zip(queries, vectors, strict=True)):
-            # Interleaved, in a rotating order: load from elsewhere hits all three alike.
-            for step in range(3):
-                which = (i + step) % 3
+            # Interleaved, in a rotating order: load from elsewhere hits every side alike.
+            for step in range(4):
+                which = (i + step) % 4
                 if which == 0:
                     elapsed, ids = await client.search(q, k, "vector")
                     svc.append(elapsed)
                     hits += len(ids)
                 elif which == 1:
-                    elapsed, raw_ids = query(v)
+                    elapsed, raw_ids = on_service_core(lambda v=v: query(v))
                     raw_q.append(elapsed)
+                elif which == 2:
+                    raw_eq.append(await embed_query(q))  # the aiohttp floor: stays on core 1
                 else:
-                    raw_eq.append(await embed_query(q))
+                    raw_db.append(on_service_core(lambda q=q: chromadb_query(q)))
             same += ids == raw_ids
         cpu_ms = (cpu_seconds(pid) - before) / n * 1000
-        fake_ms = (cpu_seconds(client.fake.pid) - fake_before) / (2 * n) * 1000
+        fake_ms = (cpu_seconds(client.fake.pid) - fake_before) / (3 * n) * 1000
         rows = [
-            Search(size, "vector", svc, cpu_ms, raw_q, raw_eq, same / n, fake_ms, hits / n),
+            Search(size, "vector", svc, cpu_ms, raw_q, raw_eq, raw_db, same / n, fake_ms, hits / n),
         ]
         for mode in ("hybrid", "keyword"):
             for q in queries[:20]:
@@ -569,6 +641,65 @@ async def search_phase(
         raw_client.clear_system_cache()
         shutil.rmtree(copy, ignore_errors=True)
     return rows, floor
+
+
+async def local_search_phase(
+    client: Client, corpus: Corpus, data: Path, model: str, chunks: int, n: int, k: int
+) -> Search:
+    """Vector search in the default set-up (a local engine): service vs. chromadb directly.
+
+    The raw side embeds the query with the same engine in this process (one thread, on the
+    service's core), then queries a copy of the collection, as a program using chromadb
+    with that model would.
+    """
+    from core.config import Settings
+    from providers.embeddings import EmbeddingRegistry
+
+    settings = Settings(_env_file=None, local_embedding_threads=LOCAL_THREADS)  # type: ignore[call-arg]
+    engine = EmbeddingRegistry(settings).embeddings(model)
+    name = f"bench-{model}"  # ingest_local's collection
+    queries = corpus.queries(n)
+    _, probe = await client.search(queries[0], k, "vector", name)
+    pin_process(0)
+    try:
+        first = engine.embed_query(queries[0])
+    finally:
+        pin_process(1)
+    raw_client, raw, copy, _, _ = open_raw(data, f"{model}-{chunks}", probe[0], first)
+
+    def chromadb_query(text: str) -> tuple[float, float]:
+        pin_process(0)
+        try:
+            started = time.perf_counter()
+            vector = engine.embed_query(text)
+            embedded = time.perf_counter()
+            raw.query(query_embeddings=[vector], n_results=k, include=INCLUDE)
+            done = time.perf_counter()
+        finally:
+            pin_process(1)
+        return done - started, done - embedded
+
+    try:
+        for q in queries[:10]:  # warm-up, both sides
+            await client.search(q, k, "vector", name)
+            chromadb_query(q)
+        svc: list[float] = []
+        raw_db: list[float] = []
+        raw_q: list[float] = []
+        before = cpu_seconds(client.pid)
+        for i, q in enumerate(queries):
+            for step in range(2):
+                if (i + step) % 2 == 0:
+                    svc.append((await client.search(q, k, "vector", name))[0])
+                else:
+                    total, query_only = chromadb_query(q)
+                    raw_db.append(total)
+                    raw_q.append(query_only)
+        cpu_ms = (cpu_seconds(client.pid) - before) / n * 1000
+    finally:
+        raw_client.clear_system_cache()
+        shutil.rmtree(copy, ignore_errors=True)
+    return Search(chunks, f"vector ({model})", svc, cpu_ms, raw_query=raw_q, raw_chromadb=raw_db)
 
 
 async def breakdown(
@@ -673,8 +804,10 @@ async def measure(args: argparse.Namespace, backend: str, database_url: str | No
     if database_url:
         env["AHC_DATABASE_URL"] = database_url
     default_tmp, tempfile.tempdir = tempfile.tempdir, str(data)  # the harness's mkdtemp too
+    pids: list[int] = []
     try:
         with fake_embedder(core=1) as fake, service(fake.url, core=0, env=env) as svc:
+            pids.append(svc.pid)
             timeout = aiohttp.ClientTimeout(total=600)
             # Idle connections closed before uvicorn drops them (its keep-alive: 5 s).
             connector = aiohttp.TCPConnector(limit=4, keepalive_timeout=3)
@@ -684,13 +817,20 @@ async def measure(args: argparse.Namespace, backend: str, database_url: str | No
                     docs = args.e5_docs if engine == "e5" else args.local_docs
                     if docs:
                         log(f"{backend}: ingesting with local-{engine}")
-                        result.ingests.append(
-                            await ingest_local(
+                        ingest = await ingest_local(
+                            client, corpus, f"local-{engine}", docs, args.local_doc_chunks
+                        )
+                        result.ingests.append(ingest)
+                        log(f"{backend}: searching local-{engine}")
+                        result.searches.append(
+                            await local_search_phase(
                                 client,
                                 corpus,
+                                data / "service",
                                 f"local-{engine}",
-                                docs,
-                                args.local_doc_chunks,
+                                ingest.chunks,
+                                min(args.queries, 100),
+                                args.k,
                             )
                         )
                 have = 0
@@ -705,6 +845,14 @@ async def measure(args: argparse.Namespace, backend: str, database_url: str | No
                     )
                     result.searches.extend(searches)
                     result.floors.append(floor)
+    except subprocess.TimeoutExpired as exc:  # the service took over 15 s to stop
+        for pid in pids:  # not reaped yet, so still ours: stop it before removing its data
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        await asyncio.sleep(1)
+        if isinstance(exc.__context__, Exception):
+            raise exc.__context__ from None  # what went wrong before
+        log("the service took over 15 s to stop: killed")
     finally:
         tempfile.tempdir = default_tmp
         shutil.rmtree(data, ignore_errors=True)
@@ -744,6 +892,7 @@ def report(result: Result, k: int) -> None:
             "service CPU ms/chunk",
             "embedder CPU ms/chunk",
             "embedding share of CPU / of wall",
+            "upload 5xx (retried)",
         ],
         [
             [
@@ -756,42 +905,53 @@ def report(result: Result, k: int) -> None:
                 f"{i.service_cpu / i.chunks * 1000:.2f}",
                 f"{i.embedder_cpu / i.chunks * 1000:.2f}",
                 f"{i.share:.0%} / {i.wall_share:.0%}",
+                str(i.upload_errors),
             ]
             for i in result.ingests
         ],
     )
     rows = []
     for s in result.searches:
-        if s.mode == "vector":
-            added = [pct(s.service, q) - pct(s.raw_embed_query, q) for q in (0.5, 0.95)]
-            added_pct = added[0] / pct(s.raw_embed_query, 0.5) * 100
+        if s.raw_chromadb:
+            added = [pct(s.service, q) - pct(s.raw_chromadb, q) for q in (0.5, 0.95)]
+            added_pct = added[0] / pct(s.raw_chromadb, 0.5) * 100
+            floor = (
+                (pct(s.service, 0.5) / pct(s.raw_embed_query, 0.5) - 1) * 100
+                if s.raw_embed_query
+                else None
+            )
             rows.append(
                 [
                     f"{s.size:,}",
                     s.mode,
                     p50_95(s.service),
-                    p50_95(s.raw_query),
-                    p50_95(s.raw_embed_query),
+                    p50_95(s.raw_chromadb),
                     f"{added[0]:+.2f} / {added[1]:+.2f}",
                     f"{added_pct:+.0f}%",
+                    p50_95(s.raw_query),
+                    p50_95(s.raw_embed_query) if s.raw_embed_query else "–",
+                    f"{floor:+.0f}%" if floor is not None else "–",
                     f"{s.cpu_ms:.2f}",
-                    f"{s.same_topk:.0%}",
+                    f"{s.same_topk:.0%}" if s.same_topk is not None else "–",
                 ]
             )
         else:
             rows.append(
-                [f"{s.size:,}", s.mode, p50_95(s.service), *["–"] * 4, f"{s.cpu_ms:.2f}", "–"]
+                [f"{s.size:,}", s.mode, p50_95(s.service), *["–"] * 7, f"{s.cpu_ms:.2f}", "–"]
             )
-    print(f"Search, concurrency 1, k={k}, {len(result.searches[0].service)} queries per row:\n")
+    counts = sorted({len(s.service) for s in result.searches})
+    print(f"Search, concurrency 1, k={k}, {' or '.join(map(str, counts))} queries per row:\n")
     table(
         [
             "chunks",
             "mode",
             "service p50/p95 ms",
-            "raw Chroma query p50/p95 ms",
-            "raw embed + query p50/p95 ms",
+            "chromadb direct (its OpenAI EF + query) p50/p95 ms",
             "added p50/p95 ms",
             "added p50 %",
+            "Chroma query alone p50/p95 ms",
+            "aiohttp embed + query p50/p95 ms",
+            "added over that p50 %",
             "service CPU ms/req",
             "same top-k",
         ],
@@ -832,13 +992,18 @@ def report(result: Result, k: int) -> None:
     )
     print("Targets:")
     for s in result.searches:
-        if s.mode != "vector":
+        if not s.raw_chromadb:
             continue
-        added = (pct(s.service, 0.5) / pct(s.raw_embed_query, 0.5) - 1) * 100
-        verdict = "PASS" if added <= SEARCH_ADDED_PCT else "FAIL"
+        share = (pct(s.service, 0.5) / pct(s.raw_chromadb, 0.5) - 1) * 100
+        verdict = "PASS" if share <= SEARCH_ADDED_PCT else "FAIL"
+        how = (
+            "the query embedded by chromadb's OpenAI embedding function"
+            if s.mode == "vector"
+            else "the query embedded by the same local engine"
+        )
         print(
-            f"- vector search at {s.size:,} chunks: service adds {added:+.0f}% at p50 over raw "
-            f"Chroma (query embedded on both sides; ≤ {SEARCH_ADDED_PCT:.0f}%) → {verdict}"
+            f"- {s.mode} search at {s.size:,} chunks: service adds {share:+.0f}% at p50 over "
+            f"calling chromadb directly ({how}; ≤ {SEARCH_ADDED_PCT:.0f}%) → {verdict}"
         )
     fakes = [i for i in result.ingests if i.embedder.startswith("fake")]
     ceiling = sum(i.chunks for i in fakes) / sum(i.wall for i in fakes) if fakes else 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -173,6 +174,10 @@ class KnowledgeService:
         self._accountant = accountant
         self._jobs = jobs
         self._keys = provider_keys
+        # Searches read a collection's record from here, not SQL (org_cache_seconds): the
+        # record changes only when a re-embedding swaps it, and a search that hits the
+        # dropped collection reads the fresh record and retries.
+        self._search_collections: dict[tuple[str, str], tuple[float, KnowledgeCollection]] = {}
         jobs.register(INGEST_TASK, self._run_ingest)
         jobs.register(REEMBED_TASK, self._run_reembed)
 
@@ -234,7 +239,20 @@ class KnowledgeService:
 
     async def _collection(self, org_id: str, name: str) -> KnowledgeCollection | None:
         async with self._sessions() as session:
-            return await registry.get_collection(session, org_id, name)
+            found = await registry.get_collection(session, org_id, name)
+        if found is not None:
+            expires = time.monotonic() + self._settings.org_cache_seconds
+            self._search_collections[(org_id, name)] = (expires, found)
+        else:
+            self._search_collections.pop((org_id, name), None)
+        return found
+
+    async def _search_collection(self, org_id: str, name: str) -> KnowledgeCollection | None:
+        """The collection's record for a search: cached (absent ones are always re-read)."""
+        cached = self._search_collections.get((org_id, name))
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        return await self._collection(org_id, name)
 
     async def _embedding_spec(self, org_id: str, name: str | None) -> Any:
         org_key = await self._keys.get(org_id, "openai")
@@ -545,7 +563,7 @@ class KnowledgeService:
                 where = validate_filter(query.filter)
             except InvalidFilter as exc:
                 raise ApiError(422, "invalid_filter", str(exc)) from exc
-        collection = await self._collection(context.org_id, query.collection)
+        collection = await self._search_collection(context.org_id, query.collection)
         if collection is None:
             if query.collection == DEFAULT_COLLECTION:
                 return []  # nothing uploaded yet
@@ -554,31 +572,21 @@ class KnowledgeService:
             )
         # Each leg of a hybrid search contributes its best 2k: fusing BM25's whole tail
         # buries chunks only the embedder found (cross-lingual hits), measured in
-        # bench/rag_quality.py.
+        # bench/rag_quality.py. The two legs run concurrently.
         fetch = query.k if query.mode != "hybrid" else 2 * query.k
-        vector_hits: list[VectorHit] = []
-        keyword_hits: list[tuple[str, float]] = []
-        if query.mode in ("vector", "hybrid"):
-            try:
-                vector_hits = await self._vector_leg(context, collection, query, fetch, where)
-            except Exception:
-                # A re-embedding swapped (and dropped) the Chroma collection between our
-                # read of the registry and the query: search the new one.
-                fresh = await self._collection(context.org_id, query.collection)
-                if fresh is None or fresh.vector_collection == collection.vector_collection:
-                    raise
-                collection = fresh
-                vector_hits = await self._vector_leg(context, collection, query, fetch, where)
-        if query.mode in ("keyword", "hybrid"):
-            allowed = None
-            if where is not None:
-                allowed = await self._vectors.ids_matching(
-                    collection.vector_collection, _space(collection), where
-                )
-            async with self._sessions() as session:
-                keyword_hits = await keyword_index.search(
-                    session, collection.id, query.query, limit=fetch, allowed=allowed
-                )
+        found = collection
+
+        async def vector_leg() -> tuple[KnowledgeCollection, list[VectorHit]]:
+            if query.mode == "keyword":
+                return found, []
+            return await self._vector_leg(context, found, query, fetch, where)
+
+        async def keyword_leg() -> list[tuple[str, float]]:
+            if query.mode == "vector":
+                return []
+            return await self._keyword_leg(found, query, fetch, where)
+
+        (collection, vector_hits), keyword_hits = await asyncio.gather(vector_leg(), keyword_leg())
         relevant = await self._relevant(collection, query, vector_hits, keyword_hits)
         return await self._merge(collection, query, vector_hits, keyword_hits, relevant)
 
@@ -635,6 +643,25 @@ class KnowledgeService:
         query: SearchQuery,
         fetch: int,
         where: dict[str, Any] | None,
+    ) -> tuple[KnowledgeCollection, list[VectorHit]]:
+        """The vector hits, and the collection record they came from (after a swap: new)."""
+        try:
+            return collection, await self._vector_query(context, collection, query, fetch, where)
+        except Exception:
+            # A re-embedding swapped (and dropped) the Chroma collection since the record
+            # was read (from SQL or the search cache): search the new one.
+            fresh = await self._collection(context.org_id, query.collection)
+            if fresh is None or fresh.vector_collection == collection.vector_collection:
+                raise
+            return fresh, await self._vector_query(context, fresh, query, fetch, where)
+
+    async def _vector_query(
+        self,
+        context: CallContext,
+        collection: KnowledgeCollection,
+        query: SearchQuery,
+        fetch: int,
+        where: dict[str, Any] | None,
     ) -> list[VectorHit]:
         """Embed the query with the collection's model and ask Chroma."""
         embedder = await self._embedder(context.org_id, collection.embedding_model, context)
@@ -647,6 +674,24 @@ class KnowledgeService:
             where=where,
             mmr=query.mmr,
         )
+
+    async def _keyword_leg(
+        self,
+        collection: KnowledgeCollection,
+        query: SearchQuery,
+        fetch: int,
+        where: dict[str, Any] | None,
+    ) -> list[tuple[str, float]]:
+        """BM25 hits from SQL, limited to the chunks matching ``where`` (asked of Chroma)."""
+        allowed = None
+        if where is not None:
+            allowed = await self._vectors.ids_matching(
+                collection.vector_collection, _space(collection), where
+            )
+        async with self._sessions() as session:
+            return await keyword_index.search(
+                session, collection.id, query.query, limit=fetch, allowed=allowed
+            )
 
     async def _merge(
         self,
@@ -772,6 +817,12 @@ class KnowledgeService:
             request_id=payload.get("request_id"),
             batch_size=self._settings.embedding_batch_size,
         )
+        # This instance searches the new collection at once (others within the cache TTL,
+        # or at their first search of the dropped one).
+        collection_id = str(payload["collection_id"])
+        for key, (_, cached) in list(self._search_collections.items()):
+            if cached.id == collection_id:
+                del self._search_collections[key]
 
 
 _ERROR_STATUS = {
