@@ -158,9 +158,16 @@ class ThreadMessage(BaseModel):
 
 
 class ThreadDetail(ThreadPublic):
-    """A thread with its messages."""
+    """A thread with its messages: the chat turns, and the knowledge-query turns apart."""
 
-    messages: list[ThreadMessage]
+    messages: list[ThreadMessage] = Field(
+        description="The chat turns (POST /api/chat/completions or /stream with this thread)."
+    )
+    knowledge_messages: list[ThreadMessage] = Field(
+        default_factory=list,
+        description="The knowledge-base turns (POST /api/knowledge/query with this thread): "
+        "each question and its grounded answer.",
+    )
 
 
 class Health(BaseModel):

@@ -55,6 +55,7 @@ class Services:
     registry: ModelRegistry
     relay: OpenAIRelay
     chat_graph: CompiledStateGraph
+    rag_graph: CompiledStateGraph
     threads: ThreadStore
     chat: ChatService
     chroma: ChromaClientProvider
@@ -186,6 +187,7 @@ async def open_services(
             registry=registry,
             relay=relay,
             chat_graph=chat_graph,
+            rag_graph=rag_graph,
             threads=threads,
             chat=ChatService(
                 registry=registry,

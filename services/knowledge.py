@@ -563,8 +563,8 @@ class KnowledgeService:
                 where = validate_filter(query.filter)
             except InvalidFilter as exc:
                 raise ApiError(422, "invalid_filter", str(exc)) from exc
-        collection = await self._search_collection(context.org_id, query.collection)
-        if collection is None:
+        cached = await self._search_collection(context.org_id, query.collection)
+        if cached is None:
             if query.collection == DEFAULT_COLLECTION:
                 return []  # nothing uploaded yet
             raise ApiError(
@@ -574,19 +574,20 @@ class KnowledgeService:
         # buries chunks only the embedder found (cross-lingual hits), measured in
         # bench/rag_quality.py. The two legs run concurrently.
         fetch = query.k if query.mode != "hybrid" else 2 * query.k
-        found = collection
-
-        async def vector_leg() -> tuple[KnowledgeCollection, list[VectorHit]]:
-            if query.mode == "keyword":
-                return found, []
-            return await self._vector_leg(context, found, query, fetch, where)
-
-        async def keyword_leg() -> list[tuple[str, float]]:
-            if query.mode == "vector":
-                return []
-            return await self._keyword_leg(found, query, fetch, where)
-
-        (collection, vector_hits), keyword_hits = await asyncio.gather(vector_leg(), keyword_leg())
+        collection = cached  # after a re-embedding swap: the record the vector leg used
+        vector_hits: list[VectorHit] = []
+        keyword_hits: list[tuple[str, float]] = []
+        if query.mode == "vector":
+            collection, vector_hits = await self._vector_leg(
+                context, collection, query, fetch, where
+            )
+        elif query.mode == "keyword":
+            keyword_hits = await self._keyword_leg(collection, query, fetch, where)
+        else:
+            (collection, vector_hits), keyword_hits = await asyncio.gather(
+                self._vector_leg(context, collection, query, fetch, where),
+                self._keyword_leg(collection, query, fetch, where),
+            )
         relevant = await self._relevant(collection, query, vector_hits, keyword_hits)
         return await self._merge(collection, query, vector_hits, keyword_hits, relevant)
 

@@ -6,11 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 from langchain_core.runnables import RunnableConfig
+from langgraph.graph.state import CompiledStateGraph
 
 from api.deps import ServicesDep
 from api.schemas import THREAD_ID_PATTERN, ThreadDetail, ThreadMessage, ThreadPublic, ThreadsPublic
 from auth.deps import CurrentPrincipal
-from db.models import ChatThread, checkpoint_key
+from db.models import ChatThread, checkpoint_key, rag_checkpoint_key
 from services.openai_format import to_openai_message
 
 router = APIRouter(prefix="/chat/threads", tags=["threads"])
@@ -47,15 +48,17 @@ async def get_thread(
 ) -> ThreadDetail:
     """A thread with its full conversation (trimming affects only what the model sees)."""
     thread = await services.threads.get(principal, thread_id)
-    config: RunnableConfig = {
-        "configurable": {"thread_id": checkpoint_key(principal.org_id, thread_id)}
-    }
-    state = await services.chat_graph.aget_state(config)
+    chat = await _messages(services.chat_graph, checkpoint_key(principal.org_id, thread_id))
+    knowledge = await _messages(services.rag_graph, rag_checkpoint_key(principal.org_id, thread_id))
+    return ThreadDetail(**_public(thread).model_dump(), messages=chat, knowledge_messages=knowledge)
+
+
+async def _messages(graph: CompiledStateGraph, key: str) -> list[ThreadMessage]:
+    """The messages the graph's checkpointer holds under ``key``."""
+    config: RunnableConfig = {"configurable": {"thread_id": key}}
+    state = await graph.aget_state(config)
     messages = state.values.get("messages", []) if state else []
-    return ThreadDetail(
-        **_public(thread).model_dump(),
-        messages=[ThreadMessage(**to_openai_message(m)) for m in messages],
-    )
+    return [ThreadMessage(**to_openai_message(m)) for m in messages]
 
 
 @router.delete("/{thread_id}", status_code=204, operation_id="threads-delete")

@@ -237,9 +237,14 @@ def test_thread_follow_up_is_rewritten_and_private(
     assert other.status_code == 200
     assert other.json()["answer"] == NOT_FOUND_ANSWER  # no history, no documents
     assert len(chat_requests(fake_openai)) == calls
-    # The chat turns of the same thread id live apart from its RAG turns.
-    chat = httpx.get(f"{service.api}/chat/threads/rag-1", headers=service.headers())
-    assert chat.status_code == 200 and chat.json()["messages"] == []
+    # The chat turns of the same thread id live apart from its RAG turns; the thread shows
+    # both.
+    thread = httpx.get(f"{service.api}/chat/threads/rag-1", headers=service.headers())
+    assert thread.status_code == 200 and thread.json()["messages"] == []
+    turns = thread.json()["knowledge_messages"]
+    assert [m["role"] for m in turns] == ["user", "assistant", "user", "assistant"]
+    assert turns[0]["content"] == VPN_QUESTION
+    assert turns[2]["content"] == "How do I install it?"
 
 
 def test_usage_is_recorded_per_route(
