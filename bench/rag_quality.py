@@ -111,6 +111,9 @@ from jobs.in_process import InProcessJobQueue
 from knowledge import keyword_index
 from knowledge.keywords import terms
 from knowledge.vectors import VectorStore
+from limits.counters import MemoryCounters
+from limits.enforcer import LimitEnforcer
+from limits.store import LimitStore
 from providers.embeddings import EmbeddingRegistry
 from providers.keys import ProviderKeyStore, load_vault
 from services.knowledge import (
@@ -610,6 +613,12 @@ async def open_pipeline(
             ),
             jobs=jobs,
             provider_keys=ProviderKeyStore(sessions, load_vault(settings)),
+            limits=LimitEnforcer(  # enabled, as in the service (no limits set: one lookup)
+                LimitStore(sessions),
+                MemoryCounters(),
+                PriceTable(settings.prices),
+                settings.limits_default_max_tokens,
+            ),
         )
         await jobs.start()
         try:

@@ -14,7 +14,7 @@ import logging
 import time
 from calendar import monthrange
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, Decimal
 
@@ -161,6 +161,38 @@ class LimitEnforcer:
         org, user = await self.store.get(principal.org_id, principal.user_id)
         return [(scope, v) for scope, v in (("org", org), ("user", user)) if v is not None]
 
+    async def hold_tokens(
+        self, principal: Principal, context: CallContext, *, tokens: int, cost: Decimal
+    ) -> CallContext:
+        """Reserve a call without a reply (a search's query embedding), or raise 429.
+
+        ``tokens=0`` admits work whose size is not known yet (an upload): it is refused
+        only when a limit is already used up, or by ``requests_per_minute``.
+        """
+        scopes = await self.applicable(principal) if self.enabled else []
+        if not scopes:
+            return context
+        reservation = await self.reserve(principal, scopes, tokens=tokens, cost=cost)
+        return replace(context, reservation=reservation)
+
+    async def tab(self, context: CallContext) -> CallContext:
+        """Count accepted background work (ingestion, re-embedding) as its usage comes.
+
+        Never denies: the request that queued the work was admitted. The usage lands in the
+        windows current when the tab opened.
+        """
+        if not self.enabled or context.reservation is not None:
+            return context
+        principal = Principal(org_id=context.org_id, user_id=context.user_id)
+        scopes = await self.applicable(principal)
+        if not scopes:
+            return context
+        plan = _plan(principal, scopes, tokens=0, cost_micro=0, now=time.time())
+        return replace(
+            context,
+            reservation=Reservation(self.counters, plan.token_keys, plan.cost_keys, 0, 0),
+        )
+
     async def reserve(
         self,
         principal: Principal,
@@ -170,36 +202,12 @@ class LimitEnforcer:
         cost: Decimal,
     ) -> Reservation:
         """Hold one request, ``tokens`` and ``cost`` against every limit, or raise 429."""
-        windows = _windows(time.time())
         cost_micro = micro_usd(cost)
-        checks: list[Check] = []
-        names: list[tuple[str, str]] = []
-        token_keys: list[tuple[str, int]] = []
-        cost_keys: list[tuple[str, int]] = []
-        for scope, values in scopes:
-            owner = (
-                f"org:{principal.org_id}"
-                if scope == "org"
-                else (f"user:{principal.org_id}:{principal.user_id}")
-            )
-            for name, (window_name, unit) in _LIMITS.items():
-                limit = getattr(values, name)
-                if limit is None:
-                    continue
-                window = windows[window_name]
-                key = f"{owner}:{name}:{window.bucket}"
-                amount = {"requests": 1, "tokens": tokens, "cost": cost_micro}[unit]
-                bound = micro_usd(Decimal(limit)) if unit == "cost" else int(limit)
-                checks.append(Check(key, amount, bound, window.ttl))
-                names.append((scope, name))
-                if unit == "tokens":
-                    token_keys.append((key, window.ttl))
-                elif unit == "cost":
-                    cost_keys.append((key, window.ttl))
-        failed = await self.counters.reserve(checks) if checks else None
+        plan = _plan(principal, scopes, tokens=tokens, cost_micro=cost_micro, now=time.time())
+        failed = await self.counters.reserve(plan.checks) if plan.checks else None
         if failed is not None:
-            scope, name = names[failed]
-            window = windows[_LIMITS[name][0]]
+            scope, name = plan.names[failed]
+            window = plan.windows[_LIMITS[name][0]]
             whose = "organization's" if scope == "org" else "user's"
             limit = getattr(dict(scopes)[scope], name)
             raise ApiError(
@@ -209,4 +217,47 @@ class LimitEnforcer:
                 headers={"Retry-After": str(max(window.resets_in, 1))},
                 details={"limit": name, "scope": scope},
             )
-        return Reservation(self.counters, token_keys, cost_keys, tokens, cost_micro)
+        return Reservation(self.counters, plan.token_keys, plan.cost_keys, tokens, cost_micro)
+
+
+@dataclass(slots=True)
+class _Plan:
+    """The counters one call touches: what to check, and what its usage settles."""
+
+    windows: dict[str, _Window]
+    checks: list[Check] = field(default_factory=list)
+    names: list[tuple[str, str]] = field(default_factory=list)  # (scope, limit) per check
+    token_keys: list[tuple[str, int]] = field(default_factory=list)
+    cost_keys: list[tuple[str, int]] = field(default_factory=list)
+
+
+def _plan(
+    principal: Principal,
+    scopes: list[tuple[str, LimitValues]],
+    *,
+    tokens: int,
+    cost_micro: int,
+    now: float,
+) -> _Plan:
+    plan = _Plan(_windows(now))
+    for scope, values in scopes:
+        owner = (
+            f"org:{principal.org_id}"
+            if scope == "org"
+            else (f"user:{principal.org_id}:{principal.user_id}")
+        )
+        for name, (window_name, unit) in _LIMITS.items():
+            limit = getattr(values, name)
+            if limit is None:
+                continue
+            window = plan.windows[window_name]
+            key = f"{owner}:{name}:{window.bucket}"
+            amount = {"requests": 1, "tokens": tokens, "cost": cost_micro}[unit]
+            bound = micro_usd(Decimal(limit)) if unit == "cost" else int(limit)
+            plan.checks.append(Check(key, amount, bound, window.ttl))
+            plan.names.append((scope, name))
+            if unit == "tokens":
+                plan.token_keys.append((key, window.ttl))
+            elif unit == "cost":
+                plan.cost_keys.append((key, window.ttl))
+    return plan

@@ -150,6 +150,7 @@ async def open_services(
             accountant=accountant,
             jobs=jobs,
             provider_keys=provider_keys,
+            limits=limits,
         )
         prompt_templates = PromptTemplates(sessions)
         prompt_evaluations = PromptEvaluations(  # registers its task before the queue starts

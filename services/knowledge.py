@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Literal
 
 from langchain_core.embeddings import Embeddings
@@ -23,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from accounting.accountant import Accountant
-from accounting.embeddings import AccountedEmbeddings
+from accounting.embeddings import AccountedEmbeddings, estimate_tokens
 from accounting.events import CallContext
 from auth.tokens import Principal
 from core.config import Settings
@@ -37,6 +38,7 @@ from knowledge.fusion import reciprocal_rank_fusion
 from knowledge.ingest import DocumentGone, VectorTarget, ingest_document
 from knowledge.metadata import InvalidMetadata, chunk_metadata, validate_user_metadata
 from knowledge.vectors import Distance, VectorHit, VectorStore, space_of
+from limits.enforcer import LimitEnforcer
 from loaders import CONTENT_TYPES, LoaderError, sniff_type
 from providers.embeddings import EmbeddingRegistry, UnknownEmbeddingModel
 from providers.keys import ProviderKeyStore
@@ -166,6 +168,7 @@ class KnowledgeService:
         accountant: Accountant,
         jobs: JobQueue,
         provider_keys: ProviderKeyStore,
+        limits: LimitEnforcer,
     ) -> None:
         self._settings = settings
         self._sessions = sessions
@@ -174,6 +177,7 @@ class KnowledgeService:
         self._accountant = accountant
         self._jobs = jobs
         self._keys = provider_keys
+        self._limits = limits
         # Searches read a collection's record from here, not SQL (org_cache_seconds): the
         # record changes only when a re-embedding swaps it, and a search that hits the
         # dropped collection reads the fresh record and retries.
@@ -262,7 +266,12 @@ class KnowledgeService:
             raise ApiError(400, "unknown_embedding_model", str(exc)) from exc
 
     async def _embedder(self, org_id: str, model: str, context: CallContext) -> Embeddings:
-        """The collection's embedder, accounted to ``context``, with the org's own key."""
+        """The collection's embedder, accounted to ``context``, with the org's own key.
+
+        Its usage counts against the caller's limits: settling the request's hold, or, for
+        background work (ingestion, re-embedding), added as it comes.
+        """
+        context = await self._limits.tab(context)
         org_key = await self._keys.get(org_id, "openai")
         try:
             spec = self._embeddings.spec(model, org_key=org_key)
@@ -287,6 +296,14 @@ class KnowledgeService:
             user_metadata = validate_user_metadata(metadata)
         except InvalidMetadata as exc:
             raise ApiError(422, "invalid_metadata", str(exc)) from exc
+        # An org (or user) whose token or cost limit is used up uploads nothing (429) until
+        # its window resets; accepted files are ingested in full and counted as they embed.
+        await self._limits.hold_tokens(
+            principal,
+            self.context(principal, INGEST_TASK, request_id),
+            tokens=0,
+            cost=Decimal(0),
+        )
         collection = await self._ensure_collection(principal, collection_name)
         result = UploadResult()
         waits: list[tuple[KnowledgeDocument, str]] = []
@@ -573,6 +590,31 @@ class KnowledgeService:
         # Each leg of a hybrid search contributes its best 2k: fusing BM25's whole tail
         # buries chunks only the embedder found (cross-lingual hits), measured in
         # bench/rag_quality.py. The two legs run concurrently.
+        held = None
+        if context.reservation is None and query.mode != "keyword":
+            # A search of its own (not RAG's retrieval, which its query holds): the query's
+            # embedding is reserved like a chat prompt, 429 when over a limit.
+            tokens = estimate_tokens([query.query])
+            context = await self._limits.hold_tokens(
+                Principal(org_id=context.org_id, user_id=context.user_id),
+                context,
+                tokens=tokens,
+                cost=self._accountant.prices.cost(cached.embedding_model, tokens, 0),
+            )
+            held = context.reservation
+        try:
+            return await self._search(context, query, cached, where)
+        finally:
+            if held is not None:
+                held.release()  # a no-op once the embedding's usage settled it
+
+    async def _search(
+        self,
+        context: CallContext,
+        query: SearchQuery,
+        cached: KnowledgeCollection,
+        where: dict[str, Any] | None,
+    ) -> list[SearchHit]:
         fetch = query.k if query.mode != "hybrid" else 2 * query.k
         collection = cached  # after a re-embedding swap: the record the vector leg used
         vector_hits: list[VectorHit] = []

@@ -1,7 +1,9 @@
 """Knowledge-base maintenance outside the server: ``ai-helper-core knowledge reembed``.
 
 Builds just what re-embedding needs (database, Chroma, embedders, usage recorder) and runs
-the same rebuild the ``POST /api/knowledge/reembed`` job runs, in the foreground.
+the same rebuild the ``POST /api/knowledge/reembed`` job runs, in the foreground. An
+operator's tool: its embedding calls are accounted (usage events) but not held against the
+org's limits.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from core.vectorstore import ChromaClientProvider
 from db.session import create_engine, create_sessionmaker
 from jobs.in_process import InProcessJobQueue
 from knowledge.vectors import VectorStore
+from limits.counters import MemoryCounters
+from limits.enforcer import LimitEnforcer
+from limits.store import LimitStore
 from providers.embeddings import EmbeddingRegistry
 from providers.keys import ProviderKeyStore, load_vault
 from services.knowledge import KnowledgeService
@@ -43,6 +48,13 @@ async def reembed_collection(
             accountant=accountant,
             jobs=InProcessJobQueue(workers=1),
             provider_keys=ProviderKeyStore(sessions, load_vault(settings)),
+            limits=LimitEnforcer(
+                LimitStore(sessions),
+                MemoryCounters(),
+                accountant.prices,
+                settings.limits_default_max_tokens,
+                enabled=False,
+            ),
         )
         admin = Principal(org_id=org_id, user_id="cli", role="admin")
         started = await service.reembed(admin, collection, model, request_id=None, queue=False)
