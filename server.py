@@ -12,7 +12,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 from fastapi import Depends, FastAPI, Request
 from langchain_core.callbacks import BaseCallbackManager
@@ -48,9 +48,11 @@ from services.runnable_config import (
 logger = logging.getLogger(__name__)
 
 ConfigModifier = Callable[[dict[str, Any], Request], Awaitable[dict[str, Any]]]
-_SERVER_CALLBACKS = "__server_callbacks"
-"""Where a run's server-set callbacks also travel: LangServe's batch endpoint keeps only
-``configurable`` of the config the modifier built (``_keep_server_callbacks``)."""
+_SERVER_CONFIG = "__server_config"
+"""Where a run's server-set callbacks, tags and metadata also travel: LangServe's batch
+endpoint keeps only ``configurable`` of the config the modifier built
+(``_keep_server_config``)."""
+_CARRIED = ("callbacks", "tags", "metadata")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -147,16 +149,19 @@ async def _client_configurable(
         raise ApiError(422, "invalid_config", f"configurable.{where}: {first['msg']}") from exc
 
 
-def _with_server_callbacks(modifier: ConfigModifier) -> ConfigModifier:
-    """Also put the modifier's callbacks (accounting) in ``configurable``, for batches."""
+def _with_server_config(modifier: ConfigModifier) -> ConfigModifier:
+    """Copy the modifier's callbacks, tags and metadata into ``configurable`` (for batches).
+
+    Accounting rides on the callbacks, tracing's caller on the tags and metadata.
+    """
 
     async def modify(config: dict[str, Any], request: Request) -> dict[str, Any]:
         modified = await modifier(config, request)
-        callbacks = modified.get("callbacks")
-        if isinstance(callbacks, list) and callbacks:
+        carried = {key: modified[key] for key in _CARRIED if modified.get(key)}
+        if carried:
             modified["configurable"] = {
                 **(modified.get("configurable") or {}),
-                _SERVER_CALLBACKS: tuple(callbacks),
+                _SERVER_CONFIG: carried,
             }
         return modified
 
@@ -176,22 +181,29 @@ class _ServedRunnable(RunnableBinding[Any, Any]):  # type: ignore[no-redef]
         return self.bound.get_config_jsonschema(include=include)
 
 
-def _keep_server_callbacks(runnable: Runnable) -> Runnable:
-    """The runnable, run with the server-set callbacks of ``configurable`` when missing.
+def _keep_server_config(runnable: Runnable) -> Runnable:
+    """The runnable, run with the server-set callbacks, tags and metadata when missing.
 
     LangServe's ``/batch`` projects the modifier's config onto ``configurable`` again,
-    dropping its callbacks, so a batch's model calls would go unaccounted; ``/invoke``
-    and the streams keep them (then nothing is added twice).
+    dropping the rest, so a batch's model calls would go unaccounted and its traces lose
+    the caller; ``/invoke`` and the streams keep them (then nothing is added twice).
     """
 
     def restore(config: RunnableConfig) -> RunnableConfig:
-        handlers = (config.get("configurable") or {}).get(_SERVER_CALLBACKS) or ()
+        carried = (config.get("configurable") or {}).get(_SERVER_CONFIG) or {}
+        restored: dict[str, Any] = {}
         present = config.get("callbacks")
         current = (
             present.handlers if isinstance(present, BaseCallbackManager) else list(present or [])
         )
-        missing = [handler for handler in handlers if handler not in current]
-        return {"callbacks": missing} if missing else {}
+        if missing := [h for h in carried.get("callbacks", ()) if h not in current]:
+            restored["callbacks"] = missing
+        if tags := [t for t in carried.get("tags", ()) if t not in (config.get("tags") or [])]:
+            restored["tags"] = tags
+        metadata = config.get("metadata") or {}
+        if extra := {k: v for k, v in carried.get("metadata", {}).items() if k not in metadata}:
+            restored["metadata"] = extra
+        return cast(RunnableConfig, restored)
 
     return _ServedRunnable(bound=runnable, config_factories=[restore])
 
@@ -278,10 +290,10 @@ def _add_runnable_routes(
     def serve(path: str, runnable: Any, modifier: ConfigModifier) -> None:
         add_routes(
             app,
-            _keep_server_callbacks(runnable),
+            _keep_server_config(runnable),
             path=path,
             dependencies=auth,
-            per_req_config_modifier=_with_server_callbacks(modifier),
+            per_req_config_modifier=_with_server_config(modifier),
         )
 
     serve(

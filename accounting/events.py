@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -58,8 +58,10 @@ class UsageRecord:
         return self.prompt_tokens + self.completion_tokens
 
     def row(self) -> dict[str, Any]:
-        """The database row."""
-        return {**asdict(self), "total_tokens": self.total_tokens}
+        """The database row (a shallow copy: ``asdict`` deep-copies every value)."""
+        row = {name: getattr(self, name) for name in _RECORD_FIELDS}
+        row["total_tokens"] = self.total_tokens
+        return row
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict (for the spool file)."""
@@ -78,6 +80,9 @@ class UsageRecord:
                 "created_at": datetime.fromisoformat(data["created_at"]),
             }
         )
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(UsageRecord))
 
 
 @dataclass(frozen=True, slots=True)

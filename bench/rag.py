@@ -18,13 +18,17 @@ Ingestion (chunks/s from the first upload to the last document ``ready``, and CP
   client, Chroma's HNSW insert, the SQL registry and BM25 postings, accounting.
 
 Search (concurrency 1, ``k`` results, client-side p50/p95) at each ``--chunks`` size of the
-fake-embedded collection, ``mode`` vector, hybrid and keyword. The baseline, in the same run
-and interleaved query by query with the service's: a copy of the service's Chroma directory
-(made once ingestion is idle, so no two processes write one directory) opened with
-``chromadb.PersistentClient`` in this process, queried with ``n_results=k`` and the same
-``include`` as the service. Vector mode is compared with embedding on both sides: the
-baseline embeds the query with one HTTP call to the fake (base64, as the OpenAI SDK does)
-and then queries Chroma; "raw query" alone (no embedding) is shown too.
+fake-embedded collection, ``mode`` vector, hybrid and keyword. The baselines, in the same run
+and interleaved query by query with the service's, query a copy of the service's Chroma
+directory (made once ingestion is idle, so no two processes write one directory) opened with
+``chromadb.PersistentClient`` in this process, with ``n_results=k`` and the same ``include``
+as the service. "chromadb direct" (the target's baseline) is what a program using chromadb
+runs for ``query(query_texts=[q])``: chromadb's ``OpenAIEmbeddingFunction`` (the openai SDK)
+against the same fake, then the query; it runs on the service's core (this process moves
+there for each raw call), so it reaches the fake across cores as the service does. Chroma's
+query alone and the query embedded by one bare aiohttp call are shown too. The small
+``local-use`` collection gets the same comparison with the same local engine embedding the
+query in this process (the default set-up).
 
     .venv/bin/python bench/rag.py [--chunks 10000,100000] [--queries 200] [--k 4]
         [--local-docs 20] [--local-engines use[,e5]] [--e5-docs 5] [--doc-chunks 1000]

@@ -162,16 +162,21 @@ class LimitEnforcer:
         return [(scope, v) for scope, v in (("org", org), ("user", user)) if v is not None]
 
     async def hold_tokens(
-        self, principal: Principal, context: CallContext, *, tokens: int, cost: Decimal
+        self,
+        principal: Principal,
+        context: CallContext,
+        size: Callable[[], tuple[int, Decimal]],
     ) -> CallContext:
         """Reserve a call without a reply (a search's query embedding), or raise 429.
 
-        ``tokens=0`` admits work whose size is not known yet (an upload): it is refused
-        only when a limit is already used up, or by ``requests_per_minute``.
+        ``size`` gives its tokens and cost, computed only when the caller has limits;
+        ``(0, 0)`` admits work whose size is not known yet (an upload): it is refused only
+        when a limit is already used up, or by ``requests_per_minute``.
         """
         scopes = await self.applicable(principal) if self.enabled else []
         if not scopes:
             return context
+        tokens, cost = size()
         reservation = await self.reserve(principal, scopes, tokens=tokens, cost=cost)
         return replace(context, reservation=reservation)
 

@@ -299,10 +299,7 @@ class KnowledgeService:
         # An org (or user) whose token or cost limit is used up uploads nothing (429) until
         # its window resets; accepted files are ingested in full and counted as they embed.
         await self._limits.hold_tokens(
-            principal,
-            self.context(principal, INGEST_TASK, request_id),
-            tokens=0,
-            cost=Decimal(0),
+            principal, self.context(principal, INGEST_TASK, request_id), lambda: (0, Decimal(0))
         )
         collection = await self._ensure_collection(principal, collection_name)
         result = UploadResult()
@@ -594,12 +591,12 @@ class KnowledgeService:
         if context.reservation is None and query.mode != "keyword":
             # A search of its own (not RAG's retrieval, which its query holds): the query's
             # embedding is reserved like a chat prompt, 429 when over a limit.
-            tokens = estimate_tokens([query.query])
+            def size() -> tuple[int, Decimal]:
+                tokens = estimate_tokens([query.query])
+                return tokens, self._accountant.prices.cost(cached.embedding_model, tokens, 0)
+
             context = await self._limits.hold_tokens(
-                Principal(org_id=context.org_id, user_id=context.user_id),
-                context,
-                tokens=tokens,
-                cost=self._accountant.prices.cost(cached.embedding_model, tokens, 0),
+                Principal(org_id=context.org_id, user_id=context.user_id), context, size
             )
             held = context.reservation
         try:

@@ -75,6 +75,20 @@ def test_langserve_runs_carry_the_caller(langsmith: FakeLangSmith, services) -> 
     assert wait_seen(langsmith, "org-ls", "lsuser", "req-ls-3")
 
 
+def test_langserve_batches_carry_the_caller(langsmith: FakeLangSmith, services) -> None:
+    # LangServe's /batch rebuilds the config from `configurable`: tags and metadata travel
+    # there too, so batch runs are traced with their caller like single ones.
+    service = services.start()
+    remote = RemoteRunnable(
+        f"{service.url}/runnables/completion",
+        headers={**service.headers("org-batch", "batcher"), "x-request-id": "req-ls-batch"},
+    )
+    assert len(remote.batch([{"input": "one"}, {"input": "two"}])) == 2
+    assert wait_seen(
+        langsmith, "org-batch", "batcher", "req-ls-batch", "route:runnables.completion"
+    )
+
+
 def test_tracing_is_off_by_default(services, monkeypatch: pytest.MonkeyPatch) -> None:
     with FakeLangSmith() as fake:
         # Endpoint and key configured, but tracing not switched on: nothing is sent.
