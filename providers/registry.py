@@ -60,11 +60,12 @@ class ModelRegistry:
         """Create the connection pool the chat models share (inside the app's event loop).
 
         LangChain's default pool is a process-wide cache bound to the first event loop that
-        used it; one pool per app, closed with the app, keeps the models loop-safe.
+        used it; one pool per app, closed with the app, keeps the models loop-safe. The
+        transport is the SDK's aiohttp one (as for embeddings: less CPU per call than httpx's).
         """
         import openai
 
-        self._http = openai.DefaultAsyncHttpxClient(timeout=self._settings.upstream_timeout_seconds)
+        self._http = openai.DefaultAioHttpClient(timeout=self._settings.upstream_timeout_seconds)
         self._chat_models.clear()
 
     async def aclose(self) -> None:

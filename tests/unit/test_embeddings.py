@@ -286,14 +286,16 @@ def test_real_usage_is_captured_sync_and_async(fake_openai: FakeOpenAI) -> None:
             await embedder.aembed_documents(texts)
             await embedder.aembed_query("seven eight")
         assert (tally.prompt_tokens, tally.responses) == (8, 3) and tally.complete
+        embedder.embed_query("outside any tally")  # no tally: the hook stays out of the way
+        await registry.aclose()  # the async pool belongs to this loop
 
     asyncio.run(run())  # a loop of its own: the async client is first used here
-    embedder.embed_query("outside any tally")  # no tally: the hook stays out of the way
     assert len(embedding_requests(fake_openai)) == 6
 
 
 async def test_concurrent_tallies_do_not_mix(fake_openai: FakeOpenAI) -> None:
-    embedder = EmbeddingRegistry(openai_settings(fake_openai)).embeddings(OPENAI_MODEL)
+    registry = EmbeddingRegistry(openai_settings(fake_openai))
+    embedder = registry.embeddings(OPENAI_MODEL)
 
     async def measured(text: str) -> int:
         with measure_usage() as tally:
@@ -303,15 +305,19 @@ async def test_concurrent_tallies_do_not_mix(fake_openai: FakeOpenAI) -> None:
         return tally.prompt_tokens
 
     assert await asyncio.gather(measured("a"), measured("a b c"), measured("a b")) == [2, 6, 4]
+    await registry.aclose()
 
 
 async def test_registry_aclose_closes_the_pools(fake_openai: FakeOpenAI) -> None:
     registry = EmbeddingRegistry(openai_settings(fake_openai))
     embedder = registry.embeddings(OPENAI_MODEL)
+    org_embedder = registry.embeddings(OPENAI_MODEL, org_key="sk-org")  # one pool for every key
+    assert org_embedder.http_async_client is embedder.http_async_client  # type: ignore[attr-defined]
     assert len(await embedder.aembed_query("x")) == 1536
     await registry.aclose()
     assert embedder.http_async_client.is_closed and embedder.http_client.is_closed  # type: ignore[attr-defined]
-    assert registry.embeddings(OPENAI_MODEL) is not embedder
+    again = registry.embeddings(OPENAI_MODEL)
+    assert again is not embedder and again.http_async_client is not embedder.http_async_client  # type: ignore[attr-defined]
 
 
 # --- accounting -----------------------------------------------------------------------
@@ -387,6 +393,7 @@ async def test_async_openai_calls_are_accounted(fake_openai: FakeOpenAI) -> None
     assert [(r.prompt_tokens, r.estimated) for r in sink.records] == [(3, False), (2, False)]
     assert sink.records[0].cost_usd == Decimal("0.10") * 3 / 1_000_000
     assert embedding_requests(fake_openai)[0].headers["authorization"] == "Bearer sk-org"
+    await registry.aclose()
 
 
 async def test_local_calls_are_estimated_and_free() -> None:
@@ -433,6 +440,7 @@ async def test_failure_half_way_bills_the_batches_that_went_through(
     (event,) = sink.records
     assert (event.status, event.error_code, event.prompt_tokens) == ("error", "RateLimitError", 3)
     assert event.cost_usd == Decimal("0.02") * 3 / 1_000_000
+    await registry.aclose()
 
 
 def test_events_settle_the_reservation(fake_openai: FakeOpenAI) -> None:
