@@ -16,6 +16,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger(__name__)
@@ -125,6 +127,28 @@ async def _input_validation_handler(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body("invalid_input", message, 422), status_code=422)
 
 
+async def _database_busy_handler(request: Request, exc: Exception) -> JSONResponse:
+    """A busy or unreachable database is transient: 503 with Retry-After, not a bare 500.
+
+    SQLite serializes writers (a large ingestion's commit can outlast the busy timeout);
+    PostgreSQL may be restarting or the pool exhausted. The failed transaction rolled back,
+    so the client may retry.
+    """
+    logger.warning(
+        "database unavailable on %s %s: %s", request.method, request.url.path, exc, exc_info=exc
+    )
+    message = (
+        "the database is busy or unreachable; retry in a moment"
+        if isinstance(exc, OperationalError)
+        else "no database connection was free in time; retry in a moment"
+    )
+    return JSONResponse(
+        error_body("database_unavailable", message, 503),
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
+
+
 async def _unhandled_error_handler(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return JSONResponse(error_body("internal_error", "internal server error", 500), status_code=500)
@@ -136,4 +160,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)
     app.add_exception_handler(RequestValidationError, _validation_error_handler)
     app.add_exception_handler(ValidationError, _input_validation_handler)
+    app.add_exception_handler(OperationalError, _database_busy_handler)
+    app.add_exception_handler(PoolTimeoutError, _database_busy_handler)
     app.add_exception_handler(Exception, _unhandled_error_handler)
