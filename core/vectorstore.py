@@ -20,7 +20,7 @@ class ChromaClientProvider:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._client: Any = None
-        self._lock = asyncio.Lock()
+        self._building: asyncio.Task[Any] | None = None
 
     def _build(self) -> Any:
         import chromadb
@@ -39,12 +39,32 @@ class ChromaClientProvider:
         path.mkdir(parents=True, exist_ok=True)
         return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
 
+    @property
+    def ready(self) -> bool:
+        """Whether the client is built (a readiness probe must not wait for the import)."""
+        return self._client is not None
+
+    def start(self) -> asyncio.Task[Any]:
+        """Start building the client in a worker thread, once; the build in flight.
+
+        A failed build is started again by the next call. The build runs as a task of its
+        own, so a caller that stops waiting (a probe's timeout) does not throw it away.
+        """
+        task = self._building
+        if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
+            task = self._building = asyncio.ensure_future(asyncio.to_thread(self._build))
+            task.add_done_callback(self._built)
+        return task
+
+    def _built(self, task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and task.exception() is None:
+            self._client = task.result()
+
     async def get(self) -> Any:
         """The client, built on first call."""
-        async with self._lock:
-            if self._client is None:
-                self._client = await asyncio.to_thread(self._build)
+        if self._client is not None:
             return self._client
+        return await asyncio.shield(self.start())
 
     async def heartbeat(self) -> None:
         """Raise if the vector store cannot be reached."""

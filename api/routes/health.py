@@ -51,6 +51,14 @@ async def readyz(services: ServicesDep) -> JSONResponse:
         try:
             await asyncio.wait_for(probe(), _PROBE_TIMEOUT)
             checks[name] = "ok"
+        except TimeoutError:
+            if name == "vector_store" and not services.chroma.ready:
+                # Still importing chromadb / opening the store: the build goes on, and a
+                # later probe finds it ready (a fresh, cold process can take seconds).
+                checks[name] = "starting"
+            else:
+                logger.warning("readiness check %s timed out", name)
+                checks[name] = "unavailable: TimeoutError"
         except Exception as exc:  # a probe reports, it never raises
             logger.warning("readiness check %s failed: %s", name, exc)
             checks[name] = f"unavailable: {type(exc).__name__}"
