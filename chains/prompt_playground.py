@@ -60,12 +60,14 @@ class PromptPlayground(RunnableSerializable[dict[str, Any], str]):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
+    # "Unset" is 0, "" or -1 rather than None: the playground's form cannot show nullable
+    # fields (its JSON-schema renderer fails on {"type": "null"}) nor submit a null default.
     template: str = Field(default=DEFAULT_TEMPLATE, min_length=1, max_length=128)
-    version: int | None = Field(default=None, ge=1)
-    label: str | None = None
-    model: str | None = None
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    max_tokens: int | None = Field(default=None, ge=1)
+    version: int = Field(default=0, ge=0)
+    label: str = ""
+    model: str = ""
+    temperature: float = Field(default=-1, ge=-1, le=2)
+    max_tokens: int = Field(default=0, ge=0)
     resolver: TemplateResolver = Field(exclude=True)
     llm_factory: LlmFactory = Field(exclude=True)
 
@@ -83,9 +85,7 @@ class PromptPlayground(RunnableSerializable[dict[str, Any], str]):
         """Generation parameters: the configured ones, else the template's defaults."""
         defaults = dict(template.params)
         params = {k: defaults[k] for k in BOUND_PARAMS if defaults.get(k) is not None}
-        temperature = (
-            self.temperature if self.temperature is not None else defaults.get("temperature")
-        )
+        temperature = self.temperature if self.temperature >= 0 else defaults.get("temperature")
         max_tokens = self.max_tokens or defaults.get("max_tokens")
         if temperature is not None:
             params["temperature"] = temperature
@@ -98,7 +98,9 @@ class PromptPlayground(RunnableSerializable[dict[str, Any], str]):
         org_id = (config.get("configurable") or {}).get("org_id")
         if not org_id:
             raise ValueError("the prompt playground needs org_id set by the server")
-        template = await self.resolver(org_id, self.template, self.version, self.label)
+        template = await self.resolver(
+            org_id, self.template, self.version or None, self.label or None
+        )
         messages = template.render(variables)
 
         async def rendered(_: Any) -> list[BaseMessage]:
@@ -152,24 +154,26 @@ def build_prompt_playground(
         version=ConfigurableField(
             id="version",
             name="Version",
-            description="A version number (default: the production label's, else the latest).",
+            description="A version number (0: the production label's, else the latest).",
         ),
         label=ConfigurableField(
-            id="label", name="Label", description="A label's version instead (not with version)."
+            id="label",
+            name="Label",
+            description="A label's version instead (empty: none; not with version).",
         ),
         model=ConfigurableField(
             id="model",
             name="Model",
-            description=f"The chat model (default: the template's{fallback}).{known}",
+            description=f"The chat model (empty: the template's{fallback}).{known}",
         ),
         temperature=ConfigurableField(
             id="temperature",
             name="Temperature",
-            description="Sampling temperature, 0-2 (default: the template's).",
+            description="Sampling temperature, 0-2 (-1: the template's).",
         ),
         max_tokens=ConfigurableField(
             id="max_tokens",
             name="Max tokens",
-            description="Reply token cap (default: the template's).",
+            description="Reply token cap (0: the template's).",
         ),
     )

@@ -20,7 +20,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from accounting.events import CallContext
 from api.knowledge_schemas import COLLECTION_PATTERN
@@ -55,7 +55,23 @@ class RunnableConfigurable(BaseModel):
 
 
 class PromptConfigurable(RunnableConfigurable):
-    """The prompt playground's ``configurable``: also which template version."""
+    """The prompt playground's ``configurable``: also which template version.
+
+    The playground's form submits every field, "unset" ones as 0, "" or -1 (it cannot show
+    nullable fields); those mean "not given".
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unset_to_none(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        unset = {"version": 0, "label": "", "model": "", "max_tokens": 0, "temperature": -1}
+        return {
+            k: v
+            for k, v in data.items()
+            if not (k in unset and v == unset[k] and not isinstance(v, bool))
+        }
 
     template: str | None = Field(default=None, pattern=TEMPLATE_NAME_PATTERN)
     version: int | None = Field(default=None, ge=1, le=2**31 - 1)
@@ -131,7 +147,7 @@ async def runnable_config(
             configurable["temperature"] = defaults["temperature"]
         if reply_limit is None and defaults.get("max_tokens") is not None:
             reply_limit = configurable["max_tokens"] = int(defaults["max_tokens"])
-        configurable.update(template=template.name, version=template.version, label=None)
+        configurable.update(template=template.name, version=template.version)
     thread_id: str | None = None
     if with_threads and (client.thread_id or require_thread):
         thread_id = client.thread_id or f"runnable-{uuid.uuid4().hex}"
