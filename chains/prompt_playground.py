@@ -15,6 +15,7 @@ Served at ``/runnables/prompt``.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from langchain_core.language_models import BaseChatModel
@@ -31,6 +32,12 @@ from pydantic import ConfigDict, Field
 
 DEFAULT_TEMPLATE = "summarize"
 """The template the playground opens with (a system starter every org has)."""
+UNSET: Mapping[str, Any] = MappingProxyType(
+    {"version": 0, "label": "", "model": "", "temperature": -1, "max_tokens": 0}
+)
+"""The configurable fields' "not given" values. Not None: the playground's form cannot show
+nullable fields (its JSON-schema renderer fails on {"type": "null"}) nor submit a null default.
+The server maps them back to "not given" (``services.runnable_config.PromptConfigurable``)."""
 BOUND_PARAMS = ("top_p", "stop", "presence_penalty", "frequency_penalty", "seed")
 """Template params passed to the model as they are (temperature/max_tokens can be tuned)."""
 
@@ -60,14 +67,12 @@ class PromptPlayground(RunnableSerializable[dict[str, Any], str]):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    # "Unset" is 0, "" or -1 rather than None: the playground's form cannot show nullable
-    # fields (its JSON-schema renderer fails on {"type": "null"}) nor submit a null default.
     template: str = Field(default=DEFAULT_TEMPLATE, min_length=1, max_length=128)
-    version: int = Field(default=0, ge=0)
-    label: str = ""
-    model: str = ""
-    temperature: float = Field(default=-1, ge=-1, le=2)
-    max_tokens: int = Field(default=0, ge=0)
+    version: int = Field(default=UNSET["version"], ge=0)  # the defaults: see UNSET
+    label: str = UNSET["label"]
+    model: str = UNSET["model"]
+    temperature: float = Field(default=UNSET["temperature"], ge=-1, le=2)
+    max_tokens: int = Field(default=UNSET["max_tokens"], ge=0)
     resolver: TemplateResolver = Field(exclude=True)
     llm_factory: LlmFactory = Field(exclude=True)
 

@@ -28,6 +28,7 @@ from api.prompt_schemas import LABEL_PATTERN, TEMPLATE_NAME_PATTERN
 from api.schemas import THREAD_ID_PATTERN
 from auth.tokens import Principal
 from chains.prompt_playground import DEFAULT_TEMPLATE
+from chains.prompt_playground import UNSET as PLAYGROUND_UNSET
 from core.request_id import current_request_id
 from core.tracing import run_metadata
 from db.models import checkpoint_key
@@ -57,8 +58,8 @@ class RunnableConfigurable(BaseModel):
 class PromptConfigurable(RunnableConfigurable):
     """The prompt playground's ``configurable``: also which template version.
 
-    The playground's form submits every field, "unset" ones as 0, "" or -1 (it cannot show
-    nullable fields); those mean "not given".
+    The playground's form submits every field, the unset ones with the runnable's "not
+    given" values (``chains.prompt_playground.UNSET``); they are dropped here.
     """
 
     @model_validator(mode="before")
@@ -66,11 +67,10 @@ class PromptConfigurable(RunnableConfigurable):
     def _unset_to_none(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        unset = {"version": 0, "label": "", "model": "", "max_tokens": 0, "temperature": -1}
         return {
             k: v
             for k, v in data.items()
-            if not (k in unset and v == unset[k] and not isinstance(v, bool))
+            if not (k in PLAYGROUND_UNSET and v == PLAYGROUND_UNSET[k] and not isinstance(v, bool))
         }
 
     template: str | None = Field(default=None, pattern=TEMPLATE_NAME_PATTERN)
