@@ -361,7 +361,7 @@ def test_reembed_from_the_cli(
 ) -> None:
     from typer.testing import CliRunner
 
-    from core.cli import app
+    from cli import app
 
     kb = services.start(**EMBEDDING)
     upload(kb, [("security.txt", VPN.encode())])

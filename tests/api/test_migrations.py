@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from core.cli import app
+from cli import app
 from db.migrate import downgrade, sync_url, upgrade
 from tests.support.service import ServiceFactory
 

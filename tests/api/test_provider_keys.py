@@ -9,7 +9,7 @@ from cryptography.fernet import Fernet
 from langserve import RemoteRunnable
 from typer.testing import CliRunner
 
-from core.cli import app
+from cli import app
 from db.migrate import sync_url
 from tests.fakes.openai_server import FakeOpenAI
 from tests.support.service import RunningService

@@ -51,7 +51,7 @@ class PlaygroundService:
 def _cli() -> list[str]:
     """The ``ai-helper-core`` command of this venv (module form if the script is absent)."""
     script = Path(sys.executable).with_name("ai-helper-core")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "core.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "cli"]
 
 
 def _service_env(data_dir: Path) -> dict[str, str]:

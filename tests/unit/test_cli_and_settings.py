@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from auth.tokens import TokenVerifier
-from core.cli import app
+from cli import app
 from core.config import Settings
 
 
