@@ -33,6 +33,7 @@ from providers.local_llm import start_local_model
 from providers.registry import ModelRegistry
 from providers.relay import OpenAIRelay
 from services.chat import ChatService
+from services.job_table import job_handlers
 from services.knowledge import KnowledgeService
 from services.knowledge_query import KnowledgeQuery
 from services.prompt_evaluations import PromptEvaluations
@@ -153,7 +154,7 @@ async def open_services(
             limits=limits,
         )
         prompt_templates = PromptTemplates(sessions)
-        prompt_evaluations = PromptEvaluations(  # registers its task before the queue starts
+        prompt_evaluations = PromptEvaluations(
             sessions=sessions,
             templates=prompt_templates,
             registry=registry,
@@ -174,6 +175,8 @@ async def open_services(
                 threshold=settings.semantic_cache_threshold,
                 ttl=settings.cache_ttl_seconds,
             )
+        for task, handler in job_handlers(prompt_evaluations=prompt_evaluations).items():
+            jobs.register(task, handler)
         await jobs.start()
         stack.push_async_callback(jobs.aclose)
         recovered = await knowledge.recover()
