@@ -29,10 +29,14 @@ def _raw_upload(kb: RunningService, filename: str) -> httpx.Response:
     """
     boundary = "ahc-test-boundary"
     body = (
-        f"--{boundary}\r\n"
-        f'Content-Disposition: form-data; name="files"; filename="{filename}"\r\n'
-        "Content-Type: text/plain\r\n\r\n"
-    ).encode() + TEXT + f"\r\n--{boundary}--\r\n".encode()
+        (
+            f"--{boundary}\r\n"
+            f'Content-Disposition: form-data; name="files"; filename="{filename}"\r\n'
+            "Content-Type: text/plain\r\n\r\n"
+        ).encode()
+        + TEXT
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     headers = {**kb.headers(), "Content-Type": f"multipart/form-data; boundary={boundary}"}
     return httpx.post(f"{kb.api}/knowledge/documents", content=body, headers=headers, timeout=60)
 
