@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Path, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
+from pydantic import WithJsonSchema
 
 from api.deps import ServicesDep
 from api.knowledge_schemas import (
@@ -41,6 +42,12 @@ from services.knowledge import (
 router = APIRouter(prefix="/knowledge", tags=["knowledge"])
 
 DocumentId = Annotated[str, Path(min_length=1, max_length=64)]
+FilePart = Annotated[
+    UploadFile | str,
+    WithJsonSchema({"type": "string", "contentMediaType": "application/octet-stream"}),
+]
+"""A multipart file; a part sent without a filename arrives as text and is refused with its
+field's name (declared here so it is not a validation error naming ``UploadFile``)."""
 
 
 def document_public(
@@ -114,9 +121,8 @@ async def upload_documents(
     request: Request,
     principal: CurrentPrincipal,
     services: ServicesDep,
-    # ``| str``: a part without a filename arrives as text; refused below with its field name
-    files: Annotated[list[UploadFile | str] | None, File(description="One or many files.")] = None,
-    file: Annotated[UploadFile | str | None, File(description="A single file.")] = None,
+    files: Annotated[list[FilePart] | None, File(description="One or many files.")] = None,
+    file: Annotated[FilePart | None, File(description="A single file.")] = None,
     metadata: Annotated[str | None, Form(description="JSON object kept with every chunk.")] = None,
     collection: Annotated[str, Form(pattern=COLLECTION_PATTERN)] = "default",
 ) -> Any:
