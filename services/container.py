@@ -33,7 +33,7 @@ from providers.local_llm import start_local_model
 from providers.registry import ModelRegistry
 from providers.relay import OpenAIRelay
 from services.chat import ChatService
-from services.job_table import job_handlers
+from services.job_table import job_handlers, register_jobs
 from services.knowledge import KnowledgeService
 from services.knowledge_query import KnowledgeQuery
 from services.prompt_evaluations import PromptEvaluations
@@ -175,8 +175,9 @@ async def open_services(
                 threshold=settings.semantic_cache_threshold,
                 ttl=settings.cache_ttl_seconds,
             )
-        for task, handler in job_handlers(prompt_evaluations=prompt_evaluations).items():
-            jobs.register(task, handler)
+        register_jobs(
+            jobs, job_handlers(knowledge=knowledge, prompt_evaluations=prompt_evaluations)
+        )
         await jobs.start()
         stack.push_async_callback(jobs.aclose)
         recovered = await knowledge.recover()
