@@ -16,6 +16,12 @@ from typing import Any
 import httpx
 import pytest
 
+from auth.tokens import Principal
+from core.errors import ApiError
+from db.migrate import upgrade
+from db.session import create_engine, create_sessionmaker
+from prompts import store
+from services.prompt_templates import PromptTemplates, TemplateDraft
 from tests.support.service import RunningService, ServiceFactory
 
 N = 8
@@ -180,3 +186,42 @@ async def test_thread_delete_answers_204_once(
         ]
         responses(await at_once(calls), [204] + [404] * (N - 1))
         assert (await client.get("/chat/threads/gone", headers=headers)).status_code == 404
+
+
+async def test_template_delete_waits_for_a_label_being_set(
+    db_services: ServiceFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A delete that comes while a label is written waits for it (no foreign key 500)."""
+    settings = db_services.settings()
+    if not settings.is_postgres:
+        pytest.skip("SQLite runs one writer at a time and enforces no foreign keys")
+    upgrade(settings)
+    engine = create_engine(settings)
+    try:
+        templates = PromptTemplates(create_sessionmaker(engine))
+        org = new_org()
+        alice, boss = Principal(org, "alice"), Principal(org, "boss", "admin")
+        draft = TemplateDraft(name="greet", messages=[{"role": "user", "content": "Hi {x}"}])
+        await templates.create(alice, draft)
+        writing, release = asyncio.Event(), asyncio.Event()
+        set_label = store.set_label
+
+        async def paused_set_label(*args: Any, **kwargs: Any) -> Any:
+            writing.set()  # the template and version were found: the label comes next
+            await release.wait()
+            return await set_label(*args, **kwargs)
+
+        monkeypatch.setattr(store, "set_label", paused_set_label)
+        label = asyncio.create_task(templates.set_label(alice, "greet", "production", 1))
+        await writing.wait()
+        delete = asyncio.create_task(templates.delete(boss, "greet"))
+        await asyncio.sleep(0.3)
+        assert not delete.done()  # waits on the template row the label's writer holds
+        release.set()
+        assert await label == {"production": 1}
+        await delete
+        with pytest.raises(ApiError) as missing:
+            await templates.get(org, "greet")
+        assert missing.value.status_code == 404
+    finally:
+        await engine.dispose()
