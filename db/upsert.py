@@ -28,8 +28,8 @@ async def upsert(
 ) -> Row:
     """Insert ``values``, or update the row with the same ``key`` columns; the row after.
 
-    ``values`` are keyed by column name and include the key and at least one other
-    column. Every column in ``values`` but the key is overwritten on conflict; columns not given
+    ``values`` are keyed by column name and hold the key and at least one other column.
+    Every column in ``values`` but the key is overwritten on conflict; columns not given
     keep their stored value (or get their insert default). ``onupdate`` functions do not
     run on the conflict path: pass such columns (``updated_at``) in ``values``.
     """
