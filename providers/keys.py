@@ -19,7 +19,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.config import Settings
+from db.base import utcnow
 from db.models import ProviderKey
+from db.upsert import upsert
 
 PROVIDERS = ("openai", "elevenlabs")
 KEY_FILE = "encryption_key"
@@ -75,11 +77,19 @@ class ProviderKeyStore:
         """Store (or replace) the org's key."""
         ciphertext = self._vault.encrypt(api_key.encode()).decode()
         async with self._sessions() as session:
-            row = await session.get(ProviderKey, (org_id, provider))
-            if row is None:
-                row = ProviderKey(org_id=org_id, provider=provider)
-                session.add(row)
-            row.ciphertext, row.last4, row.updated_by = ciphertext, api_key[-4:], updated_by
+            row = await upsert(  # one statement: concurrent first writes all succeed
+                session,
+                ProviderKey,
+                {
+                    "org_id": org_id,
+                    "provider": provider,
+                    "ciphertext": ciphertext,
+                    "last4": api_key[-4:],
+                    "updated_by": updated_by,
+                    "updated_at": utcnow(),
+                },
+                key=("org_id", "provider"),
+            )
             await session.commit()
         self._cache.pop((org_id, provider), None)
         return row
