@@ -106,4 +106,4 @@ class ChatRequest:
 
     def given(self) -> dict[str, Any]:
         """The request's non-null model and parameters (what template defaults must not fill)."""
-        return {"model": self.model, **self.params} if self.model is not None else self.params
+        return {k: v for k, v in {"model": self.model, **self.params}.items() if v is not None}

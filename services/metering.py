@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 from langchain_openai import ChatOpenAI
@@ -156,7 +156,7 @@ class MeteredCall:
         """
         trace = run_metadata(self.context)
         base = base or {}
-        config: dict[str, Any] = {
+        config = {
             **base,
             "configurable": {**(configurable or {}), **self.configurable()},
             "callbacks": [self.gate.accountant.callback(self.context), *callbacks],
@@ -164,7 +164,7 @@ class MeteredCall:
             "tags": [*(base.get("tags") or []), *trace["tags"]],
             "run_name": trace["run_name"],
         }
-        return config  # type: ignore[return-value]
+        return cast(RunnableConfig, config)
 
     # -- the relay (no LangChain) -------------------------------------------------------
     def relay_done(self, messages: Sequence[Any]) -> OutcomeHook:
