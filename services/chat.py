@@ -76,7 +76,7 @@ class ChatService:
         """A ``chat.completion`` JSON body."""
         request, template = await self._render_template(principal, request)
         check_request(request)
-        route = await self._gate.route(principal.org_id, request.model)
+        route = await self._gate.resolve(principal.org_id, request.model)
         context = _context(principal, flow, request, template)
         if request.thread_id is None:
             return await self._relay_complete(principal, request, route, context)
@@ -88,7 +88,7 @@ class ChatService:
         """SSE events of a streamed completion; upstream errors raise before the first byte."""
         request, template = await self._render_template(principal, request)
         check_request(request)
-        route = await self._gate.route(principal.org_id, request.model)
+        route = await self._gate.resolve(principal.org_id, request.model)
         include_usage = request.include_usage
         context = _context(principal, flow, request, template)
         if request.thread_id is None:

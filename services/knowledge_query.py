@@ -261,7 +261,7 @@ class KnowledgeQuery:
             "max_tokens": request.max_tokens,
         }
         params = apply_template_defaults(template, given)
-        route = await self._gate.route(principal.org_id, params.get("model"))
+        route = await self._gate.resolve(principal.org_id, params.get("model"))
         configurable: dict[str, Any] = {
             "temperature": params.get("temperature"),
             "stop": params.get("stop"),

@@ -3,7 +3,7 @@
 Every entry point that calls a model goes through :class:`MeteringGate`, so none can forget
 a step (a forgotten org key bills the service's key, silently):
 
-1. :meth:`MeteringGate.route` resolves the requested model with the org's own provider key
+1. :meth:`MeteringGate.resolve` resolves the requested model with the org's own provider key
    (cached by the key store), or raises the 400 naming the known models;
 2. :meth:`MeteringGate.hold` reserves the call's worst case against the caller's limits
    (429 when over) and returns a :class:`MeteredCall`: the route, the context carrying the
@@ -64,7 +64,7 @@ class MeteringGate:
         """The org's own OpenAI key (None: the service's is used)."""
         return await self._keys.get(org_id, "openai")
 
-    async def route(self, org_id: str, model: str | None) -> ModelRoute:
+    async def resolve(self, org_id: str, model: str | None) -> ModelRoute:
         """``model`` (None: the default) resolved with the org's own key when it has one."""
         return self.registry.resolve(model, org_key=await self._keys.get(org_id, "openai"))
 

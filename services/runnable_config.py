@@ -142,7 +142,7 @@ async def runnable_config(
         "max_tokens": client.max_tokens,
     }
     params = apply_template_defaults(template, given)
-    route = await gate.route(principal.org_id, params.get("model"))
+    route = await gate.resolve(principal.org_id, params.get("model"))
     configurable: dict[str, Any] = client.model_dump(
         exclude_none=True, exclude={"thread_id", *_TEMPLATE_KEYS}
     )
