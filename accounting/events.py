@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from auth.tokens import Principal
     from limits.enforcer import Reservation
 
 
@@ -98,3 +99,25 @@ class CallContext:
     template_version: int | None = None
     reservation: Reservation | None = None
     """The request's hold on its limits, settled by its usage events."""
+
+    @classmethod
+    def for_principal(
+        cls,
+        principal: Principal,
+        flow: str,
+        *,
+        request_id: str | None = None,
+        thread_id: str | None = None,
+        template_name: str | None = None,
+        template_version: int | None = None,
+    ) -> CallContext:
+        """The context of a call made for ``principal`` by ``flow`` (the usage label)."""
+        return cls(
+            org_id=principal.org_id,
+            user_id=principal.user_id,
+            route=flow,
+            request_id=request_id,
+            thread_id=thread_id,
+            template_name=template_name,
+            template_version=template_version,
+        )

@@ -7,9 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.schemas import THREAD_ID_PATTERN, TemplateRef
-
-COLLECTION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$"
+from api.schemas import TemplateRef
+from core.patterns import COLLECTION_PATTERN, THREAD_ID_PATTERN
 
 
 class DocumentError(BaseModel):

@@ -36,6 +36,7 @@ from services.chat import ChatService
 from services.job_table import job_handlers, register_jobs
 from services.knowledge import KnowledgeService
 from services.knowledge_query import KnowledgeQuery
+from services.metering import MeteringGate
 from services.prompt_evaluations import PromptEvaluations
 from services.prompt_templates import PromptTemplates
 from services.response_cache import ResponseCache
@@ -63,6 +64,7 @@ class Services:
     accountant: Accountant
     limits: LimitEnforcer
     provider_keys: ProviderKeyStore
+    metering: MeteringGate
     jobs: InProcessJobQueue
     knowledge: KnowledgeService
     knowledge_query: KnowledgeQuery
@@ -138,6 +140,9 @@ async def open_services(
             settings.limits_default_max_tokens,
             enabled=settings.accounting_enabled,
         )
+        metering = MeteringGate(
+            registry=registry, provider_keys=provider_keys, limits=limits, accountant=accountant
+        )
         chroma = ChromaClientProvider(settings)
         vectors = VectorStore(chroma)
         embeddings = EmbeddingRegistry(settings)
@@ -195,15 +200,10 @@ async def open_services(
             rag_graph=rag_graph,
             threads=threads,
             chat=ChatService(
-                registry=registry,
+                gate=metering,
                 relay=relay,
-                threads=ThreadChat(
-                    graph=chat_graph, threads=threads, accountant=accountant, limits=limits
-                ),
-                accountant=accountant,
+                threads=ThreadChat(graph=chat_graph, threads=threads, gate=metering),
                 tracer=RelayTracer(tracing_enabled()),
-                limits=limits,
-                provider_keys=provider_keys,
                 semantic_cache=semantic_cache,
                 templates=prompt_templates,
                 cache=ResponseCache(
@@ -217,15 +217,13 @@ async def open_services(
             accountant=accountant,
             limits=limits,
             provider_keys=provider_keys,
+            metering=metering,
             jobs=jobs,
             knowledge=knowledge,
             knowledge_query=KnowledgeQuery(
                 graph=rag_graph,
-                registry=registry,
+                gate=metering,
                 threads=threads,
-                accountant=accountant,
-                limits=limits,
-                provider_keys=provider_keys,
                 templates=prompt_templates,
             ),
             prompt_templates=prompt_templates,
