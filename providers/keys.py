@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import time
-from contextvars import ContextVar
 from pathlib import Path
 
 from cryptography.fernet import Fernet, MultiFernet
@@ -25,9 +24,6 @@ from db.upsert import upsert
 
 PROVIDERS = ("openai", "elevenlabs")
 KEY_FILE = "encryption_key"
-
-#: The calling org's own OpenAI key for the model calls of this request (None: service key).
-org_openai_key: ContextVar[str | None] = ContextVar("org_openai_key", default=None)
 
 
 def load_vault(settings: Settings) -> MultiFernet:

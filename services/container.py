@@ -162,11 +162,8 @@ async def open_services(
         prompt_evaluations = PromptEvaluations(
             sessions=sessions,
             templates=prompt_templates,
-            registry=registry,
+            gate=metering,
             embeddings=embeddings,
-            accountant=accountant,
-            limits=limits,
-            provider_keys=provider_keys,
             jobs=jobs,
         )
         semantic_cache = None

@@ -24,17 +24,13 @@ Usage events record the resolved name and version (``CallContext.template_name``
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from typing import Any, Protocol
 
 from accounting.events import CallContext
 from chains.rag import ANSWER_VARIABLES, check_answer_prompt
+from prompts.defaults import apply_template_defaults
 from prompts.errors import PromptError, names
 from services.gateway_types import ChatRequest, TemplateRef, parse_messages
 from services.prompt_templates import PromptTemplates, ResolvedTemplate
-
-# Template params that map onto a request field of another name when the request set one.
-_REPLY_LIMIT_KEYS = frozenset({"max_tokens", "max_completion_tokens"})
 
 
 async def resolve(templates: PromptTemplates, org_id: str, ref: TemplateRef) -> ResolvedTemplate:
@@ -49,41 +45,6 @@ def with_template(context: CallContext, template: ResolvedTemplate | None) -> Ca
     return dataclasses.replace(
         context, template_name=template.name, template_version=template.version
     )
-
-
-class TemplateDefaults(Protocol):
-    """What :func:`apply_template_defaults` reads of a template version."""
-
-    @property
-    def model(self) -> str | None:
-        """The template's default model."""
-
-    @property
-    def params(self) -> Mapping[str, Any]:
-        """The template's default generation parameters."""
-
-
-def apply_template_defaults(
-    template: TemplateDefaults | None, given: Mapping[str, Any]
-) -> dict[str, Any]:
-    """``given`` (a request's model and params) with the template's defaults where it lacks them.
-
-    The one rule: the request wins; a key given as ``None`` counts as not set (``0`` is a
-    value); the template's ``max_tokens`` does not apply when the request sets
-    ``max_tokens`` or ``max_completion_tokens``; every other param (``stop`` included)
-    applies as it is. The result has no ``None`` values.
-    """
-    merged = {k: v for k, v in given.items() if v is not None}
-    if template is None:
-        return merged
-    if template.model and "model" not in merged:
-        merged["model"] = template.model
-    capped = any(k in merged for k in _REPLY_LIMIT_KEYS)
-    for key, value in template.params.items():
-        if value is None or key in merged or (key == "max_tokens" and capped):
-            continue
-        merged[key] = value
-    return merged
 
 
 async def apply_chat_template(

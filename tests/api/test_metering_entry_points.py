@@ -111,18 +111,7 @@ def used_tokens(svc: RunningService) -> tuple[int, int]:
     return sum(g["requests"] for g in groups), sum(g["total_tokens"] for g in groups)
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            name,
-            marks=[pytest.mark.xfail(strict=False, reason="wired at merge")]
-            if name == "evaluation"
-            else [],
-        )
-        for name in ENTRY_POINTS
-    ],
-)
+@pytest.mark.parametrize("name", ENTRY_POINTS)
 def test_entry_point_uses_the_org_key_and_counts_against_its_limits(
     name: str, service: RunningService, fake_openai: FakeOpenAI
 ) -> None:
