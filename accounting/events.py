@@ -6,11 +6,20 @@ import uuid
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from auth.tokens import Principal
-    from limits.enforcer import Reservation
+
+
+class Settlement(Protocol):
+    """A request's hold on its limits (``limits.enforcer.Reservation``), settled by usage."""
+
+    def account(self, tokens: int, cost: Decimal) -> None:
+        """Apply a call's real usage."""
+
+    def release(self) -> None:
+        """Give the hold back when no usage will come."""
 
 
 @dataclass(slots=True)
@@ -97,7 +106,7 @@ class CallContext:
     thread_id: str | None = None
     template_name: str | None = None
     template_version: int | None = None
-    reservation: Reservation | None = None
+    reservation: Settlement | None = None
     """The request's hold on its limits, settled by its usage events."""
 
     @classmethod

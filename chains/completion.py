@@ -15,7 +15,7 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 from pydantic import BaseModel, Field
 
-from graphs.configuration import ChatConfiguration, LlmFactory
+from chains.configuration import ChatConfiguration, LlmFactory
 
 COMPLETION_PROMPT = ChatPromptTemplate.from_messages([("system", "{system}"), ("human", "{input}")])
 

@@ -107,3 +107,23 @@ class ChatRequest:
     def given(self) -> dict[str, Any]:
         """The request's non-null model and parameters (what template defaults must not fill)."""
         return {k: v for k, v in {"model": self.model, **self.params}.items() if v is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class KnowledgeQuestion:
+    """A question for the RAG use case (``services.knowledge_query``), whatever the wire format.
+
+    ``api`` maps ``POST /api/knowledge/query`` onto it (validated there).
+    """
+
+    question: str
+    collection: str = "default"
+    k: int = 4
+    filter: dict[str, Any] | None = None
+    mode: Literal["vector", "keyword", "hybrid"] = "hybrid"
+    min_similarity: float | None = None
+    model: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    thread_id: str | None = None
+    template: TemplateRef | None = None

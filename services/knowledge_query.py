@@ -33,7 +33,6 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 
 from accounting.events import CallContext
-from api.knowledge_schemas import KnowledgeQueryRequest
 from auth.tokens import Principal
 from core.errors import ApiError, error_body
 from core.request_id import current_request_id
@@ -42,6 +41,7 @@ from graphs.rag.configuration import RetrievalQuery, SearchFn
 from graphs.rag.state import Hit
 from providers.errors import map_openai_error, upstream_errors
 from providers.registry import ModelRoute
+from services.gateway_types import KnowledgeQuestion
 from services.graph_stream import TokenPump
 from services.knowledge import KnowledgeService, SearchQuery
 from services.metering import MeteredCall, MeteringGate
@@ -161,7 +161,7 @@ class KnowledgeQuery:
         self._templates = templates
 
     async def answer(
-        self, principal: Principal, request: KnowledgeQueryRequest, *, flow: str
+        self, principal: Principal, request: KnowledgeQuestion, *, flow: str
     ) -> dict[str, Any]:
         """The grounded answer, its citations and the tokens it took."""
         run = await self._prepare(principal, request, flow)
@@ -179,7 +179,7 @@ class KnowledgeQuery:
         }
 
     async def stream(
-        self, principal: Principal, request: KnowledgeQueryRequest, *, flow: str
+        self, principal: Principal, request: KnowledgeQuestion, *, flow: str
     ) -> AsyncIterator[bytes]:
         """Start the run; its SSE events (failures before the first token raise here)."""
         run = await self._prepare(principal, request, flow)
@@ -250,9 +250,7 @@ class KnowledgeQuery:
         yield _event({"type": "usage", "usage": run.usage.totals(), "model": run.route.name})
         yield b"data: [DONE]\n\n"
 
-    async def _prepare(
-        self, principal: Principal, request: KnowledgeQueryRequest, flow: str
-    ) -> _Run:
+    async def _prepare(self, principal: Principal, request: KnowledgeQuestion, flow: str) -> _Run:
         """Resolve template and model, claim the thread, hold the limits, build the config."""
         template = await self._answer_template(principal, request)
         given = {
@@ -309,7 +307,7 @@ class KnowledgeQuery:
         )
 
     async def _answer_template(
-        self, principal: Principal, request: KnowledgeQueryRequest
+        self, principal: Principal, request: KnowledgeQuestion
     ) -> ResolvedTemplate | None:
         """The request's answer prompt, checked (``None``: the built-in one)."""
         if request.template is None:
