@@ -4,19 +4,26 @@ Attached per request (REST memory path, LangServe's config modifier), it turns
 ``on_chat_model_start``/``on_llm_end``/``on_llm_error`` into one :class:`UsageRecord`:
 tokens from the provider's usage, estimated with tiktoken (and marked so) only when the
 provider reports none. It never raises into the call it observes.
+
+A call whose client went away (its stream cancelled or closed, or abandoned by the
+service: :meth:`UsageCallbackHandler.abandon`) was still billed for what the provider
+produced until then: it is recorded ``ok`` with the prompt and the delivered chunks
+(one chunk ≈ one token), ``estimated``, like the relay's abandoned streams.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
-from langchain_core.outputs import ChatGeneration, LLMResult
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, GenerationChunk, LLMResult
 
 from accounting.events import CallContext, UsageRecord
 from accounting.pricing import PriceTable
@@ -26,6 +33,23 @@ logger = logging.getLogger(__name__)
 
 Sink = Callable[[UsageRecord], None]
 ProviderOf = Callable[[str], str]
+
+
+_ABANDONED = (asyncio.CancelledError, GeneratorExit)
+"""What a call raises when its consumer stops it: the client left, not the provider failed."""
+
+
+@dataclass(slots=True)
+class _Call:
+    """A model call in flight."""
+
+    started: float
+    model: str
+    prompt: list[BaseMessage]
+    chunks: int = 0
+    """Streamed chunks with content so far (what was delivered if the call is abandoned)."""
+    reported: tuple[int, int] | None = field(default=None)
+    """Provider usage seen in a streamed chunk (the last chunk of a stream carries it)."""
 
 
 class UsageCallbackHandler(BaseCallbackHandler):
@@ -41,7 +65,7 @@ class UsageCallbackHandler(BaseCallbackHandler):
         self._sink = sink
         self._prices = prices
         self._provider_of = provider_of
-        self._calls: dict[UUID, tuple[float, str, list[BaseMessage]]] = {}
+        self._calls: dict[UUID, _Call] = {}
 
     def on_chat_model_start(
         self,
@@ -55,30 +79,72 @@ class UsageCallbackHandler(BaseCallbackHandler):
         """Remember when and with which model the call started."""
         meta = metadata or {}
         model = str(meta.get("model") or meta.get("ls_model_name") or "unknown")
-        self._calls[run_id] = (time.perf_counter(), model, messages[0] if messages else [])
+        self._calls[run_id] = _Call(time.perf_counter(), model, messages[0] if messages else [])
+
+    def on_llm_new_token(
+        self,
+        token: str | list[str | dict[str, Any]],
+        *,
+        chunk: GenerationChunk | ChatGenerationChunk | None = None,
+        run_id: UUID,
+        **kwargs: Any,
+    ) -> None:
+        """Count a streamed chunk (a counter increment: this runs once per token)."""
+        call = self._calls.get(run_id)
+        if call is None:
+            return
+        if token:
+            call.chunks += 1
+        message = getattr(chunk, "message", None)
+        if (meta := getattr(message, "usage_metadata", None)) and meta.get("output_tokens"):
+            call.reported = (int(meta["input_tokens"]), int(meta["output_tokens"]))
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         """Account a finished call."""
         call = self._calls.pop(run_id, None)
         if call is None:
             return
-        started, model, prompt = call
         generation = response.generations[0][0] if response.generations else None
         usage = _usage(response, generation)
         estimated = usage is None
         if usage is None:
             text = generation.text if generation is not None else ""
-            usage = (count_message_tokens(prompt, model), count_text_tokens(text, model))
-        self._emit(model, started, usage, estimated=estimated)
+            usage = (
+                count_message_tokens(call.prompt, call.model),
+                count_text_tokens(text, call.model),
+            )
+        self._emit(call.model, call.started, usage, estimated=estimated)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        """Account a failed call (no tokens billed by the provider)."""
+        """Account a failed call (no tokens billed), or a stopped one (what it delivered)."""
         call = self._calls.pop(run_id, None)
         if call is None:
             return
-        started, model, _ = call
+        if isinstance(error, _ABANDONED):
+            self._emit_abandoned(call)
+            return
         code = type(error).__name__
-        self._emit(model, started, (0, 0), estimated=False, status="error", error_code=code)
+        self._emit(
+            call.model, call.started, (0, 0), estimated=False, status="error", error_code=code
+        )
+
+    def abandon(self) -> None:
+        """Account the calls still running as abandoned (the service stopped their run).
+
+        For a run cancelled from outside whose model call never reported its end or
+        error; calls already accounted are not counted twice.
+        """
+        calls, self._calls = self._calls, {}
+        for call in calls.values():
+            self._emit_abandoned(call)
+
+    def _emit_abandoned(self, call: _Call) -> None:
+        """The prompt and the delivered chunks, estimated (the provider's usage never came)."""
+        if call.reported is not None:
+            self._emit(call.model, call.started, call.reported, estimated=False)
+            return
+        prompt = count_message_tokens(call.prompt, call.model)
+        self._emit(call.model, call.started, (prompt, call.chunks), estimated=True)
 
     def _emit(
         self,

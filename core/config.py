@@ -132,6 +132,18 @@ class Settings(BaseSettings):
     memory_reply_reserve_tokens: int = Field(
         default=512, description="Tokens kept free for the answer when max_tokens is not set."
     )
+    thread_lock_wait_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a turn waits for the running turn of its thread (turns of one "
+        "thread run one at a time, across instances with redis_url); then 409 thread_busy.",
+    )
+    thread_lock_lease_seconds: float = Field(
+        default=30.0,
+        ge=1,
+        description="Lease of a thread's turn lock in Redis: renewed while the turn runs, "
+        "expires this long after its instance died.",
+    )
 
     # --- accounting ----------------------------------------------------------------
     accounting_enabled: bool = Field(
