@@ -2,7 +2,8 @@
 
 Items run with bounded concurrency through the same chat service as single requests, so
 each is validated, routed, retried and accounted on its own; one bad item never fails
-the others.
+the others. Items of one thread are turns of one conversation: they run one after the
+other, in the batch's order (each turn sees the ones before it).
 """
 
 from __future__ import annotations
@@ -32,12 +33,18 @@ async def run_batch(
 ) -> list[dict[str, Any]]:
     """Run every item; results keep the items' order and carry their index."""
     gate = asyncio.Semaphore(concurrency)
-
-    async def one(index: int, item: Any) -> dict[str, Any]:
+    results: list[dict[str, Any] | None] = [None] * len(items)
+    runs: dict[str | int, list[tuple[int, ChatRequest]]] = {}
+    for index, item in enumerate(items):
         try:
             request = parse(item)
         except ApiError as error:
-            return _error(index, error.status_code, error.code, error.message)
+            results[index] = _error(index, error.status_code, error.code, error.message)
+            continue
+        key: str | int = request.thread_id if request.thread_id is not None else index
+        runs.setdefault(key, []).append((index, request))
+
+    async def one(index: int, request: ChatRequest) -> dict[str, Any]:
         async with gate:
             try:
                 body = await chat.complete(principal, request, flow="chat.batch")
@@ -45,7 +52,12 @@ async def run_batch(
                 return _error(index, error.status_code, error.code, error.message)
         return {"index": index, "response": orjson.loads(body)}
 
-    return list(await asyncio.gather(*(one(i, item) for i, item in enumerate(items))))
+    async def in_order(turns: list[tuple[int, ChatRequest]]) -> None:
+        for index, request in turns:
+            results[index] = await one(index, request)
+
+    await asyncio.gather(*(in_order(turns) for turns in runs.values()))
+    return [result for result in results if result is not None]
 
 
 def _error(index: int, status: int, code: str, message: str) -> dict[str, Any]:

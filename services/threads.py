@@ -8,6 +8,7 @@ glimpse of the conversation.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -19,6 +20,14 @@ from auth.tokens import Principal
 from core.errors import ApiError
 from db.base import utcnow
 from db.models import ChatThread, checkpoint_key, rag_checkpoint_key
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadClaim:
+    """A turn's claim on its thread: the thread, and whether this turn created it."""
+
+    thread: ChatThread
+    created: bool
 
 
 def _not_found(thread_id: str) -> ApiError:
@@ -44,9 +53,29 @@ class ThreadStore:
         title: str | None = None,
     ) -> ChatThread:
         """The caller's thread ``thread_id``, created on first use; 404 if someone else's."""
+        claim = await self.claim_turn(
+            principal, thread_id, model=model, metadata=metadata, title=title
+        )
+        return claim.thread
+
+    async def claim_turn(
+        self,
+        principal: Principal,
+        thread_id: str,
+        *,
+        model: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        title: str | None = None,
+    ) -> ThreadClaim:
+        """Like :meth:`claim`, and whether this call created the thread.
+
+        A thread is created with ``updated_at == created_at``; every later claim moves
+        ``updated_at``, which is how :meth:`discard_unused` knows nobody else used it.
+        """
         async with self._sessions() as session:
             thread = await session.get(ChatThread, (principal.org_id, thread_id))
             if thread is None:
+                now = utcnow()
                 thread = ChatThread(
                     org_id=principal.org_id,
                     id=thread_id,
@@ -54,14 +83,18 @@ class ThreadStore:
                     model=model,
                     title=title[:200] if title else None,
                     metadata_=metadata or {},
+                    created_at=now,
+                    updated_at=now,
                 )
                 session.add(thread)
                 try:
                     await session.commit()
                 except IntegrityError:  # created concurrently by another request
                     await session.rollback()
-                    return await self.claim(principal, thread_id, model=model, metadata=metadata)
-                return thread
+                    return await self.claim_turn(
+                        principal, thread_id, model=model, metadata=metadata
+                    )
+                return ThreadClaim(thread, created=True)
             if thread.user_id != principal.user_id:
                 raise _not_found(thread_id)
             thread.updated_at = utcnow()
@@ -70,7 +103,34 @@ class ThreadStore:
             if metadata:
                 thread.metadata_ = {**thread.metadata_, **metadata}
             await session.commit()
-            return thread
+            return ThreadClaim(thread, created=False)
+
+    async def discard_unused(self, principal: Principal, claim: ThreadClaim, key: str) -> bool:
+        """Take back a thread its first turn created, when that turn was not kept.
+
+        Called by the rollback of a failed or abandoned turn, under the thread's turn lock
+        (``key``: the turn's checkpoint key). The row goes only if this turn created it and
+        no other turn has claimed it since (its ``updated_at`` never moved), in one
+        conditional delete, so a concurrent turn of the owner keeps its thread; then the
+        turn's emptied checkpoint goes too. True when the thread was taken back.
+        """
+        if not claim.created:
+            return False
+        thread = claim.thread
+        async with self._sessions() as session:
+            result = await session.execute(
+                delete(ChatThread).where(
+                    ChatThread.org_id == principal.org_id,
+                    ChatThread.id == thread.id,
+                    ChatThread.user_id == principal.user_id,
+                    ChatThread.updated_at == ChatThread.created_at,
+                )
+            )
+            await session.commit()
+        if not getattr(result, "rowcount", 0):
+            return False
+        await self._checkpointer.adelete_thread(key)
+        return True
 
     async def get(self, principal: Principal, thread_id: str) -> ChatThread:
         """The caller's thread, or 404."""

@@ -1,0 +1,102 @@
+"""LangServe runs of one thread, one at a time (``/runnables/chat``, ``/runnables/rag``).
+
+The served graph reads the thread's checkpoint, calls the model and writes the checkpoint
+back; two runs of one thread at the same time would lose a turn. Every run whose
+``configurable.thread_id`` (the checkpoint key the server wrote) is set therefore holds the
+thread's turn lock (``services.turn_locks``) for as long as it runs: ``/invoke``, each item
+of ``/batch`` (items sharing a thread run one after the other), ``/stream``,
+``/stream_log`` and ``/stream_events``. The lock is taken inside the run and released when
+the run ends, fails or is cancelled (a client that hangs up cancels the stream's run).
+
+Why here and not in a listener or in the config modifier: ``with_alisteners``' ``on_start``
+is awaited before the run but its exceptions are swallowed (no 409, the run goes on), and a
+lock taken per request in the modifier would not order the items of one batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, cast
+
+from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
+from pydantic import BaseModel
+
+from services.turn_locks import TurnLocks, hold_turn
+
+LocksOf = Callable[[], TurnLocks]
+
+
+# (The ignore: the pydantic mypy plugin trips over RunnableBinding's own `kwargs` field.)
+class SerializedTurns(RunnableBinding[Any, Any]):  # type: ignore[no-redef]
+    """The bound graph, run under its thread's turn lock."""
+
+    locks_of: Any = None
+    """Returns the app's turn locks (built in the lifespan, after the routes)."""
+
+    def config_schema(self, *, include: Sequence[str] | None = None) -> type[BaseModel]:
+        """The bound runnable's."""
+        return self.bound.config_schema(include=include)
+
+    def get_config_jsonschema(self, *, include: Sequence[str] | None = None) -> dict[str, Any]:
+        """The bound runnable's."""
+        return self.bound.get_config_jsonschema(include=include)
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, config: RunnableConfig | None) -> AsyncIterator[None]:
+        key = (self._merge_configs(config).get("configurable") or {}).get("thread_id")
+        if not isinstance(key, str) or self.locks_of is None:
+            yield
+            return
+        async with hold_turn(self.locks_of(), key):
+            yield
+
+    async def ainvoke(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any | None
+    ) -> Any:
+        """One turn, under the thread's lock."""
+        async with self._turn(config):
+            return await super().ainvoke(input, config, **kwargs)
+
+    async def abatch(
+        self,
+        inputs: list[Any],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any | None,
+    ) -> list[Any]:
+        """Each item through :meth:`ainvoke`: items of one thread wait for each other."""
+        return await Runnable.abatch(
+            self, inputs, config, return_exceptions=return_exceptions, **kwargs
+        )
+
+    async def astream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any | None
+    ) -> AsyncIterator[Any]:
+        """The turn's chunks; the lock is held until the stream ends or is dropped."""
+        async with self._turn(config):
+            stream = cast(AsyncIterator[Any], super().astream(input, config, **kwargs))
+            async with contextlib.aclosing(stream):  # type: ignore[type-var]
+                async for chunk in stream:
+                    yield chunk
+
+    def astream_events(  # type: ignore[override]
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        """The turn's events (v1/v2), under the thread's lock."""
+        return self._events(input, config, **kwargs)
+
+    async def _events(
+        self, input: Any, config: RunnableConfig | None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        async with self._turn(config):
+            events = cast(AsyncIterator[Any], super().astream_events(input, config, **kwargs))
+            async with contextlib.aclosing(events):  # type: ignore[type-var]
+                async for event in events:
+                    yield event
+
+
+def serialize_turns(runnable: Runnable, locks_of: LocksOf) -> Runnable:
+    """``runnable`` with one run at a time per ``configurable.thread_id``."""
+    return SerializedTurns(bound=runnable, locks_of=locks_of)
