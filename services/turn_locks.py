@@ -19,7 +19,8 @@ import contextlib
 import logging
 import math
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Protocol
 
 from core.errors import ApiError
@@ -80,6 +81,46 @@ async def _shielded_release(lease: TurnLease) -> None:
     except asyncio.CancelledError:
         await task  # the release itself is short; finish it, then let the cancel go on
         raise
+
+
+# --- the request's safety net -------------------------------------------------------------
+
+Cleanup = Callable[[], Awaitable[None]]
+_pending: ContextVar[list[Cleanup] | None] = ContextVar("ahc_turn_cleanups", default=None)
+
+
+def after_response(cleanup: Cleanup) -> None:
+    """Also run ``cleanup`` once the request's response is over (it must be idempotent).
+
+    A streamed turn ends (rollback, lock release) in its response body's ``finally``; a
+    body the server never started iterating (the client left before the first byte) runs
+    no ``finally``, and its thread would stay locked. :func:`response_scope` runs what is
+    registered here after the response, whatever happened to the body.
+    """
+    pending = _pending.get()
+    if pending is not None:
+        pending.append(cleanup)
+
+
+@contextlib.asynccontextmanager
+async def response_scope() -> AsyncIterator[None]:
+    """The scope of one request: runs its registered cleanups at the end (shielded)."""
+    pending: list[Cleanup] = []
+    token = _pending.set(pending)
+    try:
+        yield
+    finally:
+        _pending.reset(token)
+        if pending:  # shielded: a cancelled request still ends its turns (in the background)
+            await asyncio.shield(asyncio.ensure_future(_run_all(pending)))
+
+
+async def _run_all(cleanups: list[Cleanup]) -> None:
+    for cleanup in cleanups:
+        try:
+            await cleanup()
+        except Exception:
+            logger.exception("a turn's cleanup failed")
 
 
 # --- in-process ------------------------------------------------------------------------

@@ -10,7 +10,14 @@ import pytest
 from redis.asyncio import Redis
 
 from core.errors import ApiError
-from services.turn_locks import MemoryTurnLocks, RedisTurnLocks, TurnLocks, hold_turn
+from services.turn_locks import (
+    MemoryTurnLocks,
+    RedisTurnLocks,
+    TurnLocks,
+    after_response,
+    hold_turn,
+    response_scope,
+)
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -138,3 +145,16 @@ async def test_redis_lease_is_renewed_while_held_and_expires_when_abandoned(
             redis_client, prefix, wait_seconds=1.5, lease_seconds=1.0
         ).acquire("org/t2")
     await freed.release()
+
+
+async def test_the_response_scope_runs_what_a_request_left_open() -> None:
+    done: list[str] = []
+
+    async def cleanup() -> None:
+        done.append("cleaned")
+
+    after_response(cleanup)  # outside a request: nothing to do, nothing kept
+    async with response_scope():
+        after_response(cleanup)
+        assert done == []
+    assert done == ["cleaned"]
