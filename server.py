@@ -22,6 +22,8 @@ from pydantic import BaseModel, ValidationError
 
 from api.router import router as api_router
 from api.routes import health
+from api.runnable_turns import serialize_turns
+from api.turn_cleanup import TurnCleanupMiddleware
 from auth.cookie import TokenCookieMiddleware
 from auth.deps import runnable_principal
 from auth.tokens import TokenVerifier
@@ -105,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.token_verifier = verifier = TokenVerifier(settings)
     install_error_handlers(app)
     app.add_middleware(TokenCookieMiddleware, verifier=verifier, secure=settings.cookie_secure)
+    app.add_middleware(TurnCleanupMiddleware)  # ends the turns a response left open
     app.add_middleware(RequestIdMiddleware)  # outermost: every response carries the id
     app.include_router(health.router)
     app.include_router(api_router, prefix="/api")
@@ -296,9 +299,13 @@ def _add_runnable_routes(
             per_req_config_modifier=_with_server_config(modifier),
         )
 
+    def turns_of(graph: Any) -> Runnable:
+        """The graph, one run at a time per thread (``api.runnable_turns``)."""
+        return serialize_turns(graph, lambda: app.state.services.turn_locks)
+
     serve(
         "/runnables/chat",
-        chat_graph,
+        turns_of(chat_graph),
         _config_modifier(flow="runnables.chat", with_threads=True),
     )
     serve(
@@ -308,7 +315,7 @@ def _add_runnable_routes(
     )
     serve(
         "/runnables/rag",
-        rag_graph,
+        turns_of(rag_graph),
         _config_modifier(
             flow="runnables.rag",
             with_threads=True,

@@ -175,6 +175,18 @@ class UsageCallbackHandler(BaseCallbackHandler):
             logger.exception("could not record a usage event")
 
 
+def abandon_calls(callbacks: Any) -> None:
+    """Account the model calls still running under ``callbacks`` (a run's) as abandoned.
+
+    For a service that cancelled the run: a model call cancelled inside LangChain's
+    ``agenerate`` reports neither its end nor its error.
+    """
+    handlers = getattr(callbacks, "handlers", callbacks) or []
+    for handler in handlers:
+        if isinstance(handler, UsageCallbackHandler):
+            handler.abandon()
+
+
 def _usage(response: LLMResult, generation: Any) -> tuple[int, int] | None:
     """Provider-reported (prompt, completion) tokens, if any."""
     if isinstance(generation, ChatGeneration):

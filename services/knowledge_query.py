@@ -4,7 +4,9 @@ It resolves the model (and the org's own key), claims the thread when there is o
 reserves against the org's limits, and runs the graph with the identity, the accounting
 callback and the tracing metadata written by the server. Threads keep their RAG turns in
 the chat checkpointer under ``rag:<org>/<thread id>``, apart from the chat turns of the
-same thread id; a call without a thread runs the graph without a checkpointer.
+same thread id; a call without a thread runs the graph without a checkpointer. The turns
+of a thread run one at a time (``services.turn_locks``, keyed by that checkpoint key), and
+a first turn that is not kept takes back the thread it created.
 
 A ``template`` names the answer prompt (``services.template_use``: it must use exactly
 ``context`` and ``question``, which the service supplies); without one the built-in prompt
@@ -32,6 +34,7 @@ from langchain_core.messages import AIMessageChunk
 from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 
+from accounting.callbacks import abandon_calls
 from accounting.events import CallContext
 from auth.tokens import Principal
 from core.errors import ApiError, error_body
@@ -47,7 +50,8 @@ from services.knowledge import KnowledgeService, SearchQuery
 from services.metering import MeteredCall, MeteringGate
 from services.prompt_templates import PromptTemplates, ResolvedTemplate
 from services.template_use import apply_template_defaults, rag_answer_template, with_template
-from services.threads import ThreadStore
+from services.threads import ThreadClaim, ThreadStore
+from services.turn_locks import TurnLease, TurnLocks, after_response
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +105,7 @@ class _Usage(UsageMetadataCallbackHandler):
 
 @dataclass
 class _Run:
-    """One prepared run: which graph, with what input and config."""
+    """One prepared run: which graph, with what input and config; its thread's turn."""
 
     graph: Runnable
     inputs: dict[str, Any]
@@ -109,15 +113,25 @@ class _Run:
     call: MeteredCall
     usage: _Usage
     thread_id: str | None
+    principal: Principal
+    turn: _ThreadTurn | None = None
+    """With a thread: the lock held and the claim made for this turn."""
+    pump: TokenPump | None = None
+    ended: bool = False
 
     @property
     def route(self) -> ModelRoute:
         """The model the run calls."""
         return self.call.route
 
-    def release(self) -> None:
-        """Give back what the limit hold still holds (no-op once a model call settled it)."""
-        self.call.release()
+
+@dataclass(frozen=True, slots=True)
+class _ThreadTurn:
+    """A knowledge-query turn of a thread: its checkpoint key, lock and claim."""
+
+    key: str
+    lease: TurnLease
+    claim: ThreadClaim
 
 
 def _event(payload: dict[str, Any]) -> bytes:
@@ -152,9 +166,11 @@ class KnowledgeQuery:
         graph: CompiledStateGraph,
         gate: MeteringGate,
         threads: ThreadStore,
+        locks: TurnLocks,
         templates: PromptTemplates | None = None,
     ) -> None:
         self._graph = graph  # checkpointed (threads)
+        self._locks = locks
         self._stateless = graph.copy({"checkpointer": None})
         self._gate = gate
         self._threads = threads
@@ -165,11 +181,14 @@ class KnowledgeQuery:
     ) -> dict[str, Any]:
         """The grounded answer, its citations and the tokens it took."""
         run = await self._prepare(principal, request, flow)
+        kept = False
         try:
             with upstream_errors(run.route.upstream.provider):
                 out = await run.graph.ainvoke(run.inputs, run.config)
+            kept = True
         finally:
-            run.release()
+            with anyio.CancelScope(shield=True):
+                await self._end(run, kept=kept)
         return {
             "answer": out["answer"],
             "citations": out["citations"],
@@ -183,7 +202,12 @@ class KnowledgeQuery:
     ) -> AsyncIterator[bytes]:
         """Start the run; its SSE events (failures before the first token raise here)."""
         run = await self._prepare(principal, request, flow)
-        pump = TokenPump(run.graph, run.inputs, run.config, stream_mode=_STREAM_MODE)
+        pump = run.pump = TokenPump(run.graph, run.inputs, run.config, stream_mode=_STREAM_MODE)
+
+        async def abandon() -> None:
+            await self._end(run, kept=False)
+
+        after_response(abandon)  # a no-op once the stream ended the run
         ahead: list[tuple[str, Any]] = []
         ended = False
         try:
@@ -197,8 +221,8 @@ class KnowledgeQuery:
                     if _token(item) or _update(item, "generate") is not None:
                         break
         except BaseException:
-            await pump.cancel()
-            run.release()
+            with anyio.CancelScope(shield=True):
+                await self._end(run, kept=False)
             raise
         return self._events(run, pump, ahead, ended)
 
@@ -238,12 +262,10 @@ class KnowledgeQuery:
             logger.exception("the RAG run failed mid-stream")
             yield _event({"type": "error", **error_body("internal_error", "internal error", 500)})
         finally:
-            if not finished:
-                # Failed, or the client went away: stop the model call now. Shielded: the
-                # response's cancel scope would cancel this await too.
-                with anyio.CancelScope(shield=True):
-                    await pump.cancel()
-            run.release()
+            # Finished, failed, or the client went away: stop the model call now, end the
+            # thread's turn. Shielded: the response's cancel scope would cancel it too.
+            with anyio.CancelScope(shield=True):
+                await self._end(run, kept=finished)
         if not finished:
             return
         yield _event({"type": "citations", "citations": citations})
@@ -271,11 +293,10 @@ class KnowledgeQuery:
             "min_similarity": request.min_similarity,
         }
         graph: Runnable = self._stateless
+        turn: _ThreadTurn | None = None
         if request.thread_id is not None:
-            await self._threads.claim(
-                principal, request.thread_id, model=route.name, title=request.question
-            )
-            configurable["thread_id"] = rag_checkpoint_key(principal.org_id, request.thread_id)
+            turn = await self._begin_turn(principal, request.thread_id, route, request.question)
+            configurable["thread_id"] = turn.key
             graph = self._graph
         context = with_template(
             CallContext.for_principal(
@@ -284,14 +305,20 @@ class KnowledgeQuery:
             template,
         )
         max_tokens = params.get("max_tokens")
-        call = await self._gate.hold(
-            principal,
-            context,
-            route,
-            prompt=lambda: request.question,
-            messages=1,
-            reply_limit=max_tokens,
-        )
+        try:
+            call = await self._gate.hold(
+                principal,
+                context,
+                route,
+                prompt=lambda: request.question,
+                messages=1,
+                reply_limit=max_tokens,
+            )
+        except BaseException:  # over a limit: the turn ends before it started
+            if turn is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._end_turn(principal, turn, kept=False)
+            raise
         configurable["max_tokens"] = max_tokens or call.cap
         usage = _Usage()
         config = call.runnable_config(
@@ -304,7 +331,55 @@ class KnowledgeQuery:
             call=call,
             usage=usage,
             thread_id=request.thread_id,
+            principal=principal,
+            turn=turn,
         )
+
+    async def _begin_turn(
+        self, principal: Principal, thread_id: str, route: ModelRoute, question: str
+    ) -> _ThreadTurn:
+        """As the thread's only knowledge-query turn: its lock, then its claim."""
+        key = rag_checkpoint_key(principal.org_id, thread_id)
+        lease = await self._locks.acquire(key)
+        try:
+            claim = await self._threads.claim_turn(
+                principal, thread_id, model=route.name, title=question
+            )
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await lease.release()
+            raise
+        return _ThreadTurn(key=key, lease=lease, claim=claim)
+
+    async def _end(self, run: _Run, *, kept: bool) -> None:
+        """End the run once: stop it, account a stopped model call, settle, end the turn.
+
+        Callers shield it: a departed client's cancellation must not cut it short.
+        """
+        if run.ended:
+            return
+        run.ended = True
+        try:
+            if run.pump is not None:
+                await run.pump.cancel()  # a no-op for a run that has finished
+            if not kept:
+                abandon_calls(run.config.get("callbacks"))
+        finally:
+            run.call.release()  # a no-op once a model call settled the hold
+            if run.turn is not None:
+                await self._end_turn(run.principal, run.turn, kept=kept)
+
+    async def _end_turn(self, principal: Principal, turn: _ThreadTurn, *, kept: bool) -> None:
+        """Unlock the thread; a first turn not kept takes back the thread it created.
+
+        (The RAG graph writes a turn's question and answer together at its end: a turn
+        that did not finish left nothing to roll back in the checkpoint.)
+        """
+        try:
+            if not kept:
+                await self._threads.discard_unused(principal, turn.claim, turn.key)
+        finally:
+            await turn.lease.release()
 
     async def _answer_template(
         self, principal: Principal, request: KnowledgeQuestion

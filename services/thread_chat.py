@@ -2,7 +2,12 @@
 
 The conversation lives in LangGraph's checkpointer; the client sends only the new turn.
 A turn that fails, or whose client goes away mid-stream, is taken back out of the thread
-(no dangling user message), and a departed client stops the model call.
+(no dangling user message; a thread its first turn created goes too), and a departed
+client stops the model call, whose delivered tokens are still accounted (estimated).
+
+Turns of one thread run one at a time (``services.turn_locks``, keyed by the checkpoint
+key): the lock is taken before the thread is claimed and read, and released after the
+turn's last write (its rollback included), at the end of the stream for a streamed turn.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -20,6 +26,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import ValidationError
 
+from accounting.callbacks import abandon_calls
 from accounting.events import CallContext
 from auth.tokens import Principal
 from core.errors import ApiError
@@ -31,11 +38,28 @@ from services import openai_format as fmt
 from services.gateway_types import ChatRequest
 from services.graph_stream import MessageChunk, TokenPump
 from services.metering import MeteredCall, MeteringGate
-from services.threads import ThreadStore
+from services.threads import ThreadClaim, ThreadStore
+from services.turn_locks import TurnLease, TurnLocks, after_response
+
+
+@dataclass(slots=True)
+class _Turn:
+    """One turn in progress: its lock, its claim on the thread, its held call and run."""
+
+    principal: Principal
+    key: str
+    """The thread's checkpoint key (also the key of its turn lock)."""
+    lease: TurnLease
+    claim: ThreadClaim
+    call: MeteredCall
+    config: RunnableConfig
+    inputs: dict[str, Any]
+    pump: TokenPump | None = None
+    ended: bool = False
 
 
 class ThreadChat:
-    """Runs turns of threads: ownership, limits, accounting, rollback."""
+    """Runs turns of threads: one at a time, ownership, limits, accounting, rollback."""
 
     def __init__(
         self,
@@ -43,10 +67,12 @@ class ThreadChat:
         graph: CompiledStateGraph,
         threads: ThreadStore,
         gate: MeteringGate,
+        locks: TurnLocks,
     ) -> None:
         self._graph = graph
         self._threads = threads
         self._gate = gate
+        self._locks = locks
 
     async def complete(
         self,
@@ -56,14 +82,15 @@ class ThreadChat:
         context: CallContext,
     ) -> bytes:
         """Run the turn; a ``chat.completion`` body."""
-        call, config, inputs = await self._prepare(principal, request, route, context)
-        async with call:
+        turn = await self._begin(principal, request, route, context)
+        kept = False
+        try:
             with upstream_errors(route.upstream.provider):
-                try:
-                    state = await self._graph.ainvoke(inputs, config)
-                except BaseException:
-                    await self._rollback(config, inputs)
-                    raise
+                state = await self._graph.ainvoke(turn.inputs, turn.config)
+            kept = True
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._end(turn, kept=kept)
         body = fmt.completion_body(
             cid=fmt.completion_id(), model=route.name, message=state["messages"][-1]
         )
@@ -79,28 +106,33 @@ class ThreadChat:
     ) -> AsyncIterator[bytes]:
         """Start the turn; its SSE events (errors before the first token raise here).
 
-        The limit hold stays open until the stream ends.
+        The thread's lock and the limit hold stay until the stream ends; should the
+        response never iterate its body, the request's end ends the turn.
         """
-        call, config, inputs = await self._prepare(principal, request, route, context)
-        pump = TokenPump(self._graph, inputs, config)
-        with upstream_errors(route.upstream.provider):
-            try:
-                first = await pump.next()
-            except BaseException:
-                await pump.cancel()
-                await self._rollback(config, inputs)
-                call.release()
-                raise
-        return self._events(first, pump, call, include_usage, config, inputs)
+        turn = await self._begin(principal, request, route, context)
+        turn.pump = TokenPump(self._graph, turn.inputs, turn.config)
 
-    async def _prepare(
+        async def abandon() -> None:
+            await self._end(turn, kept=False)
+
+        after_response(abandon)  # a no-op once the stream ended the turn
+        try:
+            with upstream_errors(route.upstream.provider):
+                first = await turn.pump.next()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._end(turn, kept=False)
+            raise
+        return self._events(first, turn, include_usage)
+
+    async def _begin(
         self,
         principal: Principal,
         request: ChatRequest,
         route: ModelRoute,
         context: CallContext,
-    ) -> tuple[MeteredCall, RunnableConfig, dict[str, Any]]:
-        """Check the messages, claim the thread, hold the limits, build the run config."""
+    ) -> _Turn:
+        """Check the messages; then, as the thread's only turn: claim, hold, build the run."""
         assert request.thread_id is not None
         try:  # the graph's own input contract: convertible and storable messages
             messages = ChatInput.model_validate(
@@ -111,28 +143,67 @@ class ThreadChat:
         for message in messages:
             message.id = message.id or str(uuid.uuid4())
         first_user = next((m.text for m in messages if m.type == "human"), None)
-        await self._threads.claim(
-            principal,
-            request.thread_id,
-            model=route.name,
-            metadata=request.metadata,
-            title=first_user,
-        )
-        call = await self._gate.hold(
-            principal,
-            context,
-            route,
-            prompt=lambda: " ".join(str(m.content or "") for m in request.messages),
-            messages=len(request.messages),
-            reply_limit=request.reply_limit,
-        )
+        key = checkpoint_key(principal.org_id, request.thread_id)
+        lease = await self._locks.acquire(key)
+        try:
+            claim = await self._threads.claim_turn(
+                principal,
+                request.thread_id,
+                model=route.name,
+                metadata=request.metadata,
+                title=first_user,
+            )
+            try:
+                call = await self._gate.hold(
+                    principal,
+                    context,
+                    route,
+                    prompt=lambda: " ".join(str(m.content or "") for m in request.messages),
+                    messages=len(request.messages),
+                    reply_limit=request.reply_limit,
+                )
+            except BaseException:  # over a limit: a thread created for nothing goes again
+                with anyio.CancelScope(shield=True):
+                    await self._threads.discard_unused(principal, claim, key)
+                raise
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await lease.release()
+            raise
         configurable: dict[str, Any] = {
             "temperature": request.temperature,
             "max_tokens": request.reply_limit or call.cap,
             "stop": request.stop_list,
-            "thread_id": checkpoint_key(principal.org_id, request.thread_id),
+            "thread_id": key,
         }
-        return call, call.runnable_config(configurable), {"messages": messages}
+        return _Turn(
+            principal=principal,
+            key=key,
+            lease=lease,
+            claim=claim,
+            call=call,
+            config=call.runnable_config(configurable),
+            inputs={"messages": messages},
+        )
+
+    async def _end(self, turn: _Turn, *, kept: bool) -> None:
+        """End the turn once: stop its run, take it back unless kept, settle, unlock.
+
+        Callers shield it: a departed client's cancellation must not cut it short.
+        """
+        if turn.ended:
+            return
+        turn.ended = True
+        try:
+            if turn.pump is not None:
+                await turn.pump.cancel()  # a no-op for a run that has finished
+            if not kept:
+                abandon_calls(turn.config.get("callbacks"))  # a call stopped mid-way
+                await self._rollback(turn.config, turn.inputs)
+                await self._threads.discard_unused(turn.principal, turn.claim, turn.key)
+        finally:
+            turn.call.release()  # a no-op once the turn's usage settled the hold
+            await turn.lease.release()
 
     async def _rollback(self, config: RunnableConfig, inputs: dict[str, Any]) -> None:
         """A failed turn leaves no dangling user message in the thread."""
@@ -143,15 +214,11 @@ class ThreadChat:
             pass
 
     async def _events(
-        self,
-        first: MessageChunk | None,
-        pump: TokenPump,
-        call: MeteredCall,
-        include_usage: bool,
-        config: RunnableConfig,
-        inputs: dict[str, Any],
+        self, first: MessageChunk | None, turn: _Turn, include_usage: bool
     ) -> AsyncIterator[bytes]:
-        route = call.route
+        route = turn.call.route
+        pump = turn.pump
+        assert pump is not None
         cid, created, model = fmt.completion_id(), int(time.time()), route.name
         yield fmt.chunk_event(
             cid=cid, model=model, created=created, delta={"role": "assistant", "content": ""}
@@ -181,14 +248,11 @@ class ThreadChat:
             error = map_openai_error(route.upstream.provider, exc)
             yield b"data: " + orjson.dumps(error.body()) + b"\n\n"
         finally:
-            if not finished:
-                # Failed, or the client went away: stop the model call now and take the
-                # unanswered turn back out of the thread. Shielded: the response's
-                # cancel scope would cancel these awaits too.
-                with anyio.CancelScope(shield=True):
-                    await pump.cancel()
-                    await self._rollback(config, inputs)
-            call.release()  # a no-op once the turn's usage settled the hold
+            # Finished (the run has written the turn), failed, or the client went away:
+            # stop the model call and take the unanswered turn back. Shielded: the
+            # response's cancel scope would cancel these awaits too.
+            with anyio.CancelScope(shield=True):
+                await self._end(turn, kept=finished)
         if not finished:
             return
         yield fmt.chunk_event(cid=cid, model=model, created=created, finish=finish)
