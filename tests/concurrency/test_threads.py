@@ -95,15 +95,16 @@ async def test_concurrent_turns_on_one_thread_are_all_kept(
     stream: bool,
 ) -> None:
     service = db_services.start()
-    assert (await chat_turn(client, service, "t-race", "first")).status_code == 200
+    thread = f"t-race-{'stream' if stream else 'plain'}"  # PG keeps checkpoints per session
+    assert (await chat_turn(client, service, thread, "first")).status_code == 200
     fake_openai.delay_next(SLOW, times=TURNS)
     questions = [f"q{i}" for i in range(TURNS)]
     path = "/chat/stream" if stream else "/chat/completions"
     responses = await asyncio.gather(
-        *(chat_turn(client, service, "t-race", q, path=path, stream=stream) for q in questions)
+        *(chat_turn(client, service, thread, q, path=path, stream=stream) for q in questions)
     )
     assert [r.status_code for r in responses] == [200] * TURNS, [r.text for r in responses]
-    detail = await thread_detail(client, service, "t-race")
+    detail = await thread_detail(client, service, thread)
     assert_conversation(detail["messages"], ["first", *questions])
 
 
