@@ -27,6 +27,7 @@ from services.metering import MeteringGate
 from services.prompt_evaluations import PromptEvaluations
 from services.prompt_templates import PromptTemplates
 from services.threads import ThreadStore
+from services.turn_locks import TurnLocks
 from services.wiring import (
     open_gateway,
     open_knowledge,
@@ -51,6 +52,7 @@ class Services:
     chat_graph: CompiledStateGraph
     rag_graph: CompiledStateGraph
     threads: ThreadStore
+    turn_locks: TurnLocks
     chat: ChatService
     chroma: ChromaClientProvider
     accountant: Accountant
@@ -117,6 +119,7 @@ async def open_services(
             chat_graph=chat_graph,
             rag_graph=rag_graph,
             threads=gateway.threads,
+            turn_locks=gateway.turn_locks,
             chat=gateway.chat,
             chroma=knowledge.chroma,
             accountant=metering.accountant,

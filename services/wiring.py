@@ -46,6 +46,7 @@ from services.response_cache import ResponseCache
 from services.semantic_cache import SemanticCache
 from services.thread_chat import ThreadChat
 from services.threads import ThreadStore
+from services.turn_locks import MemoryTurnLocks, RedisTurnLocks, TurnLocks
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,8 @@ class Gateway:
 
     relay: OpenAIRelay
     threads: ThreadStore
+    turn_locks: TurnLocks
+    """One turn at a time per thread: chat, knowledge queries and the LangServe graphs."""
     chat: ChatService
     knowledge_query: KnowledgeQuery
 
@@ -224,6 +227,7 @@ async def open_gateway(
     relay = OpenAIRelay(settings)
     stack.push_async_callback(relay.aclose)
     threads = ThreadStore(storage.sessions, checkpointer)
+    turn_locks = open_turn_locks(settings, storage)
     semantic_cache = None
     if settings.semantic_cache_enabled:
         spec = knowledge.embeddings.spec(settings.semantic_cache_embedding_model)
@@ -238,7 +242,7 @@ async def open_gateway(
     chat = ChatService(
         gate=metering.gate,
         relay=relay,
-        threads=ThreadChat(graph=chat_graph, threads=threads, gate=metering.gate),
+        threads=ThreadChat(graph=chat_graph, threads=threads, gate=metering.gate, locks=turn_locks),
         tracer=RelayTracer(tracing_enabled()),
         semantic_cache=semantic_cache,
         templates=templates,
@@ -250,6 +254,28 @@ async def open_gateway(
         ),
     )
     knowledge_query = KnowledgeQuery(
-        graph=rag_graph, gate=metering.gate, threads=threads, templates=templates
+        graph=rag_graph,
+        gate=metering.gate,
+        threads=threads,
+        locks=turn_locks,
+        templates=templates,
     )
-    return Gateway(relay=relay, threads=threads, chat=chat, knowledge_query=knowledge_query)
+    return Gateway(
+        relay=relay,
+        threads=threads,
+        turn_locks=turn_locks,
+        chat=chat,
+        knowledge_query=knowledge_query,
+    )
+
+
+def open_turn_locks(settings: Settings, storage: Storage) -> TurnLocks:
+    """Thread turn locks in Redis (shared by instances) when configured, else in-process."""
+    if storage.redis is not None:
+        return RedisTurnLocks(
+            storage.redis,
+            settings.redis_prefix,
+            wait_seconds=settings.thread_lock_wait_seconds,
+            lease_seconds=settings.thread_lock_lease_seconds,
+        )
+    return MemoryTurnLocks(wait_seconds=settings.thread_lock_wait_seconds)
