@@ -7,6 +7,7 @@ thread's turn lock (``services.turn_locks``) for as long as it runs: ``/invoke``
 of ``/batch`` (items sharing a thread run one after the other), ``/stream``,
 ``/stream_log`` and ``/stream_events``. The lock is taken inside the run and released when
 the run ends, fails or is cancelled (a client that hangs up cancels the stream's run).
+A batch chains the items of one thread in their order (one conversation script).
 
 Why here and not in a listener or in the config modifier: ``with_alisteners``' ``on_start``
 is awaited before the run but its exceptions are swallowed (no 409, the run goes on), and a
@@ -15,11 +16,13 @@ lock taken per request in the modifier would not order the items of one batch.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, cast
 
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
+from langchain_core.runnables.config import get_config_list
 from pydantic import BaseModel
 
 from services.turn_locks import TurnLocks, hold_turn
@@ -42,10 +45,15 @@ class SerializedTurns(RunnableBinding[Any, Any]):  # type: ignore[no-redef]
         """The bound runnable's."""
         return self.bound.get_config_jsonschema(include=include)
 
+    def _key(self, config: RunnableConfig | None) -> str | None:
+        """The run's thread (its checkpoint key, written by the server), if any."""
+        key = (self._merge_configs(config).get("configurable") or {}).get("thread_id")
+        return key if isinstance(key, str) else None
+
     @contextlib.asynccontextmanager
     async def _turn(self, config: RunnableConfig | None) -> AsyncIterator[None]:
-        key = (self._merge_configs(config).get("configurable") or {}).get("thread_id")
-        if not isinstance(key, str) or self.locks_of is None:
+        key = self._key(config)
+        if key is None or self.locks_of is None:
             yield
             return
         async with hold_turn(self.locks_of(), key):
@@ -66,10 +74,31 @@ class SerializedTurns(RunnableBinding[Any, Any]):  # type: ignore[no-redef]
         return_exceptions: bool = False,
         **kwargs: Any | None,
     ) -> list[Any]:
-        """Each item through :meth:`ainvoke`: items of one thread wait for each other."""
-        return await Runnable.abatch(
-            self, inputs, config, return_exceptions=return_exceptions, **kwargs
-        )
+        """Each item through :meth:`ainvoke`; the items of one thread run in their order.
+
+        Chained here rather than left to queue on the lock: a batch is one conversation
+        script, and its own items must not use up each other's lock wait.
+        """
+        configs = get_config_list(config, len(inputs))
+        gate = _Gate(configs[0].get("max_concurrency") if configs else None)
+        results: list[Any] = [None] * len(inputs)
+        chains: dict[object, list[int]] = {}
+        for index, item_config in enumerate(configs):
+            key = self._key(item_config)
+            chains.setdefault(key if key is not None else index, []).append(index)
+
+        async def run(chain: list[int]) -> None:
+            for index in chain:
+                async with gate:
+                    try:
+                        results[index] = await self.ainvoke(inputs[index], configs[index], **kwargs)
+                    except Exception as exc:
+                        if not return_exceptions:
+                            raise
+                        results[index] = exc
+
+        await asyncio.gather(*(run(chain) for chain in chains.values()))
+        return results
 
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any | None
@@ -95,6 +124,21 @@ class SerializedTurns(RunnableBinding[Any, Any]):  # type: ignore[no-redef]
             async with contextlib.aclosing(events):  # type: ignore[type-var]
                 async for event in events:
                     yield event
+
+
+class _Gate:
+    """``max_concurrency`` of a batch (no bound when unset)."""
+
+    def __init__(self, limit: int | None) -> None:
+        self._semaphore = asyncio.Semaphore(limit) if limit else None
+
+    async def __aenter__(self) -> None:
+        if self._semaphore is not None:
+            await self._semaphore.acquire()
+
+    async def __aexit__(self, *_exc: object) -> None:
+        if self._semaphore is not None:
+            self._semaphore.release()
 
 
 def serialize_turns(runnable: Runnable, locks_of: LocksOf) -> Runnable:

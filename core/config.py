@@ -164,7 +164,8 @@ class Settings(BaseSettings):
     # --- limits --------------------------------------------------------------------
     redis_url: str | None = Field(
         default=None,
-        description="Redis for state shared by instances (limit counters); in-process if unset.",
+        description="Redis for state shared by instances (limit counters, response cache, "
+        "thread turn locks); in-process if unset.",
     )
     redis_prefix: str = Field(default="ahc:", description="Prefix of every Redis key.")
     limits_default_max_tokens: int = Field(

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from langchain_core.runnables import RunnableConfig, RunnableGenerator
+from langchain_core.runnables import RunnableConfig, RunnableGenerator, RunnableLambda
 
 from api.runnable_turns import serialize_turns
 from core.errors import ApiError
@@ -119,3 +119,19 @@ async def test_a_busy_thread_is_a_409(probe: Probe) -> None:
         return_exceptions=True,
     )
     assert any(isinstance(r, ApiError) and r.code == "thread_busy" for r in results)
+
+
+async def test_batch_errors_are_returned_or_raised(locks: MemoryTurnLocks) -> None:
+    def answer(value: str) -> str:
+        if value == "bad":
+            raise ValueError(value)
+        return value.upper()
+
+    runnable = serialize_turns(RunnableLambda(answer), lambda: locks)
+    out = await runnable.abatch(
+        ["a", "bad", "c"], config("t1") | {"max_concurrency": 1}, return_exceptions=True
+    )
+    assert out[0] == "A" and isinstance(out[1], ValueError) and out[2] == "C"
+    with pytest.raises(ValueError):
+        await runnable.abatch(["a", "bad"], config("t1"))
+    assert len(locks) == 0
