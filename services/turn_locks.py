@@ -65,8 +65,13 @@ class TurnLocks(Protocol):
 
 @contextlib.asynccontextmanager
 async def hold_turn(locks: TurnLocks, key: str) -> AsyncIterator[None]:
-    """Run the block as the thread's only turn (released even when cancelled)."""
+    """Run the block as the thread's only turn (released even when cancelled).
+
+    Inside a request, the request's end releases it too: a block suspended in a stream
+    its response stopped iterating must not keep the thread locked until collected.
+    """
     lease = await locks.acquire(key)
+    after_response(lease.release)
     try:
         yield
     finally:

@@ -158,3 +158,20 @@ async def test_the_response_scope_runs_what_a_request_left_open() -> None:
         after_response(cleanup)
         assert done == []
     assert done == ["cleaned"]
+
+
+async def test_a_stream_left_suspended_is_released_at_the_end_of_its_request() -> None:
+    locks = MemoryTurnLocks(wait_seconds=0.1)
+
+    async def stream() -> AsyncIterator[int]:
+        async with hold_turn(locks, "org/t1"):
+            yield 1
+            yield 2
+
+    async with response_scope():
+        suspended = stream()
+        assert await anext(suspended) == 1  # the response stops iterating here
+    lease = await locks.acquire("org/t1")  # the request's end released the thread
+    await lease.release()
+    await suspended.aclose()  # collected later: releasing again is harmless
+    assert len(locks) == 0
