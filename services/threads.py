@@ -7,6 +7,7 @@ glimpse of the conversation.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from auth.tokens import Principal
 from core.errors import ApiError
 from db.base import utcnow
 from db.models import ChatThread, checkpoint_key, rag_checkpoint_key
+from services.turn_locks import TurnLocks, hold_turn
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,10 +40,15 @@ class ThreadStore:
     """Create, find, list and delete an org's threads."""
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], checkpointer: BaseCheckpointSaver
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        checkpointer: BaseCheckpointSaver,
+        *,
+        locks: TurnLocks | None = None,
     ) -> None:
         self._sessions = sessions
         self._checkpointer = checkpointer
+        self._locks = locks
 
     async def claim(
         self,
@@ -162,8 +169,20 @@ class ThreadStore:
         The row's delete decides: of concurrent deletes exactly one removes it (the others
         find nothing and answer 404). Its transaction commits only after the messages are
         gone, so a failure leaves the thread whole (deleted again later), never messages
-        without an owner.
+        without an owner. It waits for a running turn of the thread (chat or knowledge) to
+        end, so no turn writes into a deleted thread (409 ``thread_busy`` after the wait).
         """
+        keys = (
+            checkpoint_key(principal.org_id, thread_id),
+            rag_checkpoint_key(principal.org_id, thread_id),
+        )
+        async with contextlib.AsyncExitStack() as turns:
+            if self._locks is not None:
+                for key in keys:  # the order every holder of both would use
+                    await turns.enter_async_context(hold_turn(self._locks, key))
+            await self._delete(principal, thread_id, keys)
+
+    async def _delete(self, principal: Principal, thread_id: str, keys: tuple[str, str]) -> None:
         async with self._sessions() as session:
             result = await session.execute(
                 delete(ChatThread).where(
@@ -174,6 +193,6 @@ class ThreadStore:
             )
             if not result.rowcount:  # type: ignore[attr-defined]
                 raise _not_found(thread_id)
-            await self._checkpointer.adelete_thread(checkpoint_key(principal.org_id, thread_id))
-            await self._checkpointer.adelete_thread(rag_checkpoint_key(principal.org_id, thread_id))
+            for key in keys:
+                await self._checkpointer.adelete_thread(key)
             await session.commit()

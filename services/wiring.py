@@ -226,8 +226,8 @@ async def open_gateway(
     rag_graph.checkpointer = checkpointer  # one saver; RAG turns are keyed "rag:<org>/<id>"
     relay = OpenAIRelay(settings)
     stack.push_async_callback(relay.aclose)
-    threads = ThreadStore(storage.sessions, checkpointer)
     turn_locks = open_turn_locks(settings, storage)
+    threads = ThreadStore(storage.sessions, checkpointer, locks=turn_locks)
     semantic_cache = None
     if settings.semantic_cache_enabled:
         spec = knowledge.embeddings.spec(settings.semantic_cache_embedding_model)

@@ -22,6 +22,7 @@ _ERRORS: dict[int | str, dict[str, str]] = {
     400: {"description": "Bad request (unknown model, unsupported parameter)"},
     401: {"description": "Missing or invalid token"},
     404: {"description": "Thread not found"},
+    409: {"description": "thread_busy: another turn of the thread ran too long"},
     429: {"description": "Upstream rate limit"},
     502: {"description": "Upstream failure"},
     504: {"description": "Upstream timeout"},

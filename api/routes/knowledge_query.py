@@ -21,6 +21,7 @@ _ERRORS: dict[int | str, dict[str, str]] = {
     400: {"description": "Unknown model"},
     401: {"description": "Missing or invalid token"},
     404: {"description": "Thread or collection not found"},
+    409: {"description": "thread_busy: another turn of the thread ran too long"},
     422: {"description": "Invalid body or filter"},
     429: {"description": "Limit exceeded, or upstream rate limit"},
     502: {"description": "Upstream failure"},

@@ -61,7 +61,15 @@ async def _messages(graph: CompiledStateGraph, key: str) -> list[ThreadMessage]:
     return [ThreadMessage(**to_openai_message(m)) for m in messages]
 
 
-@router.delete("/{thread_id}", status_code=204, operation_id="threads-delete")
+@router.delete(
+    "/{thread_id}",
+    status_code=204,
+    operation_id="threads-delete",
+    responses={
+        404: {"description": "Thread not found"},
+        409: {"description": "thread_busy: a turn of the thread ran too long"},
+    },
+)
 async def delete_thread(
     thread_id: ThreadId, principal: CurrentPrincipal, services: ServicesDep
 ) -> Response:

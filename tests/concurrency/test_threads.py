@@ -239,6 +239,24 @@ async def test_a_turn_that_waits_too_long_is_409_thread_busy(
     assert_conversation(detail["messages"], ["slow", "later"])
 
 
+async def test_a_delete_waits_for_the_running_turn(
+    db_services: ServiceFactory, fake_openai: FakeOpenAI, client: httpx.AsyncClient
+) -> None:
+    service = db_services.start()
+    thread = f"t-del-{uuid.uuid4().hex[:8]}"
+    assert (await chat_turn(client, service, thread, "first")).status_code == 200
+    fake_openai.delay_next(1.0)
+    slow = asyncio.create_task(chat_turn(client, service, thread, "slow"))
+    await asyncio.sleep(0.3)
+    deleted = await client.delete(f"{service.api}/chat/threads/{thread}", headers=service.headers())
+    assert deleted.status_code == 204, deleted.text
+    assert (await slow).status_code == 200
+    # Nothing of the deleted conversation remains: the running turn did not write after it.
+    assert (await chat_turn(client, service, thread, "again")).status_code == 200
+    detail = await thread_detail(client, service, thread)
+    assert_conversation(detail["messages"], ["again"])
+
+
 @pytest.mark.postgres
 async def test_two_instances_serialize_turns_through_redis(
     pg_url: str, tmp_path: Any, fake_openai: FakeOpenAI, client: httpx.AsyncClient
