@@ -16,6 +16,7 @@ model, temperature and max_tokens apply where the client sets none.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -36,6 +37,7 @@ from core.request_id import current_request_id
 from core.tracing import run_metadata
 from db.models import checkpoint_key
 from services.template_use import apply_template_defaults
+from services.turn_locks import after_response
 
 if TYPE_CHECKING:
     from services.container import Services
@@ -157,8 +159,13 @@ async def runnable_config(
     thread_id: str | None = None
     if with_threads and (client.thread_id or require_thread):
         thread_id = client.thread_id or f"runnable-{uuid.uuid4().hex}"
-        await services.threads.claim(principal, thread_id, model=route.name)
-        configurable["thread_id"] = thread_prefix + checkpoint_key(principal.org_id, thread_id)
+        key = thread_prefix + checkpoint_key(principal.org_id, thread_id)
+        claim = await services.threads.claim_turn(principal, thread_id, model=route.name)
+        if claim.created:  # a first run that keeps nothing takes its thread back
+            after_response(
+                functools.partial(services.threads.discard_if_empty, principal, claim, key)
+            )
+        configurable["thread_id"] = key
     elif with_threads:
         once = f"once-{uuid.uuid4().hex}"
         configurable["thread_id"] = thread_prefix + checkpoint_key(principal.org_id, once)

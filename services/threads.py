@@ -139,6 +139,19 @@ class ThreadStore:
         await self._checkpointer.adelete_thread(key)
         return True
 
+    async def discard_if_empty(self, principal: Principal, claim: ThreadClaim, key: str) -> None:
+        """After a LangServe run that created its thread: take it back if it was never answered.
+
+        (The REST turns know whether they were kept; a LangServe run's failure or
+        cancellation ends inside LangServe, so its request's end asks the checkpoint.)
+        """
+        if not claim.created:
+            return
+        saved = await self._checkpointer.aget_tuple({"configurable": {"thread_id": key}})
+        messages = saved.checkpoint["channel_values"].get("messages") if saved else None
+        if not any(getattr(m, "type", None) == "ai" for m in messages or ()):  # never answered
+            await self.discard_unused(principal, claim, key)
+
     async def get(self, principal: Principal, thread_id: str) -> ChatThread:
         """The caller's thread, or 404."""
         async with self._sessions() as session:

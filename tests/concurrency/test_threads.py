@@ -411,3 +411,30 @@ async def test_a_failed_first_knowledge_query_leaves_no_ghost_thread(
     )
     assert response.status_code == 502, response.text
     assert await threads_listed(client, service) == []
+
+
+async def test_a_failed_first_runnable_turn_leaves_no_ghost_thread(
+    db_services: ServiceFactory, fake_openai: FakeOpenAI, client: httpx.AsyncClient
+) -> None:
+    service = db_services.start()
+
+    async def invoke(text: str) -> httpx.Response:
+        async with httpx.AsyncClient(timeout=60) as fresh:  # a failed run closes its connection
+            return await fresh.post(
+                f"{service.url}/runnables/chat/invoke",
+                headers=service.headers(),
+                json={
+                    "input": {"messages": user_turn(text)},
+                    "config": {"configurable": {"thread_id": "t-ls-ghost"}},
+                },
+            )
+
+    fake_openai.fail_next(status=500, times=3)  # 1 + 2 retries
+    failed = await invoke("hello")
+    assert failed.status_code >= 500, failed.text
+    assert await threads_listed(client, service) == []
+    # The id is free again; a thread that already had turns survives a failed one.
+    assert (await invoke("again")).status_code == 200
+    fake_openai.fail_next(status=500, times=3)
+    assert (await invoke("fails")).status_code >= 500
+    assert await threads_listed(client, service) == ["t-ls-ghost"]
