@@ -164,14 +164,7 @@ class ChatService:
         self, principal: Principal, context: CallContext, route: ModelRoute, request: ChatRequest
     ) -> MeteredCall:
         """Reserve against the caller's limits (429 when over); settled by the relay hooks."""
-        return await self._gate.hold(
-            principal,
-            context,
-            route,
-            prompt=lambda: " ".join(str(m.content or "") for m in request.messages),
-            messages=len(request.messages),
-            reply_limit=request.reply_limit,
-        )
+        return await self._gate.hold_chat(principal, context, route, request)
 
     @staticmethod
     def _cache_key(

@@ -39,6 +39,7 @@ from limits.enforcer import LimitEnforcer
 from providers.keys import ProviderKeyStore
 from providers.registry import ModelRegistry, ModelRoute
 from providers.relay import OutcomeHook
+from services.gateway_types import ChatRequest
 
 MODEL_ROUTE = "model_route"
 """The ``configurable`` key of the resolved :class:`ModelRoute` (read by the graphs)."""
@@ -92,6 +93,19 @@ class MeteringGate:
             reply_limit=reply_limit,
         )
         return MeteredCall(route=route, context=held, cap=cap, gate=self)
+
+    async def hold_chat(
+        self, principal: Principal, context: CallContext, route: ModelRoute, request: ChatRequest
+    ) -> MeteredCall:
+        """:meth:`hold` for a chat request: its messages' text, their count, its reply cap."""
+        return await self.hold(
+            principal,
+            context,
+            route,
+            prompt=lambda: " ".join(str(m.content or "") for m in request.messages),
+            messages=len(request.messages),
+            reply_limit=request.reply_limit,
+        )
 
 
 @dataclass(slots=True)

@@ -154,14 +154,7 @@ class ThreadChat:
                 title=first_user,
             )
             try:
-                call = await self._gate.hold(
-                    principal,
-                    context,
-                    route,
-                    prompt=lambda: " ".join(str(m.content or "") for m in request.messages),
-                    messages=len(request.messages),
-                    reply_limit=request.reply_limit,
-                )
+                call = await self._gate.hold_chat(principal, context, route, request)
             except BaseException:  # over a limit: a thread created for nothing goes again
                 with anyio.CancelScope(shield=True):
                     await self._threads.discard_unused(principal, claim, key)
