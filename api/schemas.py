@@ -54,10 +54,21 @@ class ChatCompletionRequest(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: Any = None
-    functions: list[dict[str, Any]] | None = None
+    tools: list[dict[str, Any]] | None = Field(
+        default=None, description="Function tools (stateless path only), sent as they are."
+    )
+    tool_choice: Any = Field(
+        default=None, description="`none`, `auto`, `required`, or a named function in `tools`."
+    )
+    parallel_tool_calls: bool | None = None
+    functions: list[dict[str, Any]] | None = Field(
+        default=None, description="Legacy function calling (use `tools`)."
+    )
     function_call: Any = None
+    response_format: dict[str, Any] | None = Field(
+        default=None,
+        description="`text`, `json_object`, or `json_schema` (an object schema, `strict`).",
+    )
     cache: bool | None = Field(
         default=None,
         description="Use the response cache (default: when temperature is 0); false bypasses.",

@@ -34,18 +34,43 @@ from services.response_cache import ResponseCache, cache_key
 from services.semantic_cache import SemanticCache, context_key, split_question
 from services.template_use import apply_chat_template, with_template
 from services.thread_chat import ThreadChat
+from services.tool_checks import check_tools, uses_tools
 
 
 def check_request(request: ChatRequest) -> None:
-    """Refuse what the service does not support yet, with a clear 400."""
+    """Refuse what the service does not support (yet) or what is malformed, with a clear 400.
+
+    Tool calling and structured output go through the stateless relay only in this version:
+    with ``thread_id``, tools are refused (the thread's memory of tool exchanges comes next).
+    """
     params = request.params
-    for name in ("tools", "tool_choice", "functions", "function_call"):
-        if params.get(name) is not None:
-            raise ApiError(400, "unsupported_parameter", f"'{name}' is not supported yet")
     if params.get("n") not in (None, 1):
         raise ApiError(400, "unsupported_parameter", "only n=1 is supported")
     if not request.messages:
         raise ApiError(400, "missing_messages", "'messages' must contain at least one message")
+    if request.thread_id is not None and uses_tools(request):
+        raise ApiError(
+            400,
+            "unsupported_parameter",
+            "tools with thread_id: not yet (send the whole conversation without thread_id)",
+            details={"param": "tools"},
+        )
+    check_tools(request)
+
+
+def check_route(request: ChatRequest, route: ModelRoute, gate: MeteringGate) -> None:
+    """Refuse tools for a model that cannot call them (the embedded local model), naming one."""
+    if route.upstream.provider != "local" or not uses_tools(request):
+        return
+    registry = gate.registry
+    able = [name for name in registry.names() if registry.owner(name) != "local"]
+    instead = f"use '{able[0]}'" if able else "no configured model can"
+    raise ApiError(
+        400,
+        "unsupported_parameter",
+        f"model '{route.name}' cannot call tools; {instead}",
+        details={"param": "model"},
+    )
 
 
 class ChatService:
@@ -77,6 +102,7 @@ class ChatService:
         request, template = await self._render_template(principal, request)
         check_request(request)
         route = await self._gate.resolve(principal.org_id, request.model)
+        check_route(request, route, self._gate)
         context = _context(principal, flow, request, template)
         if request.thread_id is None:
             return await self._relay_complete(principal, request, route, context)
@@ -89,6 +115,7 @@ class ChatService:
         request, template = await self._render_template(principal, request)
         check_request(request)
         route = await self._gate.resolve(principal.org_id, request.model)
+        check_route(request, route, self._gate)
         include_usage = request.include_usage
         context = _context(principal, flow, request, template)
         if request.thread_id is None:
@@ -163,12 +190,16 @@ class ChatService:
     async def _hold(
         self, principal: Principal, context: CallContext, route: ModelRoute, request: ChatRequest
     ) -> MeteredCall:
-        """Reserve against the caller's limits (429 when over); settled by the relay hooks."""
+        """Reserve against the caller's limits (429 when over); settled by the relay hooks.
+
+        The prompt counts the tool definitions, the tool calls asked for and the response
+        format, as the provider bills them.
+        """
         return await self._gate.hold(
             principal,
             context,
             route,
-            prompt=lambda: " ".join(str(m.content or "") for m in request.messages),
+            prompt=lambda: _prompt_text(request),
             messages=len(request.messages),
             reply_limit=request.reply_limit,
         )
@@ -180,7 +211,14 @@ class ChatService:
         route: ModelRoute,
         body: dict[str, Any],
     ) -> str | None:
-        """The cache key of a deterministic (or opted-in) request, else None."""
+        """The cache key of a deterministic (or opted-in) request, else None.
+
+        Tool requests are not cached yet: a streamed answer's tool-call deltas are not
+        collected, a stored answer replays only text, and a semantic hit would replay the
+        arguments extracted from another question.
+        """
+        if uses_tools(request):
+            return None
         wanted = (
             request.cache if request.cache is not None else request.params.get("temperature") == 0
         )
@@ -287,6 +325,31 @@ def _context(
         principal, flow, request_id=current_request_id(), thread_id=request.thread_id
     )
     return with_template(context, template)
+
+
+def _prompt_text(request: ChatRequest) -> str:
+    """The text a limit hold counts: the messages, their tool calls, tools and formats."""
+    parts = [str(m.content or "") for m in request.messages]
+    parts += [
+        _json_text(calls)
+        for m in request.messages
+        if (calls := (m.model_extra or {}).get("tool_calls"))
+    ]
+    params = request.params
+    parts += [
+        _json_text(params[name])
+        for name in ("tools", "functions", "response_format")
+        if params.get(name) is not None
+    ]
+    return " ".join(parts)
+
+
+def _json_text(value: Any) -> str:
+    """``value`` as JSON text (``str`` when orjson refuses it, e.g. a 65-bit integer)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return str(value)
 
 
 def _upstream_body(request: ChatRequest) -> dict[str, Any]:
