@@ -127,3 +127,20 @@ class KnowledgeQuestion:
     max_tokens: int | None = None
     thread_id: str | None = None
     template: TemplateRef | None = None
+
+
+EmbeddingInput = str | list[str] | list[int] | list[list[int]]
+"""OpenAI's embedding ``input``: a text, texts, token ids of one text, or of several."""
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingRequest:
+    """An embeddings request (``services.embeddings``), whatever the wire format.
+
+    ``api`` maps ``POST /api/embeddings`` onto it; the service checks the input (400s).
+    """
+
+    input: EmbeddingInput
+    model: str | None = None
+    dimensions: int | None = None
+    user: str | None = None
