@@ -135,7 +135,9 @@ class ChatService:
         key = self._cache_key(principal, request, route, body)
         similar: _Similar | None = None
         if key is not None:
-            hit, similar = await self._cached(key, principal, route, body, context)
+            hit, similar = await self._cached(
+                key, principal, route, body, context, semantic=not uses_tools(request)
+            )
             if hit is not None:
                 self._accountant.cache_hit(context, route, started)
                 return hit
@@ -167,7 +169,9 @@ class ChatService:
         key = self._cache_key(principal, request, route, body)
         similar: _Similar | None = None
         if key is not None:
-            hit, similar = await self._cached(key, principal, route, body, context)
+            hit, similar = await self._cached(
+                key, principal, route, body, context, semantic=not uses_tools(request)
+            )
             if hit is not None:
                 self._accountant.cache_hit(context, route, started)
                 return fmt.replay_stream(hit, include_usage=include_usage)
@@ -213,12 +217,12 @@ class ChatService:
     ) -> str | None:
         """The cache key of a deterministic (or opted-in) request, else None.
 
-        Tool requests are not cached yet: a streamed answer's tool-call deltas are not
-        collected, a stored answer replays only text, and a semantic hit would replay the
-        arguments extracted from another question.
+        A tool-call answer is cached like any other: the key covers every message, the
+        tools, ``tool_choice`` and ``response_format``, so a hit answers exactly the same
+        request, and the client runs its tools as it would on a fresh deterministic answer
+        (the gateway executes nothing). Tool requests skip the semantic cache (see
+        :meth:`_cached`).
         """
-        if uses_tools(request):
-            return None
         wanted = (
             request.cache if request.cache is not None else request.params.get("temperature") == 0
         )
@@ -231,10 +235,16 @@ class ChatService:
         route: ModelRoute,
         body: dict[str, Any],
         context: CallContext,
+        *,
+        semantic: bool = True,
     ) -> tuple[bytes | None, _Similar | None]:
-        """An exact hit; else a semantic one; else what to index the answer under."""
+        """An exact hit; else a semantic one; else what to index the answer under.
+
+        Never semantic for tool requests: a similar question's tool call would carry the
+        arguments taken from the other question (another city, another id).
+        """
         hit = await self._cache.get(key)
-        if hit is not None or self._semantic is None:
+        if hit is not None or self._semantic is None or not semantic:
             return hit, None
         parts = split_question(body)
         if parts is None:
@@ -275,6 +285,8 @@ class ChatService:
                     text="".join(outcome.text),
                     finish=outcome.finish_reason or "stop",
                     usage=outcome.usage,
+                    tool_calls=outcome.tool_calls,
+                    function_call=outcome.function_call,
                 )
                 self._store(key, org_id, orjson.dumps(body), similar)
 

@@ -426,15 +426,83 @@ def test_tool_calls_are_accounted_and_limited(
     assert _org_tokens(service) == usage["total_tokens"]
 
 
-def test_tool_answers_bypass_the_response_cache(
+def _streamed_calls(response: httpx.Response) -> tuple[list[dict[str, Any]], str | None]:
+    """The tool calls of a raw SSE answer, merged as a client merges them, and the finish."""
+    calls: dict[int, dict[str, Any]] = {}
+    finish = None
+    for event in response.text.split("\n\n"):
+        if not event.startswith("data: {"):
+            continue
+        for choice in json.loads(event[6:])["choices"]:
+            finish = choice.get("finish_reason") or finish
+            for piece in choice["delta"].get("tool_calls") or []:
+                call = calls.setdefault(
+                    piece["index"],
+                    {"id": "", "type": "function", "function": {"name": "", "arguments": ""}},
+                )
+                call["id"] = piece.get("id") or call["id"]
+                function = piece.get("function") or {}
+                call["function"]["name"] += function.get("name") or ""
+                call["function"]["arguments"] += function.get("arguments") or ""
+    return [calls[i] for i in sorted(calls)], finish
+
+
+def test_cached_tool_answer_replays_its_calls(
     service: RunningService, fake_openai: FakeOpenAI
 ) -> None:
     body = {"messages": ASK, "tools": [WEATHER], "temperature": 0}
-    for _ in range(2):
-        assert post(service, body).status_code == 200
+    first = post(service, body)
+    time.sleep(0.2)
+    again = post(service, body)
+    assert again.content == first.content  # exactly the stored answer
     streamed = post(service, {**body, "stream": True})
-    assert '"tool_calls"' in streamed.text
-    assert len(fake_openai.requests) == 3  # every one went upstream
+    calls, finish = _streamed_calls(streamed)
+    assert calls == first.json()["choices"][0]["message"]["tool_calls"]
+    assert finish == "tool_calls" and streamed.text.endswith("data: [DONE]\n\n")
+    assert len(fake_openai.requests) == 1  # the two repeats came from the cache
+
+
+def test_streamed_tool_answer_is_cached_with_its_calls(
+    service: RunningService, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.parallel_tools = True
+    body = {"messages": ASK, "tools": [WEATHER, CLOCK], "temperature": 0}
+    first = post(service, {**body, "stream": True})
+    calls, finish = _streamed_calls(first)
+    assert [c["function"]["name"] for c in calls] == ["get_weather", "get_time"]
+    time.sleep(0.2)
+    plain = post(service, body).json()["choices"][0]
+    assert plain["finish_reason"] == finish == "tool_calls"
+    assert plain["message"]["tool_calls"] == calls and plain["message"]["content"] is None
+    replayed, _ = _streamed_calls(post(service, {**body, "stream": True}))
+    assert replayed == calls
+    client_calls = sdk(service).chat.completions.create(
+        model="gpt-4o-mini", messages=ASK, tools=[WEATHER, CLOCK], temperature=0
+    )
+    assert [c.id for c in client_calls.choices[0].message.tool_calls or []] == [
+        c["id"] for c in calls
+    ]
+    assert len(fake_openai.requests) == 1
+
+
+def test_tool_requests_skip_the_semantic_cache(services: Any, fake_openai: FakeOpenAI) -> None:
+    cached = services.start(semantic_cache_enabled=True, semantic_cache_embedding_model="local-use")
+    ask = {
+        "messages": [{"role": "user", "content": "What is the weather in Paris today?"}],
+        "temperature": 0,
+    }
+    rephrased = {
+        "messages": [{"role": "user", "content": "what is the weather in Paris today"}],
+        "temperature": 0,
+    }
+    assert post(cached, ask).status_code == 200
+    time.sleep(0.3)
+    assert post(cached, rephrased).status_code == 200
+    assert len(fake_openai.requests) == 1  # without tools: a semantic hit
+    assert post(cached, {**ask, "tools": [WEATHER]}).status_code == 200
+    time.sleep(0.3)
+    assert post(cached, {**rephrased, "tools": [WEATHER]}).status_code == 200
+    assert len(fake_openai.requests) == 3  # with tools: never
 
 
 def test_tool_definitions_count_in_the_limit_hold(
