@@ -240,7 +240,7 @@ class OpenAIRelay:
                 outcome.text.append(delta.get("content") or "")
                 outcome.finish_reason = choice.get("finish_reason") or outcome.finish_reason
                 if delta.get("tool_calls") or delta.get("function_call"):
-                    _collect_calls(outcome, delta)
+                    merge_call_pieces(outcome, delta)
         if b'"usage"' in event and event.startswith(b"data:"):
             chunk = orjson.loads(event[5:])
             usage = chunk.get("usage")
@@ -254,7 +254,7 @@ class OpenAIRelay:
         return event + b"\n\n"
 
 
-def _collect_calls(outcome: RelayOutcome, delta: dict[str, Any]) -> None:
+def merge_call_pieces(outcome: RelayOutcome, delta: dict[str, Any]) -> None:
     """Merge a delta's tool-call pieces (by index) and function-call pieces into ``outcome``."""
     for piece in delta.get("tool_calls") or []:
         calls = outcome.tool_calls = outcome.tool_calls or []

@@ -126,7 +126,7 @@ async def replay_stream(completion: bytes, *, include_usage: bool) -> AsyncItera
         yield chunk_event(
             cid=cid, model=model, created=created, delta={"content": text[start : start + 64]}
         )
-    for delta in _call_deltas(message):
+    for delta in call_deltas(message):
         yield chunk_event(cid=cid, model=model, created=created, delta=delta)
     yield chunk_event(
         cid=cid, model=model, created=created, finish=choice.get("finish_reason") or "stop"
@@ -136,7 +136,7 @@ async def replay_stream(completion: bytes, *, include_usage: bool) -> AsyncItera
     yield DONE_EVENT
 
 
-def _call_deltas(message: dict[str, Any]) -> list[dict[str, Any]]:
+def call_deltas(message: dict[str, Any]) -> list[dict[str, Any]]:
     """A stored message's tool calls (or function call) as stream deltas, as a provider sends.
 
     Each call opens with its index, id, type and name, then its arguments in pieces.
