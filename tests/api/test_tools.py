@@ -203,6 +203,23 @@ def test_sdk_parse_with_pydantic(service: RunningService, fake_openai: FakeOpenA
     assert sent["type"] == "json_schema" and sent["json_schema"]["strict"] is True
 
 
+def test_sdk_stream_helper_with_pydantic_and_tools(service: RunningService) -> None:
+    client = sdk(service)
+    with client.chat.completions.stream(
+        model="gpt-4o-mini", messages=ASK, response_format=CityWeather
+    ) as stream:
+        final = stream.get_final_completion()
+    assert final.choices[0].message.parsed == CityWeather(city="demo", temperature=2, tags=["demo"])
+
+    weather = openai.pydantic_function_tool(CityWeather, name="get_weather")
+    with client.chat.completions.stream(
+        model="gpt-4o-mini", messages=ASK, tools=[weather]
+    ) as stream:
+        final = stream.get_final_completion()
+    (call,) = final.choices[0].message.tool_calls or []
+    assert call.function.parsed_arguments == CityWeather(city="demo", temperature=2, tags=["demo"])
+
+
 def test_chat_openai_bind_tools_and_structured_output(service: RunningService) -> None:
     @tool
     def get_weather(city: str) -> str:
