@@ -43,6 +43,8 @@ class AccountedEmbeddings(Embeddings):
         self.spec = spec
         self._accountant = accountant
         self._context = context
+        self.prompt_tokens = 0
+        """The prompt tokens of the calls so far, as accounted (the provider's, or estimated)."""
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed passages, accounted."""
@@ -87,7 +89,9 @@ class AccountedEmbeddings(Embeddings):
     ) -> None:
         """Hand the call's event to the accountant; a failure here is logged, never raised."""
         try:
-            self._accountant.record(self._context, self._event(texts, tally, started, error))
+            event = self._event(texts, tally, started, error)
+            self.prompt_tokens += event.prompt_tokens
+            self._accountant.record(self._context, event)
         except Exception:
             logger.exception("could not account an embedding call (%s)", self.spec.name)
 

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from api.routes import (
     chat,
+    embeddings,
     knowledge,
     knowledge_query,
     limits,
@@ -19,6 +20,7 @@ from api.routes import (
 
 router = APIRouter()
 router.include_router(chat.router)
+router.include_router(embeddings.router)
 router.include_router(models.router)
 router.include_router(threads.router)
 router.include_router(usage.router)

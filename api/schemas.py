@@ -6,10 +6,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictInt, StrictStr, field_validator
 
 from core.patterns import THREAD_ID_PATTERN
-from services.gateway_types import ChatMessage, ChatRequest, TemplateRef
+from services.gateway_types import ChatMessage, ChatRequest, EmbeddingRequest, TemplateRef
 
 # Body keys that are not generation parameters for the provider.
 _NOT_PARAMS = {
@@ -54,10 +54,21 @@ class ChatCompletionRequest(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: Any = None
-    functions: list[dict[str, Any]] | None = None
+    tools: list[dict[str, Any]] | None = Field(
+        default=None, description="Function tools (stateless path only), sent as they are."
+    )
+    tool_choice: Any = Field(
+        default=None, description="`none`, `auto`, `required`, or a named function in `tools`."
+    )
+    parallel_tool_calls: bool | None = None
+    functions: list[dict[str, Any]] | None = Field(
+        default=None, description="Legacy function calling (use `tools`)."
+    )
     function_call: Any = None
+    response_format: dict[str, Any] | None = Field(
+        default=None,
+        description="`text`, `json_object`, or `json_schema` (an object schema, `strict`).",
+    )
     cache: bool | None = Field(
         default=None,
         description="Use the response cache (default: when temperature is 0); false bypasses.",
@@ -273,3 +284,29 @@ class ProviderKeysPublic(BaseModel):
     """``GET /api/provider-keys``."""
 
     data: list[ProviderKeyPublic]
+
+
+class EmbeddingsCreate(BaseModel):
+    """``POST /api/embeddings``: OpenAI's Embeddings body."""
+
+    input: StrictStr | list[StrictStr] | list[StrictInt] | list[list[StrictInt]] = Field(
+        description="A text, a list of texts (up to 2048), or token ids (cl100k_base)."
+    )
+    model: str | None = Field(
+        default=None,
+        description="`local`, `local-e5`, `local-use`; OpenAI's embedding models with a key. "
+        "Default: the service's embedding model.",
+    )
+    encoding_format: Literal["float", "base64"] = Field(
+        default="float", description="`base64`: little-endian float32, as OpenAI sends it."
+    )
+    dimensions: int | None = Field(
+        default=None, description="Shorter vectors (text-embedding-3 models only)."
+    )
+    user: str | None = Field(default=None, description="Accepted for compatibility.")
+
+    def to_request(self) -> EmbeddingRequest:
+        """The services' request."""
+        return EmbeddingRequest(
+            input=self.input, model=self.model, dimensions=self.dimensions, user=self.user
+        )

@@ -48,6 +48,10 @@ class RelayOutcome:
     text: list[str] | None = None
     """The streamed content, collected only when asked (to cache a streamed answer)."""
     finish_reason: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    """The streamed tool calls, merged by index (collected with the text)."""
+    function_call: dict[str, str] | None = None
+    """The streamed legacy function call, merged (collected with the text)."""
 
 
 OutcomeHook = Callable[[RelayOutcome], None]
@@ -232,8 +236,11 @@ class OpenAIRelay:
             outcome.content_chunks += 1
         if outcome.text is not None and event.startswith(b"data:"):
             for choice in orjson.loads(event[5:]).get("choices") or []:
-                outcome.text.append((choice.get("delta") or {}).get("content") or "")
+                delta = choice.get("delta") or {}
+                outcome.text.append(delta.get("content") or "")
                 outcome.finish_reason = choice.get("finish_reason") or outcome.finish_reason
+                if delta.get("tool_calls") or delta.get("function_call"):
+                    merge_call_pieces(outcome, delta)
         if b'"usage"' in event and event.startswith(b"data:"):
             chunk = orjson.loads(event[5:])
             usage = chunk.get("usage")
@@ -245,3 +252,24 @@ class OpenAIRelay:
                     chunk.pop("usage")
                     return b"data: " + orjson.dumps(chunk) + b"\n\n"
         return event + b"\n\n"
+
+
+def merge_call_pieces(outcome: RelayOutcome, delta: dict[str, Any]) -> None:
+    """Merge a delta's tool-call pieces (by index) and function-call pieces into ``outcome``."""
+    for piece in delta.get("tool_calls") or []:
+        calls = outcome.tool_calls = outcome.tool_calls or []
+        index = piece.get("index", len(calls))
+        while len(calls) <= index:
+            calls.append({"id": "", "type": "function", "function": {"name": "", "arguments": ""}})
+        call = calls[index]
+        if piece.get("id"):
+            call["id"] = piece["id"]
+        if piece.get("type"):
+            call["type"] = piece["type"]
+        function = piece.get("function") or {}
+        call["function"]["name"] += function.get("name") or ""
+        call["function"]["arguments"] += function.get("arguments") or ""
+    if legacy := delta.get("function_call"):
+        merged = outcome.function_call = outcome.function_call or {"name": "", "arguments": ""}
+        merged["name"] += legacy.get("name") or ""
+        merged["arguments"] += legacy.get("arguments") or ""

@@ -34,18 +34,43 @@ from services.response_cache import ResponseCache, cache_key
 from services.semantic_cache import SemanticCache, context_key, split_question
 from services.template_use import apply_chat_template, with_template
 from services.thread_chat import ThreadChat
+from services.tool_checks import check_tools, uses_tools
 
 
 def check_request(request: ChatRequest) -> None:
-    """Refuse what the service does not support yet, with a clear 400."""
+    """Refuse what the service does not support (yet) or what is malformed, with a clear 400.
+
+    Tool calling and structured output go through the stateless relay only in this version:
+    with ``thread_id``, tools are refused (the thread's memory of tool exchanges comes next).
+    """
     params = request.params
-    for name in ("tools", "tool_choice", "functions", "function_call"):
-        if params.get(name) is not None:
-            raise ApiError(400, "unsupported_parameter", f"'{name}' is not supported yet")
     if params.get("n") not in (None, 1):
         raise ApiError(400, "unsupported_parameter", "only n=1 is supported")
     if not request.messages:
         raise ApiError(400, "missing_messages", "'messages' must contain at least one message")
+    if request.thread_id is not None and uses_tools(request):
+        raise ApiError(
+            400,
+            "unsupported_parameter",
+            "tools with thread_id: not yet (send the whole conversation without thread_id)",
+            details={"param": "tools"},
+        )
+    check_tools(request)
+
+
+def check_route(request: ChatRequest, route: ModelRoute, gate: MeteringGate) -> None:
+    """Refuse tools for a model that cannot call them (the embedded local model), naming one."""
+    if route.upstream.provider != "local" or not uses_tools(request):
+        return
+    registry = gate.registry
+    able = [name for name in registry.names() if registry.owner(name) != "local"]
+    instead = f"use '{able[0]}'" if able else "no configured model can"
+    raise ApiError(
+        400,
+        "unsupported_parameter",
+        f"model '{route.name}' cannot call tools; {instead}",
+        details={"param": "model"},
+    )
 
 
 class ChatService:
@@ -77,6 +102,7 @@ class ChatService:
         request, template = await self._render_template(principal, request)
         check_request(request)
         route = await self._gate.resolve(principal.org_id, request.model)
+        check_route(request, route, self._gate)
         context = _context(principal, flow, request, template)
         if request.thread_id is None:
             return await self._relay_complete(principal, request, route, context)
@@ -89,6 +115,7 @@ class ChatService:
         request, template = await self._render_template(principal, request)
         check_request(request)
         route = await self._gate.resolve(principal.org_id, request.model)
+        check_route(request, route, self._gate)
         include_usage = request.include_usage
         context = _context(principal, flow, request, template)
         if request.thread_id is None:
@@ -108,7 +135,9 @@ class ChatService:
         key = self._cache_key(principal, request, route, body)
         similar: _Similar | None = None
         if key is not None:
-            hit, similar = await self._cached(key, principal, route, body, context)
+            hit, similar = await self._cached(
+                key, principal, route, body, context, semantic=not uses_tools(request)
+            )
             if hit is not None:
                 self._accountant.cache_hit(context, route, started)
                 return hit
@@ -140,7 +169,9 @@ class ChatService:
         key = self._cache_key(principal, request, route, body)
         similar: _Similar | None = None
         if key is not None:
-            hit, similar = await self._cached(key, principal, route, body, context)
+            hit, similar = await self._cached(
+                key, principal, route, body, context, semantic=not uses_tools(request)
+            )
             if hit is not None:
                 self._accountant.cache_hit(context, route, started)
                 return fmt.replay_stream(hit, include_usage=include_usage)
@@ -173,7 +204,14 @@ class ChatService:
         route: ModelRoute,
         body: dict[str, Any],
     ) -> str | None:
-        """The cache key of a deterministic (or opted-in) request, else None."""
+        """The cache key of a deterministic (or opted-in) request, else None.
+
+        A tool-call answer is cached like any other: the key covers every message, the
+        tools, ``tool_choice`` and ``response_format``, so a hit answers exactly the same
+        request, and the client runs its tools as it would on a fresh deterministic answer
+        (the gateway executes nothing). Tool requests skip the semantic cache (see
+        :meth:`_cached`).
+        """
         wanted = (
             request.cache if request.cache is not None else request.params.get("temperature") == 0
         )
@@ -186,10 +224,16 @@ class ChatService:
         route: ModelRoute,
         body: dict[str, Any],
         context: CallContext,
+        *,
+        semantic: bool = True,
     ) -> tuple[bytes | None, _Similar | None]:
-        """An exact hit; else a semantic one; else what to index the answer under."""
+        """An exact hit; else a semantic one; else what to index the answer under.
+
+        Never semantic for tool requests: a similar question's tool call would carry the
+        arguments taken from the other question (another city, another id).
+        """
         hit = await self._cache.get(key)
-        if hit is not None or self._semantic is None:
+        if hit is not None or self._semantic is None or not semantic:
             return hit, None
         parts = split_question(body)
         if parts is None:
@@ -230,6 +274,8 @@ class ChatService:
                     text="".join(outcome.text),
                     finish=outcome.finish_reason or "stop",
                     usage=outcome.usage,
+                    tool_calls=outcome.tool_calls,
+                    function_call=outcome.function_call,
                 )
                 self._store(key, org_id, orjson.dumps(body), similar)
 

@@ -20,6 +20,7 @@ from providers.keys import ProviderKeyStore
 from providers.registry import ModelRegistry
 from providers.relay import OpenAIRelay
 from services.chat import ChatService
+from services.embeddings import EmbeddingService
 from services.job_table import job_handlers, register_jobs
 from services.knowledge import KnowledgeService
 from services.knowledge_query import KnowledgeQuery
@@ -62,6 +63,7 @@ class Services:
     jobs: InProcessJobQueue
     knowledge: KnowledgeService
     knowledge_query: KnowledgeQuery
+    embeddings: EmbeddingService
     prompt_templates: PromptTemplates
     prompt_evaluations: PromptEvaluations
     started_at: int
@@ -129,6 +131,7 @@ async def open_services(
             jobs=jobs,
             knowledge=knowledge.service,
             knowledge_query=gateway.knowledge_query,
+            embeddings=EmbeddingService(gate=metering.gate, registry=knowledge.embeddings),
             prompt_templates=prompt_templates,
             prompt_evaluations=prompt_evaluations,
             started_at=int(time.time()),

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from core.patterns import LABEL_PATTERN, TEMPLATE_NAME_PATTERN
@@ -108,6 +109,29 @@ class ChatRequest:
         """The request's non-null model and parameters (what template defaults must not fill)."""
         return {k: v for k, v in {"model": self.model, **self.params}.items() if v is not None}
 
+    def prompt_text(self) -> str:
+        """The text a limit hold counts: the messages, their tool calls, tools and formats."""
+        parts = [str(m.content or "") for m in self.messages]
+        parts += [
+            _json_text(calls)
+            for m in self.messages
+            if (calls := (m.model_extra or {}).get("tool_calls"))
+        ]
+        parts += [
+            _json_text(self.params[name])
+            for name in ("tools", "functions", "response_format")
+            if self.params.get(name) is not None
+        ]
+        return " ".join(parts)
+
+
+def _json_text(value: Any) -> str:
+    """``value`` as JSON text (``str`` when orjson refuses it, e.g. a 65-bit integer)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return str(value)
+
 
 @dataclass(frozen=True, slots=True)
 class KnowledgeQuestion:
@@ -127,3 +151,20 @@ class KnowledgeQuestion:
     max_tokens: int | None = None
     thread_id: str | None = None
     template: TemplateRef | None = None
+
+
+EmbeddingInput = str | list[str] | list[int] | list[list[int]]
+"""OpenAI's embedding ``input``: a text, texts, token ids of one text, or of several."""
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingRequest:
+    """An embeddings request (``services.embeddings``), whatever the wire format.
+
+    ``api`` maps ``POST /api/embeddings`` onto it; the service checks the input (400s).
+    """
+
+    input: EmbeddingInput
+    model: str | None = None
+    dimensions: int | None = None
+    user: str | None = None

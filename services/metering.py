@@ -8,7 +8,10 @@ a step (a forgotten org key bills the service's key, silently):
 2. :meth:`MeteringGate.hold` reserves the call's worst case against the caller's limits
    (429 when over) and returns a :class:`MeteredCall`: the route, the context carrying the
    reservation, the reply cap to impose, the accounting callback and tracing metadata as a
-   ready ``RunnableConfig``, and ``release``.
+   ready ``RunnableConfig``, and ``release``;
+3. for a call without a reply (an embedding), :meth:`MeteringGate.hold_input` reserves its
+   input's tokens and returns a :class:`MeteredInput`, whose embedder accounts the call
+   (``accounting.embeddings.AccountedEmbeddings``) and settles the hold with its usage.
 
 The route travels explicitly to the graphs and chains in ``configurable["model_route"]``
 (a :class:`ModelRoute` object, never the key as a string: LangChain and LangGraph copy
@@ -25,17 +28,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from types import TracebackType
 from typing import Any, cast
 
+from langchain_core.embeddings import Embeddings
 from langchain_core.runnables import RunnableConfig
 from langchain_openai import ChatOpenAI
 
 from accounting.accountant import Accountant
+from accounting.embeddings import AccountedEmbeddings
 from accounting.events import CallContext
 from auth.tokens import Principal
 from core.tracing import run_metadata
 from limits.enforcer import LimitEnforcer
+from providers.embeddings import EmbeddingSpec
 from providers.keys import ProviderKeyStore
 from providers.registry import ModelRegistry, ModelRoute
 from providers.relay import OutcomeHook
@@ -97,15 +104,67 @@ class MeteringGate:
     async def hold_chat(
         self, principal: Principal, context: CallContext, route: ModelRoute, request: ChatRequest
     ) -> MeteredCall:
-        """:meth:`hold` for a chat request: its messages' text, their count, its reply cap."""
+        """:meth:`hold` for a chat request: its prompt text (tools included), count, reply cap."""
         return await self.hold(
             principal,
             context,
             route,
-            prompt=lambda: " ".join(str(m.content or "") for m in request.messages),
+            prompt=request.prompt_text,
             messages=len(request.messages),
             reply_limit=request.reply_limit,
         )
+
+    async def hold_input(
+        self,
+        principal: Principal,
+        context: CallContext,
+        *,
+        model: str,
+        tokens: Callable[[], int],
+    ) -> MeteredInput:
+        """Reserve a call without a reply (an embedding) against the caller's limits (429).
+
+        ``tokens`` gives the input's tokens (only computed when the caller has limits); the
+        call's usage event settles the hold to the provider's count.
+        """
+
+        def size() -> tuple[int, Decimal]:
+            count = tokens()
+            return count, self.accountant.prices.cost(model, count, 0)
+
+        held = await self._limits.hold_tokens(principal, context, size)
+        return MeteredInput(context=held, gate=self)
+
+
+@dataclass(slots=True)
+class MeteredInput:
+    """One held call without a reply: for whom, and its accounted embedder."""
+
+    context: CallContext
+    """Who and where, carrying the limit reservation (settled by the call's usage)."""
+    gate: MeteringGate
+
+    def embeddings(self, inner: Embeddings, spec: EmbeddingSpec) -> AccountedEmbeddings:
+        """``inner`` accounted to this call: each call one usage event, settling the hold."""
+        return AccountedEmbeddings(
+            inner, spec=spec, accountant=self.gate.accountant, context=self.context
+        )
+
+    def release(self) -> None:
+        """Give the hold back (a no-op once the call's usage settled it)."""
+        if self.context.reservation is not None:
+            self.context.reservation.release()
+
+    async def __aenter__(self) -> MeteredInput:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
 
 
 @dataclass(slots=True)

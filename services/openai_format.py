@@ -86,21 +86,28 @@ def to_openai_message(message: BaseMessage) -> dict[str, Any]:
 
 
 def text_completion(
-    *, model: str, text: str, finish: str, usage: dict[str, Any] | None
+    *,
+    model: str,
+    text: str,
+    finish: str,
+    usage: dict[str, Any] | None,
+    tool_calls: list[dict[str, Any]] | None = None,
+    function_call: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """A ``chat.completion`` object for a plain text answer."""
+    """A ``chat.completion`` object for a text answer (and its tool or function calls)."""
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    if tool_calls or function_call:
+        message["content"] = text or None
+        if tool_calls:
+            message["tool_calls"] = tool_calls
+        if function_call:
+            message["function_call"] = function_call
     return {
         "id": completion_id(),
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": finish,
-            }
-        ],
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
         "usage": usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
     }
 
@@ -113,14 +120,44 @@ async def replay_stream(completion: bytes, *, include_usage: bool) -> AsyncItera
     yield chunk_event(
         cid=cid, model=model, created=created, delta={"role": "assistant", "content": ""}
     )
-    text = choice["message"].get("content") or ""
+    message = choice["message"]
+    text = message.get("content") or ""
     for start in range(0, len(text), 64):
         yield chunk_event(
             cid=cid, model=model, created=created, delta={"content": text[start : start + 64]}
         )
+    for delta in call_deltas(message):
+        yield chunk_event(cid=cid, model=model, created=created, delta=delta)
     yield chunk_event(
         cid=cid, model=model, created=created, finish=choice.get("finish_reason") or "stop"
     )
     if include_usage and body.get("usage"):
         yield chunk_event(cid=cid, model=model, created=created, usage=body["usage"])
     yield DONE_EVENT
+
+
+def call_deltas(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """A stored message's tool calls (or function call) as stream deltas, as a provider sends.
+
+    Each call opens with its index, id, type and name, then its arguments in pieces.
+    """
+    deltas: list[dict[str, Any]] = []
+    for index, call in enumerate(message.get("tool_calls") or []):
+        function = call.get("function") or {}
+        head = {"index": index, "id": call.get("id"), "type": call.get("type", "function")}
+        deltas.append(
+            {"tool_calls": [{**head, "function": {"name": function.get("name"), "arguments": ""}}]}
+        )
+        arguments = function.get("arguments") or ""
+        deltas += [
+            {"tool_calls": [{"index": index, "function": {"arguments": arguments[i : i + 64]}}]}
+            for i in range(0, len(arguments), 64)
+        ]
+    if legacy := message.get("function_call"):
+        arguments = legacy.get("arguments") or ""
+        deltas.append({"function_call": {"name": legacy.get("name"), "arguments": ""}})
+        deltas += [
+            {"function_call": {"arguments": arguments[i : i + 64]}}
+            for i in range(0, len(arguments), 64)
+        ]
+    return deltas

@@ -89,6 +89,8 @@ class FakeOpenAI:
         self.token_delay = 0.0  # seconds before each streamed content chunk
         self.disconnects = 0  # answers abandoned: mid-stream (before [DONE]) or mid-delay
         self.completed_streams = 0
+        self.parallel_tools = False  # True: call every offered tool at once (not the first)
+        self.tool_arguments: dict[str, Any] | None = None  # None: an example of the schema
         self.requests.clear()
         self._scripts.clear()
         self.client_disconnected.clear()
@@ -204,6 +206,8 @@ class FakeOpenAI:
             return _fail(writer, status, f"scripted {status}", "scripted", retry_after)
         if not chat:
             return _respond(writer, 200, _embeddings(body))
+        if calls := self._tool_calls(body):
+            return await self._answer_tool_calls(body, calls, writer)
         if body.get("stream"):
             return await self._stream(body, reader, writer)
         tokens = self._tokens(body)
@@ -215,6 +219,8 @@ class FakeOpenAI:
         """The reply as streamed chunks: its words, regrouped or repeated to ``stream_tokens``."""
         if self.reply is not None:
             content = self.reply
+        elif (structured := _tool_or_structured_reply(body)) is not None:
+            content = structured
         else:
             users = [m for m in body["messages"] if isinstance(m, dict) and m.get("role") == "user"]
             last = users[-1].get("content", "") if users else ""
@@ -270,6 +276,95 @@ class FakeOpenAI:
             return False
         self.disconnects += 1
         self.client_disconnected.set()
+        return True
+
+    # --- tool calls and structured output (issue 13) ------------------------------------
+    def _tool_calls(self, body: dict[str, Any]) -> list[tuple[str, str]] | None:
+        """The (name, JSON arguments) calls to answer with, or None for a text answer.
+
+        Offered tools are called unless ``tool_choice`` is ``none`` or the last message is
+        a tool result (then the answer is text): the named one, else the first (every one
+        with ``parallel_tools``). Arguments: ``tool_arguments``, else an example of the schema.
+        """
+        tools, legacy = _offered_functions(body)
+        messages = body.get("messages") or []
+        last = messages[-1] if messages and isinstance(messages[-1], dict) else {}
+        if not tools or last.get("role") in ("tool", "function"):
+            return None
+        choice = body.get("function_call" if legacy else "tool_choice") or "auto"
+        if choice == "none":
+            return None
+        if isinstance(choice, dict):
+            named = (choice.get("function") or {}) if not legacy else choice
+            chosen = [t for t in tools if t.get("name") == named.get("name")]
+        elif self.parallel_tools and body.get("parallel_tool_calls") is not False and not legacy:
+            chosen = tools
+        else:
+            chosen = tools[:1]
+        return [
+            (
+                str(tool.get("name")),
+                orjson.dumps(
+                    self.tool_arguments
+                    if self.tool_arguments is not None
+                    else _example(tool.get("parameters") or {"type": "object"})
+                ).decode(),
+            )
+            for tool in chosen
+        ]
+
+    async def _answer_tool_calls(
+        self, body: dict[str, Any], calls: list[tuple[str, str]], writer: Writer
+    ) -> bool:
+        """Answer with ``tool_calls`` (or a legacy ``function_call``), maybe streamed."""
+        legacy = not body.get("tools")
+        ids = [f"call_fake{index}_{name}" for index, (name, _) in enumerate(calls)]
+        fragments = [_fragments(arguments) for _, arguments in calls]
+        completion = sum(len(parts) for parts in fragments)
+        finish = "function_call" if legacy else "tool_calls"
+        if not body.get("stream"):
+            message: dict[str, Any] = {"role": "assistant", "content": None}
+            if legacy:
+                message["function_call"] = {"name": calls[0][0], "arguments": calls[0][1]}
+            else:
+                message["tool_calls"] = [
+                    {"id": ids[i], "type": "function", "function": {"name": n, "arguments": a}}
+                    for i, (n, a) in enumerate(calls)
+                ]
+            answer = _envelope(body, "chat.completion", message=message, finish_reason=finish)
+            return _respond(writer, 200, {**answer, **_usage(body, completion)})
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
+            b"transfer-encoding: chunked\r\n\r\n"
+        )
+        base = _envelope(body, "chat.completion.chunk")
+
+        def event(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+            choices = [{"index": 0, "delta": delta, "finish_reason": finish_reason}]
+            return _sse(orjson.dumps({**base, "choices": choices}))
+
+        writer.write(event({"role": "assistant", "content": None}))
+        for index, ((name, _), parts) in enumerate(zip(calls, fragments, strict=True)):
+            if legacy:
+                writer.write(event({"function_call": {"name": name, "arguments": ""}}))
+            else:
+                head = {"id": ids[index], "type": "function"}
+                function = {"name": name, "arguments": ""}
+                writer.write(
+                    event({"tool_calls": [{"index": index, **head, "function": function}]})
+                )
+            for part in parts:
+                if legacy:
+                    writer.write(event({"function_call": {"arguments": part}}))
+                else:
+                    delta = {"index": index, "function": {"arguments": part}}
+                    writer.write(event({"tool_calls": [delta]}))
+        writer.write(event({}, finish))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            writer.write(_sse(orjson.dumps({**base, **_usage(body, completion)})))
+        self.completed_streams += 1
+        writer.write(b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n")
+        await writer.drain()
         return True
 
 
@@ -381,8 +476,75 @@ def _usage(body: dict[str, Any], completion: int) -> dict[str, dict[str, int]]:
     """Prompt: words of every message + 3 each (OpenAI's per-message overhead)."""
     messages = [m for m in body["messages"] if isinstance(m, dict)]
     prompt = sum(len(str(m.get("content") or "").split()) + 3 for m in messages)
+    prompt += _tool_prompt_tokens(body)
     total = prompt + completion
     return {"usage": dict(prompt_tokens=prompt, completion_tokens=completion, total_tokens=total)}
+
+
+# --- tool calls and structured output (issue 13) -------------------------------------------
+
+
+def _offered_functions(body: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
+    """The offered functions (``tools`` of type function, else legacy ``functions``)."""
+    tools = body.get("tools")
+    if isinstance(tools, list) and tools:
+        functions = [t.get("function") or {} for t in tools if t.get("type") == "function"]
+        return functions, False
+    legacy = body.get("functions")
+    return (list(legacy), True) if isinstance(legacy, list) and legacy else ([], False)
+
+
+def _tool_or_structured_reply(body: dict[str, Any]) -> str | None:
+    """Text for a final answer after tool results, or JSON for a response format; else None."""
+    messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+    form = body.get("response_format") or {}
+    if form.get("type") == "json_schema":
+        schema = (form.get("json_schema") or {}).get("schema") or {"type": "object"}
+        return orjson.dumps(_example(schema)).decode()
+    if form.get("type") == "json_object":
+        return orjson.dumps({"answer": "json"}).decode()
+    results: list[str] = []
+    for message in reversed(messages):
+        if message.get("role") not in ("tool", "function"):
+            break
+        results.insert(0, str(message.get("content") or ""))
+    return "tool said: " + " | ".join(results) if results else None
+
+
+def _example(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> Any:
+    """A value satisfying a (simple) JSON schema: every property, the first option."""
+    defs = schema.get("$defs", {}) if defs is None else defs
+    if "$ref" in schema:
+        return _example(defs.get(schema["$ref"].rsplit("/", 1)[-1], {}), defs)
+    if "enum" in schema:
+        return schema["enum"][0]
+    if "const" in schema:
+        return schema["const"]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if schema.get(key):
+            return _example(schema[key][0], defs)
+    kind = schema.get("type", "object")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object":
+        props = schema.get("properties") or {}
+        return {name: _example(sub, defs) for name, sub in props.items()}
+    if kind == "array":
+        return [_example(schema.get("items") or {"type": "string"}, defs)]
+    examples = {"string": "demo", "integer": 2, "number": 1.5, "boolean": True}
+    return examples.get(kind)
+
+
+def _fragments(arguments: str) -> list[str]:
+    """Argument JSON in a few pieces, as a provider streams them."""
+    size = max(1, len(arguments) // 3)
+    return [arguments[i : i + size] for i in range(0, len(arguments), size)] or [""]
+
+
+def _tool_prompt_tokens(body: dict[str, Any]) -> int:
+    """Tool definitions count in the prompt: their words."""
+    offered = body.get("tools") or body.get("functions")
+    return len(_WORD.findall(orjson.dumps(offered).decode())) if offered else 0
 
 
 @pytest.fixture(scope="session")
