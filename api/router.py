@@ -13,6 +13,7 @@ from api.routes import (
     prompt_evaluations,
     prompt_templates,
     provider_keys,
+    speech,
     threads,
     usage,
 )
@@ -28,3 +29,4 @@ router.include_router(knowledge.router)
 router.include_router(knowledge_query.router)
 router.include_router(prompt_templates.router)
 router.include_router(prompt_evaluations.router)
+router.include_router(speech.router)

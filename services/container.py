@@ -40,6 +40,7 @@ from services.prompt_evaluations import PromptEvaluations
 from services.prompt_templates import PromptTemplates
 from services.response_cache import ResponseCache
 from services.semantic_cache import SemanticCache
+from services.speech import SpeechService
 from services.thread_chat import ThreadChat
 from services.threads import ThreadStore
 
@@ -68,6 +69,7 @@ class Services:
     knowledge_query: KnowledgeQuery
     prompt_templates: PromptTemplates
     prompt_evaluations: PromptEvaluations
+    speech: SpeechService
     started_at: int
 
 
@@ -164,6 +166,10 @@ async def open_services(
             provider_keys=provider_keys,
             jobs=jobs,
         )
+        speech = SpeechService.build(
+            settings, provider_keys=provider_keys, limits=limits, accountant=accountant
+        )
+        stack.push_async_callback(speech.aclose)
         semantic_cache = None
         if settings.semantic_cache_enabled:
             semantic_spec = embeddings.spec(settings.semantic_cache_embedding_model)
@@ -229,5 +235,6 @@ async def open_services(
             ),
             prompt_templates=prompt_templates,
             prompt_evaluations=prompt_evaluations,
+            speech=speech,
             started_at=int(time.time()),
         )

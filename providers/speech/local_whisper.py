@@ -1,0 +1,91 @@
+"""The embedded transcriber: faster-whisper (CTranslate2) on the CPU, offline.
+
+The model is loaded lazily, once per process, in a worker thread (never at import, never on
+the event loop); transcriptions run in threads too, at most ``concurrency`` at once, so the
+service keeps answering while one runs. Voice activity detection (Silero, shipped inside
+faster-whisper) skips silence, so a silent file answers an empty text quickly and Whisper is
+not left to invent words (or loop) over noise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+from providers.speech.types import Segment, SttRequest, Transcript
+from providers.speech.whisper_files import packaged_model_dir
+
+
+class LocalWhisper:
+    """faster-whisper behind the :class:`~providers.speech.types.Transcriber` interface."""
+
+    provider = "local"
+
+    def __init__(
+        self,
+        *,
+        cache_dir: Path,
+        model_dir: Path | None = None,
+        threads: int = 2,
+        compute_type: str = "int8",
+        beam_size: int = 5,
+        concurrency: int = 1,
+    ) -> None:
+        self._cache_dir = cache_dir
+        self._model_dir = model_dir
+        self._threads = threads
+        self._compute_type = compute_type
+        self._beam_size = beam_size
+        self._slots = asyncio.Semaphore(concurrency)
+        self._lock = threading.Lock()
+        self._model: Any = None
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model is in memory (it is loaded by the first transcription)."""
+        return self._model is not None
+
+    def model(self) -> Any:
+        """The ``WhisperModel``, loaded on first use (blocking: call from a thread)."""
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    from faster_whisper import WhisperModel
+
+                    folder = self._model_dir or packaged_model_dir(self._cache_dir)
+                    self._model = WhisperModel(
+                        str(folder),
+                        device="cpu",
+                        compute_type=self._compute_type,
+                        cpu_threads=self._threads,
+                        local_files_only=True,
+                    )
+        return self._model
+
+    async def transcribe(self, request: SttRequest, *, api_key: str | None) -> Transcript:
+        """Transcribe in a worker thread, waiting for a free slot first."""
+        async with self._slots:
+            return await asyncio.to_thread(self._run, request)
+
+    def _run(self, request: SttRequest) -> Transcript:
+        segments, info = self.model().transcribe(
+            request.samples,
+            language=request.language or None,
+            initial_prompt=request.prompt or None,
+            beam_size=self._beam_size,
+            vad_filter=True,
+            condition_on_previous_text=False,  # one bad window must not derail the rest
+        )
+        parts = tuple(
+            Segment(start=round(s.start, 3), end=round(s.end, 3), text=s.text.strip())
+            for s in segments  # a generator: decoding happens while iterating
+        )
+        text = " ".join(p.text for p in parts if p.text).strip()
+        return Transcript(
+            text=text,
+            language=info.language,
+            duration_s=round(request.duration_s, 3),
+            segments=parts,
+        )

@@ -1,0 +1,134 @@
+"""OpenAI's audio endpoints (transcriptions, speech) through the official ``openai`` SDK.
+
+Base URL, organization, timeout and retries come from the settings, as for chat; the key is
+the org's own when it has one, else the service's. Clients are kept per key (bounded) and
+closed with the service. SDK failures become the service's errors naming the provider.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import openai
+
+from core.config import Settings
+from core.errors import ApiError
+from providers.errors import map_openai_error
+from providers.speech.types import Segment, SttRequest, Transcript, TtsRequest
+
+PROVIDER = "openai"
+#: The voices OpenAI's speech models speak with.
+VOICES = (
+    "alloy",
+    "ash",
+    "ballad",
+    "coral",
+    "echo",
+    "fable",
+    "nova",
+    "onyx",
+    "sage",
+    "shimmer",
+    "verse",
+)
+_VERBOSE = frozenset({"whisper-1"})  # models that answer verbose_json (segments, language)
+_MAX_CLIENTS = 64
+
+
+class OpenAIAudio:
+    """Transcriber and synthesizer over OpenAI's audio API."""
+
+    provider = PROVIDER
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._clients: dict[str, openai.AsyncOpenAI] = {}
+
+    def client(self, api_key: str) -> openai.AsyncOpenAI:
+        """The SDK client for ``api_key`` (the service's organization only with its own key)."""
+        client = self._clients.get(api_key)
+        if client is None:
+            if len(self._clients) >= _MAX_CLIENTS:
+                self._clients.pop(next(iter(self._clients)))  # closed by its finalizer
+            settings = self._settings
+            service_key = settings.openai_api_key
+            own = service_key is not None and service_key.get_secret_value() == api_key
+            client = openai.AsyncOpenAI(
+                api_key=api_key,
+                base_url=settings.openai_base_url.rstrip("/"),
+                organization=settings.openai_organization if own else None,
+                timeout=settings.upstream_timeout_seconds,
+                max_retries=settings.upstream_max_retries,
+            )
+            self._clients[api_key] = client
+        return client
+
+    async def aclose(self) -> None:
+        """Close every client's connection pool."""
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.close()
+
+    async def transcribe(self, request: SttRequest, *, api_key: str | None) -> Transcript:
+        """One transcription call; ``whisper-1`` answers segments and the language too."""
+        if api_key is None:
+            raise ApiError(503, "provider_unavailable", "no OpenAI key is configured")
+        verbose = request.model in _VERBOSE
+        options: dict[str, Any] = {}
+        if request.language:
+            options["language"] = request.language
+        if request.prompt:
+            options["prompt"] = request.prompt
+        try:
+            answer = await self.client(api_key).audio.transcriptions.create(
+                file=(request.filename, request.data, request.content_type),
+                model=request.model,
+                response_format="verbose_json" if verbose else "json",
+                **options,
+            )
+        except openai.OpenAIError as exc:
+            raise map_openai_error(PROVIDER, exc) from exc
+        segments = tuple(
+            Segment(start=float(s.start), end=float(s.end), text=str(s.text).strip())
+            for s in (getattr(answer, "segments", None) or ())
+        )
+        language = getattr(answer, "language", None) or request.language
+        return Transcript(
+            text=str(answer.text).strip(),
+            language=_language_code(language),
+            duration_s=round(float(getattr(answer, "duration", None) or request.duration_s), 3),
+            segments=segments,
+        )
+
+    async def synthesize(self, request: TtsRequest, *, api_key: str) -> AsyncGenerator[bytes, None]:
+        """The audio as OpenAI streams it (chunked, first bytes before the clip is done)."""
+        options: dict[str, Any] = {}
+        if request.speed is not None:
+            options["speed"] = request.speed
+        if instructions := request.extra.get("instructions"):
+            options["instructions"] = instructions
+        speech = self.client(api_key).audio.speech.with_streaming_response
+        try:
+            async with speech.create(
+                model=request.model,
+                voice=request.voice,
+                input=request.text,
+                response_format=request.format,
+                **options,
+            ) as response:
+                async for chunk in response.iter_bytes():
+                    if chunk:
+                        yield chunk
+        except openai.OpenAIError as exc:
+            raise map_openai_error(PROVIDER, exc) from exc
+
+
+_LANGUAGE_CODES = {"english": "en", "korean": "ko", "japanese": "ja", "chinese": "zh"}
+
+
+def _language_code(language: str | None) -> str | None:
+    """OpenAI names languages ("english"); the API answers ISO 639-1 codes like Whisper."""
+    if language is None:
+        return None
+    return _LANGUAGE_CODES.get(language.lower(), language.lower())
