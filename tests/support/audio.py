@@ -15,7 +15,7 @@ CLIP_TEXT = "Please send the meeting notes to the whole team by Friday."
 # container format, codec, sample rate of each upload kind the service recognises
 ENCODINGS = {
     "mp3": ("mp3", "libmp3lame", 16_000),
-    "m4a": ("mp4", "aac", 16_000),
+    "m4a": ("mp4", "aac", 24_000),
     "ogg": ("ogg", "libopus", 48_000),
     "webm": ("webm", "libopus", 48_000),
     "flac": ("flac", "flac", 16_000),
@@ -56,6 +56,7 @@ def encoded_clip(kind: str) -> bytes:
     buffer = io.BytesIO()
     with av.open(buffer, "w", format=container_format) as target:
         stream = target.add_stream(codec, rate=rate, layout="mono")  # type: ignore[call-overload]
+        stream.bit_rate = 64_000  # the encoders' defaults at 16 kHz mono are barely intelligible
         resampler = av.AudioResampler(format=stream.codec_context.format, layout="mono", rate=rate)
         frames = [f for frame in source.decode(audio=0) for f in resampler.resample(frame)]
         frames += resampler.resample(None)
