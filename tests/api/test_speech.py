@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import time
 from pathlib import Path
 from typing import Any
@@ -322,6 +324,33 @@ def test_elevenlabs_stream_sends_chunks_as_they_come(
     body = {"model_id": "eleven_multilingual_v2", "text": "Hello there"}
     assert content == fake_tts("voice-en", body, "pcm_24000")
     assert arrivals[0] < 0.6 and arrivals[-1] > 0.85  # first bytes long before the end
+
+
+def test_a_listener_who_hangs_up_is_still_accounted(
+    eleven_service: RunningService, fake_elevenlabs: FakeElevenLabs
+) -> None:
+    fake_elevenlabs.chunks, fake_elevenlabs.chunk_delay = 8, 0.3
+    with httpx.stream(
+        "POST",
+        f"{eleven_service.api}/speech/synthesize",
+        headers=eleven_service.headers(),
+        json={"text": "A long answer", "voice": "voice-en", "stream": True},
+        timeout=30,
+    ) as response:
+        assert response.status_code == 200
+        next(response.iter_raw())
+    routes = usage_routes(eleven_service, 1)
+    assert routes["speech.synthesize"]["requests"] == 1
+    assert routes["speech.synthesize"]["errors"] == 1
+    export = httpx.get(
+        f"{eleven_service.api}/usage/export",
+        params={"format": "csv"},
+        headers=eleven_service.headers("org-a", "boss", "admin"),
+    )
+    rows = list(csv.DictReader(io.StringIO(export.text)))
+    assert [(r["route"], r["provider"], r["error_code"]) for r in rows] == [
+        ("speech.synthesize", "elevenlabs", "client_disconnected")
+    ]
 
 
 def test_elevenlabs_wav_and_errors(
