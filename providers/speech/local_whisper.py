@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from core.errors import ApiError
 from providers.speech.types import Segment, SttRequest, Transcript
 from providers.speech.whisper_files import packaged_model_dir
 
@@ -70,9 +71,18 @@ class LocalWhisper:
             return await asyncio.to_thread(self._run, request)
 
     def _run(self, request: SttRequest) -> Transcript:
-        segments, info = self.model().transcribe(
+        model = self.model()
+        language = (request.language or "").strip().lower().split("-")[0] or None
+        if language is not None and language not in model.supported_languages:
+            raise ApiError(
+                422,
+                "unsupported_language",
+                f"the embedded Whisper model has no language '{language}' (ISO 639-1 codes "
+                "such as ko, en, ja)",
+            )
+        segments, info = model.transcribe(
             request.samples,
-            language=request.language or None,
+            language=language,
             initial_prompt=request.prompt or None,
             beam_size=self._beam_size,
             vad_filter=True,

@@ -111,6 +111,8 @@ def test_local_response_formats_and_silence(speech_service: RunningService) -> N
     srt = transcribe(speech_service, clip_wav(), response_format="srt")
     assert srt.headers["content-type"].startswith("application/x-subrip")
     assert srt.text.startswith("1\n00:00:0") and " --> 00:00:0" in srt.text
+    odd = transcribe(speech_service, clip_wav(), language="xx")
+    assert odd.status_code == 422 and odd.json()["error"]["code"] == "unsupported_language"
     quiet = transcribe(speech_service, silence_wav(2), "quiet.wav")
     assert quiet.status_code == 200, quiet.text
     assert quiet.json()["text"] == "" and quiet.json()["duration_s"] == 2.0
