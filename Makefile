@@ -15,6 +15,8 @@ lint: install
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
 	$(UV) run mypy
+	$(UV) run lint-imports
+	$(UV) run lint-imports
 
 test: lint
 	bash .ci/services

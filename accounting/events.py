@@ -6,10 +6,20 @@ import uuid
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from limits.enforcer import Reservation
+    from auth.tokens import Principal
+
+
+class Settlement(Protocol):
+    """A request's hold on its limits (``limits.enforcer.Reservation``), settled by usage."""
+
+    def account(self, tokens: int, cost: Decimal) -> None:
+        """Apply a call's real usage."""
+
+    def release(self) -> None:
+        """Give the hold back when no usage will come."""
 
 
 @dataclass(slots=True)
@@ -96,5 +106,27 @@ class CallContext:
     thread_id: str | None = None
     template_name: str | None = None
     template_version: int | None = None
-    reservation: Reservation | None = None
+    reservation: Settlement | None = None
     """The request's hold on its limits, settled by its usage events."""
+
+    @classmethod
+    def for_principal(
+        cls,
+        principal: Principal,
+        flow: str,
+        *,
+        request_id: str | None = None,
+        thread_id: str | None = None,
+        template_name: str | None = None,
+        template_version: int | None = None,
+    ) -> CallContext:
+        """The context of a call made for ``principal`` by ``flow`` (the usage label)."""
+        return cls(
+            org_id=principal.org_id,
+            user_id=principal.user_id,
+            route=flow,
+            request_id=request_id,
+            thread_id=thread_id,
+            template_name=template_name,
+            template_version=template_version,
+        )

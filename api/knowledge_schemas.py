@@ -7,9 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.schemas import THREAD_ID_PATTERN, TemplateRef
-
-COLLECTION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$"
+from api.schemas import TemplateRef
+from core.patterns import COLLECTION_PATTERN, THREAD_ID_PATTERN
+from services.gateway_types import KnowledgeQuestion
 
 
 class DocumentError(BaseModel):
@@ -184,6 +184,22 @@ class KnowledgeQueryRequest(BaseModel):
         "aside); the service supplies them, so `variables` must be empty. Its model, "
         "temperature, max_tokens and stop apply where the request sets none.",
     )
+
+    def to_question(self) -> KnowledgeQuestion:
+        """The service's request type (the wire's ``stream`` flag chooses the call)."""
+        return KnowledgeQuestion(
+            question=self.question,
+            collection=self.collection,
+            k=self.k,
+            filter=self.filter,
+            mode=self.mode,
+            min_similarity=self.min_similarity,
+            model=self.model,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            thread_id=self.thread_id,
+            template=self.template,
+        )
 
 
 class CitationPublic(BaseModel):

@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-TEMPLATE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$"
-LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$"
+from core.patterns import LABEL_PATTERN, TEMPLATE_NAME_PATTERN
+
 TAG_PATTERN = r"^[^\x00-\x1f]{1,64}$"
 MAX_MESSAGES = 100
 MAX_MESSAGE_CHARS = 100_000

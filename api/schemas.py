@@ -6,48 +6,22 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from api.prompt_schemas import LABEL_PATTERN, TEMPLATE_NAME_PATTERN
+from core.patterns import THREAD_ID_PATTERN
+from services.gateway_types import ChatMessage, ChatRequest, TemplateRef
 
-THREAD_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
-MAX_TEMPLATE_VARIABLES = 200
-
-
-class TemplateRef(BaseModel):
-    """A stored prompt template used by name: which version, and its variables.
-
-    Without ``version`` or ``label``: the version labelled ``production``, else the latest.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(pattern=TEMPLATE_NAME_PATTERN, description="The template's name.")
-    version: int | None = Field(default=None, ge=1, le=2**31 - 1, description="A version.")
-    label: str | None = Field(
-        default=None, pattern=LABEL_PATTERN, description="A label's version (not with version)."
-    )
-    variables: dict[str, Any] = Field(
-        default_factory=dict,
-        max_length=MAX_TEMPLATE_VARIABLES,
-        description="The template's variables (a variable it does not use is refused).",
-    )
-
-    @model_validator(mode="after")
-    def _one_selector(self) -> TemplateRef:
-        if self.version is not None and self.label is not None:
-            raise ValueError("give a template version or a label, not both")
-        return self
-
-
-class ChatMessage(BaseModel):
-    """One OpenAI chat message (extra keys such as ``tool_call_id`` pass through)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: str | list[dict[str, Any]] | None = None
-    name: str | None = None
+# Body keys that are not generation parameters for the provider.
+_NOT_PARAMS = {
+    "model",
+    "messages",
+    "stream",
+    "stream_options",
+    "cache",
+    "thread_id",
+    "metadata",
+    "template",
+}
 
 
 class StreamOptions(BaseModel):
@@ -103,17 +77,18 @@ class ChatCompletionRequest(BaseModel):
         "request sets none.",
     )
 
-    @property
-    def reply_limit(self) -> int | None:
-        """The completion token cap, whichever of the two OpenAI names the client used."""
-        return self.max_completion_tokens or self.max_tokens
-
-    @property
-    def stop_list(self) -> list[str] | None:
-        """``stop`` as a list."""
-        if self.stop is None:
-            return None
-        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+    def to_chat_request(self) -> ChatRequest:
+        """The services' request: the provider's parameters apart from the gateway's keys."""
+        return ChatRequest(
+            messages=self.messages,
+            model=self.model,
+            params=self.model_dump(exclude_unset=True, exclude_none=True, exclude=_NOT_PARAMS),
+            include_usage=bool(self.stream_options and self.stream_options.include_usage),
+            cache=self.cache,
+            thread_id=self.thread_id,
+            metadata=self.metadata,
+            template=self.template,
+        )
 
 
 class ModelCard(BaseModel):

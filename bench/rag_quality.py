@@ -116,6 +116,7 @@ from limits.enforcer import LimitEnforcer
 from limits.store import LimitStore
 from providers.embeddings import EmbeddingRegistry
 from providers.keys import ProviderKeyStore, load_vault
+from services.job_table import job_handlers, register_jobs
 from services.knowledge import (
     DEFAULT_COLLECTION,
     KnowledgeService,
@@ -620,6 +621,7 @@ async def open_pipeline(
                 settings.limits_default_max_tokens,
             ),
         )
+        register_jobs(jobs, job_handlers(knowledge=service))
         await jobs.start()
         try:
             # Load the engine and the Chroma client first: ingestion is timed without them.

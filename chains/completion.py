@@ -1,22 +1,21 @@
 """The stateless completion chain: ``prompt | model | parser``.
 
-The model is chosen per call from ``configurable.model`` (with ``temperature`` and
-``max_tokens``), so one chain serves every configured model. Served at
+The model is chosen per call from ``configurable`` (the server's resolved
+``model_route``, else ``model``; with ``temperature`` and ``max_tokens``), so one chain
+serves every configured model. Served at
 ``/runnables/completion``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from langchain_core.language_models import BaseChatModel
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 from pydantic import BaseModel, Field
 
-from graphs.configuration import ChatConfiguration
+from chains.configuration import ChatConfiguration, LlmFactory
 
 COMPLETION_PROMPT = ChatPromptTemplate.from_messages([("system", "{system}"), ("human", "{input}")])
 
@@ -28,19 +27,19 @@ class CompletionInput(BaseModel):
     system: str = Field(default="You are a helpful assistant.", description="System instructions.")
 
 
-def select_model(llm_factory: Callable[[str | None], BaseChatModel]) -> Runnable:
+def select_model(llm_factory: LlmFactory) -> Runnable:
     """A runnable that forwards to the model named in ``configurable`` (with its params)."""
 
     def route(prompt: Any, config: RunnableConfig) -> Runnable:
         configuration = ChatConfiguration.from_runnable_config(config)
-        llm = llm_factory(configuration.model)
+        llm = configuration.chat_model(llm_factory)
         params = configuration.call_params()
         return llm.bind(**params) if params else llm
 
     return RunnableLambda(route, name="select_model")
 
 
-def build_completion_chain(llm_factory: Callable[[str | None], BaseChatModel]) -> Runnable:
+def build_completion_chain(llm_factory: LlmFactory) -> Runnable:
     """``prompt | model | StrOutputParser`` with typed input and output."""
     chain = COMPLETION_PROMPT | select_model(llm_factory) | StrOutputParser()
     return chain.with_types(

@@ -8,7 +8,9 @@ playground's config panel: ``template`` (a name: the org's template or a system 
 Rendering follows ``prompts.render``'s rules (a missing or unused variable is a 422).
 
 The template is resolved at call time for the org in the server-set
-``configurable.org_id``, never the input's, so no call reaches another org's templates.
+``configurable.org_id``, never the input's, so no call reaches another org's templates;
+the model is the server's ``configurable.model_route`` (resolved with the org's key), else
+the named one.
 Served at ``/runnables/prompt``.
 """
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
@@ -29,6 +31,9 @@ from langchain_core.runnables import (
     RunnableSerializable,
 )
 from pydantic import ConfigDict, Field
+
+if TYPE_CHECKING:
+    from providers.registry import ModelRoute
 
 DEFAULT_TEMPLATE = "summarize"
 """The template the playground opens with (a system starter every org has)."""
@@ -59,7 +64,8 @@ class PlaygroundTemplate(Protocol):
 
 TemplateResolver = Callable[[str, str, int | None, str | None], Awaitable[PlaygroundTemplate]]
 """``(org_id, name, version, label)`` → the template version (404 when there is none)."""
-LlmFactory = Callable[[str | None], BaseChatModel]
+LlmFactory: TypeAlias = "Callable[[ModelRoute | str | None], BaseChatModel]"
+"""The route's chat model, else the named one's (``ModelRegistry.chat_model``)."""
 
 
 class PromptPlayground(RunnableSerializable[dict[str, Any], str]):
@@ -74,7 +80,7 @@ class PromptPlayground(RunnableSerializable[dict[str, Any], str]):
     temperature: float = Field(default=UNSET["temperature"], ge=-1, le=2)
     max_tokens: int = Field(default=UNSET["max_tokens"], ge=0)
     resolver: TemplateResolver = Field(exclude=True)
-    llm_factory: LlmFactory = Field(exclude=True)
+    llm_factory: Callable[[Any], BaseChatModel] = Field(exclude=True)  # an LlmFactory
 
     @property
     def InputType(self) -> type[dict[str, Any]]:
@@ -100,7 +106,8 @@ class PromptPlayground(RunnableSerializable[dict[str, Any], str]):
 
     async def _prepare(self, variables: dict[str, Any], config: RunnableConfig) -> Runnable:
         """Resolve and render for the server-set org; the rest of the run, with the model."""
-        org_id = (config.get("configurable") or {}).get("org_id")
+        configurable = config.get("configurable") or {}
+        org_id = configurable.get("org_id")
         if not org_id:
             raise ValueError("the prompt playground needs org_id set by the server")
         template = await self.resolver(
@@ -111,7 +118,7 @@ class PromptPlayground(RunnableSerializable[dict[str, Any], str]):
         async def rendered(_: Any) -> list[BaseMessage]:
             return messages
 
-        llm = self.llm_factory(self.model or template.model)
+        llm = self.llm_factory(configurable.get("model_route") or self.model or template.model)
         params = self.params_for(template)
         model = llm.bind(**params) if params else llm
         return RunnableLambda(rendered, name="rendered_prompt") | model | StrOutputParser()

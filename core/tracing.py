@@ -9,14 +9,30 @@ start-up (asking LangSmith per call costs ~65 µs).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from langsmith import utils as ls_utils
 from langsmith.run_trees import RunTree
 
-from accounting.events import CallContext
-
 logger = logging.getLogger(__name__)
+
+
+class TracedCall(Protocol):
+    """Who a call is for and where it came from (``accounting.events.CallContext``).
+
+    A protocol, so ``core`` does not import the accounting package above it.
+    """
+
+    @property
+    def org_id(self) -> str: ...  # noqa: D102
+    @property
+    def user_id(self) -> str: ...  # noqa: D102
+    @property
+    def route(self) -> str: ...  # noqa: D102
+    @property
+    def request_id(self) -> str | None: ...  # noqa: D102
+    @property
+    def thread_id(self) -> str | None: ...  # noqa: D102
 
 
 def tracing_enabled() -> bool:
@@ -24,7 +40,7 @@ def tracing_enabled() -> bool:
     return bool(ls_utils.tracing_is_enabled())
 
 
-def run_metadata(context: CallContext) -> dict[str, Any]:
+def run_metadata(context: TracedCall) -> dict[str, Any]:
     """Metadata, tags and run name for a LangChain ``RunnableConfig``."""
     metadata = {
         "org_id": context.org_id,
@@ -47,7 +63,7 @@ class RelayTracer:
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
 
-    def start(self, context: CallContext, model: str, body: dict[str, Any]) -> RunTree | None:
+    def start(self, context: TracedCall, model: str, body: dict[str, Any]) -> RunTree | None:
         """Open a run for one relayed call."""
         if not self.enabled:
             return None

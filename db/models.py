@@ -22,6 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from core.keys import scoped_key
 from db.base import Base, Timestamped, UtcDateTime, utcnow
 
 
@@ -52,11 +53,17 @@ class ChatThread(Timestamped, Base):
 
 
 def checkpoint_key(org_id: str, thread_id: str) -> str:
-    """LangGraph thread id of an org's thread."""
-    return f"{org_id}/{thread_id}"
+    """LangGraph thread id of an org's chat thread: ``<org>/<thread>``, escaped.
+
+    ``core.keys.scoped_key`` escapes ``%``, ``/`` and ``:`` in the org (and ``%``, ``/`` in
+    the thread), so no org's key equals another org's, nor any knowledge-query key
+    (:func:`rag_checkpoint_key`). Ids without those characters keep the key they had.
+    """
+    return scoped_key(org_id, thread_id)
 
 
 RAG_THREAD_PREFIX = "rag:"
+"""Prefix of knowledge-query checkpoint keys; a chat key has no ``:`` before its ``/``."""
 
 
 def rag_checkpoint_key(org_id: str, thread_id: str) -> str:

@@ -1,55 +1,11 @@
-"""Per-call configuration of the graphs, read from ``config["configurable"]``.
+"""The graphs' per-call configuration: the model-call settings of ``chains.configuration``.
 
-LangServe forwards only ``RunnableConfig``, so graph settings travel in ``configurable``
-(not in LangGraph's ``context``). Server-owned keys (``org_id``, ``user_id``) are written
-by the service after the client's, never taken from the client.
+Kept here so a graph reads its configuration where the LangGraph templates put it; the
+definitions live in ``chains`` because the stateless chains use them too.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from typing import Any
+from chains.configuration import ChatConfigurable, ChatConfiguration, LlmFactory
 
-from langchain_core.runnables import RunnableConfig
-from typing_extensions import TypedDict
-
-
-class ChatConfigurable(TypedDict, total=False):
-    """The ``configurable`` keys a client may set (the schema the playground shows)."""
-
-    thread_id: str
-    model: str
-    temperature: float
-    max_tokens: int
-
-
-@dataclass(kw_only=True)
-class ChatConfiguration:
-    """What ``call_model`` needs to know for one call."""
-
-    model: str | None = field(
-        default=None, metadata={"description": "Model name; default if unset."}
-    )
-    temperature: float | None = None
-    max_tokens: int | None = None
-    stop: list[str] | None = None
-    org_id: str | None = field(default=None, metadata={"description": "Set by the server."})
-    user_id: str | None = field(default=None, metadata={"description": "Set by the server."})
-
-    @classmethod
-    def from_runnable_config(cls, config: RunnableConfig | None) -> ChatConfiguration:
-        """Read the known keys of ``configurable``, ignoring the rest (without mutating it)."""
-        configurable: dict[str, Any] = dict((config or {}).get("configurable") or {})
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in configurable.items() if k in names and v is not None})
-
-    def call_params(self) -> dict[str, Any]:
-        """Generation parameters to bind on the chat model."""
-        params: dict[str, Any] = {}
-        if self.temperature is not None:
-            params["temperature"] = self.temperature
-        if self.max_tokens is not None:
-            params["max_tokens"] = self.max_tokens
-        if self.stop:
-            params["stop"] = self.stop
-        return params
+__all__ = ["ChatConfigurable", "ChatConfiguration", "LlmFactory"]

@@ -178,3 +178,14 @@ async def unfinished_documents(session: AsyncSession) -> list[KnowledgeDocument]
         select(KnowledgeDocument).where(KnowledgeDocument.status == "processing")
     )
     return list(result.scalars())
+
+
+async def ready_chunk_count(session: AsyncSession, collection_id: str) -> int:
+    """The collection's chunk count (BM25's N, near enough), from its ready documents."""
+    total = await session.scalar(
+        select(func.coalesce(func.sum(KnowledgeDocument.chunks), 0)).where(
+            KnowledgeDocument.collection_id == collection_id,
+            KnowledgeDocument.status == "ready",
+        )
+    )
+    return int(total or 0)

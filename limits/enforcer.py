@@ -22,6 +22,7 @@ from accounting.events import CallContext
 from accounting.pricing import PriceTable
 from auth.tokens import Principal
 from core.errors import ApiError
+from core.keys import scoped_key
 from core.tokenizer import count_text_tokens
 from limits.counters import Check, Counters
 from limits.store import LimitStore, LimitValues
@@ -246,17 +247,15 @@ def _plan(
 ) -> _Plan:
     plan = _Plan(_windows(now))
     for scope, values in scopes:
-        owner = (
-            f"org:{principal.org_id}"
-            if scope == "org"
-            else (f"user:{principal.org_id}:{principal.user_id}")
-        )
+        # org:<org>:<limit>:<bucket> or user:<org>:<user>:<limit>:<bucket>, escaped so no
+        # org's or user's counter is another's (``core.keys``); plain ids keep their keys.
+        owner = [scope, principal.org_id] + ([principal.user_id] if scope == "user" else [])
         for name, (window_name, unit) in _LIMITS.items():
             limit = getattr(values, name)
             if limit is None:
                 continue
             window = plan.windows[window_name]
-            key = f"{owner}:{name}:{window.bucket}"
+            key = scoped_key(*owner, name, window.bucket, sep=":")
             amount = {"requests": 1, "tokens": tokens, "cost": cost_micro}[unit]
             bound = micro_usd(Decimal(limit)) if unit == "cost" else int(limit)
             plan.checks.append(Check(key, amount, bound, window.ttl))

@@ -10,7 +10,9 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from db.base import utcnow
 from db.models import OrgLimit
+from db.upsert import upsert
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,18 +70,27 @@ class LimitStore:
     async def put(
         self, org_id: str, user_id: str, values: LimitValues, *, updated_by: str
     ) -> OrgLimit:
-        """Replace the limits of the org (``user_id`` empty) or of one of its users."""
+        """Replace the limits of the org (``user_id`` empty) or of one of its users.
+
+        One upsert: concurrent first writes all succeed, the last one's values stay.
+        """
         async with self._sessions() as session:
-            row = await session.get(OrgLimit, (org_id, user_id))
-            if row is None:
-                row = OrgLimit(org_id=org_id, user_id=user_id)
-                session.add(row)
-            row.requests_per_minute = values.requests_per_minute
-            row.tokens_per_minute = values.tokens_per_minute
-            row.tokens_per_day = values.tokens_per_day
-            row.tokens_per_month = values.tokens_per_month
-            row.cost_usd_per_month = values.cost_usd_per_month
-            row.updated_by = updated_by
+            row = await upsert(
+                session,
+                OrgLimit,
+                {
+                    "org_id": org_id,
+                    "user_id": user_id,
+                    "requests_per_minute": values.requests_per_minute,
+                    "tokens_per_minute": values.tokens_per_minute,
+                    "tokens_per_day": values.tokens_per_day,
+                    "tokens_per_month": values.tokens_per_month,
+                    "cost_usd_per_month": values.cost_usd_per_month,
+                    "updated_by": updated_by,
+                    "updated_at": utcnow(),
+                },
+                key=("org_id", "user_id"),
+            )
             await session.commit()
         self._cache.pop(org_id, None)
         return row

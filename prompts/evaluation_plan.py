@@ -206,21 +206,6 @@ def render_all(
     return rendered
 
 
-def fill_template_defaults(
-    template_params: Mapping[str, Any], request_params: Mapping[str, Any]
-) -> dict[str, Any]:
-    """A version's generation params: template defaults fill what the request lacks.
-
-    The one place an evaluation merges them (rule: a key the request gives, not None,
-    wins; None is "not given" on both sides). Meant to become the shared
-    ``apply_template_defaults`` of every entry point.
-    """
-    return {
-        **{k: v for k, v in template_params.items() if v is not None},
-        **{k: v for k, v in request_params.items() if v is not None},
-    }
-
-
 def with_judge_model(specs: Sequence[ev.EvaluatorSpec], model: str) -> list[ev.EvaluatorSpec]:
     """The judge stored with the model it resolved to (the default's name when none given)."""
     return [replace(s, model=model) if s.name == "judge" else s for s in specs]

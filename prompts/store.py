@@ -13,7 +13,9 @@ from collections.abc import Sequence
 from sqlalchemy import and_, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db.base import utcnow
 from db.models import PromptTemplate, PromptTemplateLabel, PromptTemplateVersion
+from db.upsert import upsert
 from prompts.content import TemplateContent
 
 
@@ -159,14 +161,19 @@ def add_version(
 async def set_label(
     session: AsyncSession, template_id: str, label: str, version: int, *, updated_by: str
 ) -> PromptTemplateLabel:
-    """Point ``label`` at ``version`` (created or moved)."""
-    row = await session.get(PromptTemplateLabel, (template_id, label))
-    if row is None:
-        row = PromptTemplateLabel(template_id=template_id, label=label)
-        session.add(row)
-    row.version = version
-    row.updated_by = updated_by
-    return row
+    """Point ``label`` at ``version`` (created or moved, in one upsert: no first-write race)."""
+    return await upsert(
+        session,
+        PromptTemplateLabel,
+        {
+            "template_id": template_id,
+            "label": label,
+            "version": version,
+            "updated_by": updated_by,
+            "updated_at": utcnow(),
+        },
+        key=("template_id", "label"),
+    )
 
 
 async def delete_template(session: AsyncSession, template_id: str) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import time
-from contextvars import ContextVar
 from pathlib import Path
 
 from cryptography.fernet import Fernet, MultiFernet
@@ -19,13 +18,12 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.config import Settings
+from db.base import utcnow
 from db.models import ProviderKey
+from db.upsert import upsert
 
 PROVIDERS = ("openai", "elevenlabs")
 KEY_FILE = "encryption_key"
-
-#: The calling org's own OpenAI key for the model calls of this request (None: service key).
-org_openai_key: ContextVar[str | None] = ContextVar("org_openai_key", default=None)
 
 
 def load_vault(settings: Settings) -> MultiFernet:
@@ -75,11 +73,19 @@ class ProviderKeyStore:
         """Store (or replace) the org's key."""
         ciphertext = self._vault.encrypt(api_key.encode()).decode()
         async with self._sessions() as session:
-            row = await session.get(ProviderKey, (org_id, provider))
-            if row is None:
-                row = ProviderKey(org_id=org_id, provider=provider)
-                session.add(row)
-            row.ciphertext, row.last4, row.updated_by = ciphertext, api_key[-4:], updated_by
+            row = await upsert(  # one statement: concurrent first writes all succeed
+                session,
+                ProviderKey,
+                {
+                    "org_id": org_id,
+                    "provider": provider,
+                    "ciphertext": ciphertext,
+                    "last4": api_key[-4:],
+                    "updated_by": updated_by,
+                    "updated_at": utcnow(),
+                },
+                key=("org_id", "provider"),
+            )
             await session.commit()
         self._cache.pop((org_id, provider), None)
         return row

@@ -8,14 +8,13 @@ OpenAI-compatible REST path uses the same :class:`Upstream` with a lean relay cl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_openai import ChatOpenAI
 
 from core.config import Settings
 from core.errors import ApiError
-from providers.keys import org_openai_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +23,7 @@ class Upstream:
 
     provider: str
     base_url: str
-    api_key: str
+    api_key: str = field(repr=False)  # never in a log line, trace or checkpoint
     organization: str | None = None
 
 
@@ -131,13 +130,18 @@ class ModelRegistry:
         known = ", ".join(self.names()) or "(none configured)"
         raise ApiError(400, "unknown_model", f"unknown model '{model}'; known models: {known}")
 
-    def chat_model(self, name: str | None = None) -> ChatOpenAI:
-        """The LangChain chat model for ``name``, with the calling org's own key if it has one.
+    def chat_model(self, model: ModelRoute | str | None = None) -> ChatOpenAI:
+        """The LangChain chat model for a resolved route, else for a name with the service key.
 
-        The org key comes from the request's context (``providers.keys.org_openai_key``),
-        set by the service before the graph runs; models are cached per (name, key).
+        The graphs' and chains' model factory: a service run carries its route (resolved
+        with the org's own key) in ``configurable.model_route``; a run without one
+        (``langgraph dev``, a unit test) names a model, served on the service's key.
         """
-        route = self.resolve(name, org_key=org_openai_key.get())
+        route = model if isinstance(model, ModelRoute) else self.resolve(model)
+        return self.chat_model_for(route)
+
+    def chat_model_for(self, route: ModelRoute) -> ChatOpenAI:
+        """The LangChain chat model calling ``route`` (cached per model and key)."""
         cache_key = f"{route.name}\x00{route.upstream.api_key}"
         model = self._chat_models.get(cache_key)
         if model is None:

@@ -8,32 +8,36 @@ the others.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import orjson
-from pydantic import ValidationError
 
-from api.schemas import ChatCompletionRequest
 from auth.tokens import Principal
 from core.errors import ApiError
 from services.chat import ChatService
+from services.gateway_types import ChatRequest
+
+ParseItem = Callable[[Any], ChatRequest]
+"""Maps one item of the batch onto a request (an ``ApiError`` for a bad one): the API's."""
 
 
 async def run_batch(
-    chat: ChatService, principal: Principal, items: list[Any], *, concurrency: int
+    chat: ChatService,
+    principal: Principal,
+    items: list[Any],
+    *,
+    parse: ParseItem,
+    concurrency: int,
 ) -> list[dict[str, Any]]:
     """Run every item; results keep the items' order and carry their index."""
     gate = asyncio.Semaphore(concurrency)
 
     async def one(index: int, item: Any) -> dict[str, Any]:
         try:
-            request = ChatCompletionRequest.model_validate(item)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "request"
-            return _error(index, 422, "invalid_request", f"{where}: {first['msg']}")
-        if request.stream:
-            return _error(index, 400, "unsupported_parameter", "batch items cannot stream")
+            request = parse(item)
+        except ApiError as error:
+            return _error(index, error.status_code, error.code, error.message)
         async with gate:
             try:
                 body = await chat.complete(principal, request, flow="chat.batch")

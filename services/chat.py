@@ -19,37 +19,30 @@ from typing import Any
 import orjson
 from langsmith.run_trees import RunTree
 
-from accounting.accountant import Accountant
 from accounting.events import CallContext
-from api.schemas import ChatCompletionRequest
 from auth.tokens import Principal
 from core.errors import ApiError
 from core.request_id import current_request_id
 from core.tracing import RelayTracer
-from limits.enforcer import LimitEnforcer
-from providers.keys import ProviderKeyStore, org_openai_key
-from providers.registry import ModelRegistry, ModelRoute
+from providers.registry import ModelRoute
 from providers.relay import OpenAIRelay, OutcomeHook, RelayOutcome
 from services import openai_format as fmt
-from services.limit_hold import hold_limits
+from services.gateway_types import ChatRequest, wire_messages
+from services.metering import MeteredCall, MeteringGate
 from services.prompt_templates import PromptTemplates, ResolvedTemplate
 from services.response_cache import ResponseCache, cache_key
 from services.semantic_cache import SemanticCache, context_key, split_question
 from services.template_use import apply_chat_template, with_template
 from services.thread_chat import ThreadChat
 
-# Keys of our own (never sent upstream) and keys the relay sets itself.
-_SERVICE_KEYS = frozenset(
-    {"thread_id", "metadata", "model", "stream", "stream_options", "cache", "template"}
-)
 
-
-def check_request(request: ChatCompletionRequest) -> None:
+def check_request(request: ChatRequest) -> None:
     """Refuse what the service does not support yet, with a clear 400."""
+    params = request.params
     for name in ("tools", "tool_choice", "functions", "function_call"):
-        if getattr(request, name) is not None:
+        if params.get(name) is not None:
             raise ApiError(400, "unsupported_parameter", f"'{name}' is not supported yet")
-    if request.n not in (None, 1):
+    if params.get("n") not in (None, 1):
         raise ApiError(400, "unsupported_parameter", "only n=1 is supported")
     if not request.messages:
         raise ApiError(400, "missing_messages", "'messages' must contain at least one message")
@@ -61,49 +54,42 @@ class ChatService:
     def __init__(
         self,
         *,
-        registry: ModelRegistry,
+        gate: MeteringGate,
         relay: OpenAIRelay,
         threads: ThreadChat,
-        accountant: Accountant,
         tracer: RelayTracer,
-        limits: LimitEnforcer,
-        provider_keys: ProviderKeyStore,
         cache: ResponseCache,
         semantic_cache: SemanticCache | None = None,
         templates: PromptTemplates | None = None,
     ) -> None:
-        self._registry = registry
+        self._gate = gate
         self._relay = relay
         self._threads = threads
-        self._accountant = accountant
+        self._accountant = gate.accountant
         self._tracer = tracer
-        self._limits = limits
-        self._provider_keys = provider_keys
         self._cache = cache
         self._semantic = semantic_cache
         self._templates = templates
 
     # -- public API ---------------------------------------------------------------
-    async def complete(
-        self, principal: Principal, request: ChatCompletionRequest, *, flow: str
-    ) -> bytes:
+    async def complete(self, principal: Principal, request: ChatRequest, *, flow: str) -> bytes:
         """A ``chat.completion`` JSON body."""
         request, template = await self._render_template(principal, request)
         check_request(request)
-        route = await self._route(principal, request)
+        route = await self._gate.resolve(principal.org_id, request.model)
         context = _context(principal, flow, request, template)
         if request.thread_id is None:
             return await self._relay_complete(principal, request, route, context)
         return await self._threads.complete(principal, request, route, context)
 
     async def stream(
-        self, principal: Principal, request: ChatCompletionRequest, *, flow: str
+        self, principal: Principal, request: ChatRequest, *, flow: str
     ) -> AsyncIterator[bytes]:
         """SSE events of a streamed completion; upstream errors raise before the first byte."""
         request, template = await self._render_template(principal, request)
         check_request(request)
-        route = await self._route(principal, request)
-        include_usage = bool(request.stream_options and request.stream_options.include_usage)
+        route = await self._gate.resolve(principal.org_id, request.model)
+        include_usage = request.include_usage
         context = _context(principal, flow, request, template)
         if request.thread_id is None:
             return await self._relay_stream(principal, request, route, context, include_usage)
@@ -113,7 +99,7 @@ class ChatService:
     async def _relay_complete(
         self,
         principal: Principal,
-        request: ChatCompletionRequest,
+        request: ChatRequest,
         route: ModelRoute,
         context: CallContext,
     ) -> bytes:
@@ -126,17 +112,17 @@ class ChatService:
             if hit is not None:
                 self._accountant.cache_hit(context, route, started)
                 return hit
-        context, cap = await hold_limits(self._limits, principal, context, route, request)
-        if cap is not None:
-            body["max_tokens"] = cap
-        run = self._tracer.start(context, route.name, body)
+        call = await self._hold(principal, context, route, request)
+        if call.cap is not None:
+            body["max_tokens"] = call.cap
+        run = self._tracer.start(call.context, route.name, body)
         try:
             content, outcome = await self._relay.complete(route, body)
         except ApiError as error:
-            self._accountant.relay_failed(context, route.name, started, error.code)
+            call.relay_failed(started, error.code)
             self._tracer.end(run, usage=None, error=error.code)
             raise
-        self._relay_hook(context, request, run)(outcome)
+        self._relay_hook(call, request, run)(outcome)
         if key is not None:
             self._store(key, principal.org_id, content, similar)
         return content
@@ -144,7 +130,7 @@ class ChatService:
     async def _relay_stream(
         self,
         principal: Principal,
-        request: ChatCompletionRequest,
+        request: ChatRequest,
         route: ModelRoute,
         context: CallContext,
         include_usage: bool,
@@ -158,11 +144,11 @@ class ChatService:
             if hit is not None:
                 self._accountant.cache_hit(context, route, started)
                 return fmt.replay_stream(hit, include_usage=include_usage)
-        context, cap = await hold_limits(self._limits, principal, context, route, request)
-        if cap is not None:
-            body["max_tokens"] = cap
-        run = self._tracer.start(context, route.name, body)
-        hook = self._relay_hook(context, request, run)
+        call = await self._hold(principal, context, route, request)
+        if call.cap is not None:
+            body["max_tokens"] = call.cap
+        run = self._tracer.start(call.context, route.name, body)
+        hook = self._relay_hook(call, request, run)
         if key is not None:
             hook = self._caching(hook, key, principal.org_id, route, similar)
         try:
@@ -170,19 +156,34 @@ class ChatService:
                 route, body, include_usage=include_usage, on_done=hook, collect_text=key is not None
             )
         except ApiError as error:
-            self._accountant.relay_failed(context, route.name, started, error.code)
+            call.relay_failed(started, error.code)
             self._tracer.end(run, usage=None, error=error.code)
             raise
+
+    async def _hold(
+        self, principal: Principal, context: CallContext, route: ModelRoute, request: ChatRequest
+    ) -> MeteredCall:
+        """Reserve against the caller's limits (429 when over); settled by the relay hooks."""
+        return await self._gate.hold(
+            principal,
+            context,
+            route,
+            prompt=lambda: " ".join(str(m.content or "") for m in request.messages),
+            messages=len(request.messages),
+            reply_limit=request.reply_limit,
+        )
 
     @staticmethod
     def _cache_key(
         principal: Principal,
-        request: ChatCompletionRequest,
+        request: ChatRequest,
         route: ModelRoute,
         body: dict[str, Any],
     ) -> str | None:
         """The cache key of a deterministic (or opted-in) request, else None."""
-        wanted = request.cache if request.cache is not None else request.temperature == 0
+        wanted = (
+            request.cache if request.cache is not None else request.params.get("temperature") == 0
+        )
         return cache_key(principal.org_id, route.name, body) if wanted else None
 
     async def _cached(
@@ -242,8 +243,8 @@ class ChatService:
         return done
 
     async def _render_template(
-        self, principal: Principal, request: ChatCompletionRequest
-    ) -> tuple[ChatCompletionRequest, ResolvedTemplate | None]:
+        self, principal: Principal, request: ChatRequest
+    ) -> tuple[ChatRequest, ResolvedTemplate | None]:
         """The request with its template's messages and defaults (unchanged without one)."""
         if request.template is None:
             return request, None
@@ -251,20 +252,11 @@ class ChatService:
             raise ApiError(400, "unsupported_parameter", "'template' is not available here")
         return await apply_chat_template(self._templates, principal.org_id, request)
 
-    async def _route(self, principal: Principal, request: ChatCompletionRequest) -> ModelRoute:
-        """The model's upstream, with the org's own key when it stored one.
-
-        The key is also put in the request's context for the chat graph's model factory.
-        """
-        org_key = await self._provider_keys.get(principal.org_id, "openai")
-        org_openai_key.set(org_key)
-        return self._registry.resolve(request.model, org_key=org_key)
-
     def _relay_hook(
-        self, context: CallContext, request: ChatCompletionRequest, run: RunTree | None
+        self, call: MeteredCall, request: ChatRequest, run: RunTree | None
     ) -> OutcomeHook:
         """Account (and trace) a relayed call once its outcome is known."""
-        account = self._accountant.relay_done(context, request.messages)
+        account = call.relay_done(request.messages)
         if run is None:
             return account
 
@@ -287,20 +279,16 @@ class _Similar:
 def _context(
     principal: Principal,
     flow: str,
-    request: ChatCompletionRequest,
+    request: ChatRequest,
     template: ResolvedTemplate | None = None,
 ) -> CallContext:
     """Who and where (and which template version), for the usage events of this request."""
-    context = CallContext(
-        org_id=principal.org_id,
-        user_id=principal.user_id,
-        route=flow,
-        request_id=current_request_id(),
-        thread_id=request.thread_id,
+    context = CallContext.for_principal(
+        principal, flow, request_id=current_request_id(), thread_id=request.thread_id
     )
     return with_template(context, template)
 
 
-def _upstream_body(request: ChatCompletionRequest) -> dict[str, Any]:
-    """The client's body as the provider should see it (our own keys removed)."""
-    return request.model_dump(exclude_unset=True, exclude_none=True, exclude=set(_SERVICE_KEYS))
+def _upstream_body(request: ChatRequest) -> dict[str, Any]:
+    """The request as the provider should see it (our own keys are not in ``params``)."""
+    return {"messages": wire_messages(request.messages), **request.params}

@@ -33,9 +33,10 @@ from providers.local_llm import start_local_model
 from providers.registry import ModelRegistry
 from providers.relay import OpenAIRelay
 from services.chat import ChatService
-from services.job_table import job_handlers
+from services.job_table import job_handlers, register_jobs
 from services.knowledge import KnowledgeService
 from services.knowledge_query import KnowledgeQuery
+from services.metering import MeteringGate
 from services.prompt_evaluations import PromptEvaluations
 from services.prompt_templates import PromptTemplates
 from services.response_cache import ResponseCache
@@ -64,6 +65,7 @@ class Services:
     accountant: Accountant
     limits: LimitEnforcer
     provider_keys: ProviderKeyStore
+    metering: MeteringGate
     jobs: InProcessJobQueue
     knowledge: KnowledgeService
     knowledge_query: KnowledgeQuery
@@ -140,6 +142,9 @@ async def open_services(
             settings.limits_default_max_tokens,
             enabled=settings.accounting_enabled,
         )
+        metering = MeteringGate(
+            registry=registry, provider_keys=provider_keys, limits=limits, accountant=accountant
+        )
         chroma = ChromaClientProvider(settings)
         vectors = VectorStore(chroma)
         embeddings = EmbeddingRegistry(settings)
@@ -159,11 +164,8 @@ async def open_services(
         prompt_evaluations = PromptEvaluations(
             sessions=sessions,
             templates=prompt_templates,
-            registry=registry,
+            gate=metering,
             embeddings=embeddings,
-            accountant=accountant,
-            limits=limits,
-            provider_keys=provider_keys,
             jobs=jobs,
         )
         speech = SpeechService.build(
@@ -181,8 +183,9 @@ async def open_services(
                 threshold=settings.semantic_cache_threshold,
                 ttl=settings.cache_ttl_seconds,
             )
-        for task, handler in job_handlers(prompt_evaluations=prompt_evaluations).items():
-            jobs.register(task, handler)
+        register_jobs(
+            jobs, job_handlers(knowledge=knowledge, prompt_evaluations=prompt_evaluations)
+        )
         await jobs.start()
         stack.push_async_callback(jobs.aclose)
         recovered = await knowledge.recover()
@@ -200,15 +203,10 @@ async def open_services(
             rag_graph=rag_graph,
             threads=threads,
             chat=ChatService(
-                registry=registry,
+                gate=metering,
                 relay=relay,
-                threads=ThreadChat(
-                    graph=chat_graph, threads=threads, accountant=accountant, limits=limits
-                ),
-                accountant=accountant,
+                threads=ThreadChat(graph=chat_graph, threads=threads, gate=metering),
                 tracer=RelayTracer(tracing_enabled()),
-                limits=limits,
-                provider_keys=provider_keys,
                 semantic_cache=semantic_cache,
                 templates=prompt_templates,
                 cache=ResponseCache(
@@ -222,15 +220,13 @@ async def open_services(
             accountant=accountant,
             limits=limits,
             provider_keys=provider_keys,
+            metering=metering,
             jobs=jobs,
             knowledge=knowledge,
             knowledge_query=KnowledgeQuery(
                 graph=rag_graph,
-                registry=registry,
+                gate=metering,
                 threads=threads,
-                accountant=accountant,
-                limits=limits,
-                provider_keys=provider_keys,
                 templates=prompt_templates,
             ),
             prompt_templates=prompt_templates,

@@ -1,16 +1,34 @@
 """The job table: every background task's name and the handler that runs it.
 
-One place, instead of each service registering itself in its constructor: a worker process
-builds only the services whose jobs it runs and registers this table before the queue
-starts (``services.container.open_services`` does so for the app).
+One place, instead of each service registering itself in its constructor: services expose
+their job bodies, and a process (the server, a worker, the CLI) registers exactly the jobs
+of the services it built, before the queue starts. Add an area as one keyword argument and
+its entries.
 """
 
 from __future__ import annotations
 
-from jobs.queue import Handler
+from jobs.queue import Handler, JobQueue
+from services.knowledge import INGEST_TASK, REEMBED_TASK, KnowledgeService
 from services.prompt_evaluations import EVALUATE_TASK, PromptEvaluations
 
 
-def job_handlers(*, prompt_evaluations: PromptEvaluations) -> dict[str, Handler]:
-    """Job name → handler, for ``JobQueue.register`` before ``JobQueue.start``."""
-    return {EVALUATE_TASK: prompt_evaluations.job_handler}
+def job_handlers(
+    *,
+    knowledge: KnowledgeService | None = None,
+    prompt_evaluations: PromptEvaluations | None = None,
+) -> dict[str, Handler]:
+    """The handlers of the given services' jobs, by task name."""
+    table: dict[str, Handler] = {}
+    if knowledge is not None:
+        table[INGEST_TASK] = knowledge.run_ingest_job
+        table[REEMBED_TASK] = knowledge.run_reembed_job
+    if prompt_evaluations is not None:
+        table[EVALUATE_TASK] = prompt_evaluations.job_handler
+    return table
+
+
+def register_jobs(jobs: JobQueue, handlers: dict[str, Handler]) -> None:
+    """Register every handler of ``handlers`` on ``jobs`` (before ``jobs.start()``)."""
+    for task, handler in handlers.items():
+        jobs.register(task, handler)

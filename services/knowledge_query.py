@@ -19,8 +19,6 @@ A client that goes away stops the run, down to the provider's HTTP stream.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
@@ -34,28 +32,26 @@ from langchain_core.messages import AIMessageChunk
 from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 
-from accounting.accountant import Accountant
 from accounting.events import CallContext
-from api.knowledge_schemas import KnowledgeQueryRequest
 from auth.tokens import Principal
 from core.errors import ApiError, error_body
 from core.request_id import current_request_id
-from core.tracing import run_metadata
 from db.models import rag_checkpoint_key
 from graphs.rag.configuration import RetrievalQuery, SearchFn
 from graphs.rag.state import Hit
-from limits.enforcer import LimitEnforcer
 from providers.errors import map_openai_error, upstream_errors
-from providers.keys import ProviderKeyStore, org_openai_key
-from providers.registry import ModelRegistry, ModelRoute
+from providers.registry import ModelRoute
+from services.gateway_types import KnowledgeQuestion
+from services.graph_stream import TokenPump
 from services.knowledge import KnowledgeService, SearchQuery
+from services.metering import MeteredCall, MeteringGate
 from services.prompt_templates import PromptTemplates, ResolvedTemplate
-from services.template_use import rag_answer_template, with_template
+from services.template_use import apply_template_defaults, rag_answer_template, with_template
 from services.threads import ThreadStore
 
 logger = logging.getLogger(__name__)
 
-_END = object()
+_STREAM_MODE = ("messages", "updates")
 
 
 def knowledge_search(knowledge: Callable[[], KnowledgeService]) -> SearchFn:
@@ -110,47 +106,18 @@ class _Run:
     graph: Runnable
     inputs: dict[str, Any]
     config: RunnableConfig
-    route: ModelRoute
-    context: CallContext
+    call: MeteredCall
     usage: _Usage
     thread_id: str | None
 
+    @property
+    def route(self) -> ModelRoute:
+        """The model the run calls."""
+        return self.call.route
+
     def release(self) -> None:
         """Give back what the limit hold still holds (no-op once a model call settled it)."""
-        if self.context.reservation is not None:
-            self.context.reservation.release()
-
-
-class _Pump:
-    """The run's ``messages`` and ``updates`` stream, from a task we own (so it can stop)."""
-
-    def __init__(self, graph: Runnable, inputs: Any, config: RunnableConfig) -> None:
-        self._queue: asyncio.Queue[Any] = asyncio.Queue()
-        self._task = asyncio.create_task(self._run(graph, inputs, config))
-
-    async def _run(self, graph: Runnable, inputs: Any, config: RunnableConfig) -> None:
-        try:
-            async for item in graph.astream(inputs, config, stream_mode=["messages", "updates"]):
-                await self._queue.put(item)
-        except Exception as exc:  # handed to the consumer, raised there
-            await self._queue.put(exc)
-        finally:
-            await self._queue.put(_END)
-
-    async def next(self) -> tuple[str, Any] | None:
-        """The next ``(mode, payload)``, ``None`` at the end; a failed run raises here."""
-        item = await self._queue.get()
-        if item is _END:
-            return None
-        if isinstance(item, Exception):
-            raise item
-        return item
-
-    async def cancel(self) -> None:
-        """Stop the run (and its provider call) and wait until it has stopped."""
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._task
+        self.call.release()
 
 
 def _event(payload: dict[str, Any]) -> bytes:
@@ -183,24 +150,18 @@ class KnowledgeQuery:
         self,
         *,
         graph: CompiledStateGraph,
-        registry: ModelRegistry,
+        gate: MeteringGate,
         threads: ThreadStore,
-        accountant: Accountant,
-        limits: LimitEnforcer,
-        provider_keys: ProviderKeyStore,
         templates: PromptTemplates | None = None,
     ) -> None:
         self._graph = graph  # checkpointed (threads)
         self._stateless = graph.copy({"checkpointer": None})
-        self._registry = registry
+        self._gate = gate
         self._threads = threads
-        self._accountant = accountant
-        self._limits = limits
-        self._provider_keys = provider_keys
         self._templates = templates
 
     async def answer(
-        self, principal: Principal, request: KnowledgeQueryRequest, *, flow: str
+        self, principal: Principal, request: KnowledgeQuestion, *, flow: str
     ) -> dict[str, Any]:
         """The grounded answer, its citations and the tokens it took."""
         run = await self._prepare(principal, request, flow)
@@ -218,11 +179,11 @@ class KnowledgeQuery:
         }
 
     async def stream(
-        self, principal: Principal, request: KnowledgeQueryRequest, *, flow: str
+        self, principal: Principal, request: KnowledgeQuestion, *, flow: str
     ) -> AsyncIterator[bytes]:
         """Start the run; its SSE events (failures before the first token raise here)."""
         run = await self._prepare(principal, request, flow)
-        pump = _Pump(run.graph, run.inputs, run.config)
+        pump = TokenPump(run.graph, run.inputs, run.config, stream_mode=_STREAM_MODE)
         ahead: list[tuple[str, Any]] = []
         ended = False
         try:
@@ -242,7 +203,7 @@ class KnowledgeQuery:
         return self._events(run, pump, ahead, ended)
 
     async def _events(
-        self, run: _Run, pump: _Pump, ahead: list[tuple[str, Any]], ended: bool
+        self, run: _Run, pump: TokenPump, ahead: list[tuple[str, Any]], ended: bool
     ) -> AsyncIterator[bytes]:
         async def items() -> AsyncIterator[tuple[str, Any]]:
             for early in ahead:
@@ -289,24 +250,19 @@ class KnowledgeQuery:
         yield _event({"type": "usage", "usage": run.usage.totals(), "model": run.route.name})
         yield b"data: [DONE]\n\n"
 
-    async def _prepare(
-        self, principal: Principal, request: KnowledgeQueryRequest, flow: str
-    ) -> _Run:
+    async def _prepare(self, principal: Principal, request: KnowledgeQuestion, flow: str) -> _Run:
         """Resolve template and model, claim the thread, hold the limits, build the config."""
         template = await self._answer_template(principal, request)
-        defaults = dict(template.params) if template is not None else {}
-        model = request.model or (template.model if template is not None else None)
-        temperature = (
-            request.temperature if request.temperature is not None else defaults.get("temperature")
-        )
-        max_tokens = request.max_tokens or defaults.get("max_tokens")
-        org_key = await self._provider_keys.get(principal.org_id, "openai")
-        org_openai_key.set(org_key)  # read by the registry's model factory during the run
-        route = self._registry.resolve(model, org_key=org_key)
+        given = {
+            "model": request.model,
+            "temperature": request.temperature,
+            "max_tokens": request.max_tokens,
+        }
+        params = apply_template_defaults(template, given)
+        route = await self._gate.resolve(principal.org_id, params.get("model"))
         configurable: dict[str, Any] = {
-            "model": route.name,
-            "temperature": temperature,
-            "stop": defaults.get("stop"),
+            "temperature": params.get("temperature"),
+            "stop": params.get("stop"),
             "answer_prompt": template.prompt if template is not None else None,
             "collection": request.collection,
             "k": request.k,
@@ -322,49 +278,36 @@ class KnowledgeQuery:
             configurable["thread_id"] = rag_checkpoint_key(principal.org_id, request.thread_id)
             graph = self._graph
         context = with_template(
-            CallContext(
-                org_id=principal.org_id,
-                user_id=principal.user_id,
-                route=flow,
-                request_id=current_request_id(),
-                thread_id=request.thread_id,
+            CallContext.for_principal(
+                principal, flow, request_id=current_request_id(), thread_id=request.thread_id
             ),
             template,
         )
-        context, cap = await self._limits.hold(
+        max_tokens = params.get("max_tokens")
+        call = await self._gate.hold(
             principal,
             context,
-            model=route.name,
+            route,
             prompt=lambda: request.question,
             messages=1,
             reply_limit=max_tokens,
         )
-        configurable.update(  # the server's keys, last
-            max_tokens=max_tokens or cap,
-            org_id=principal.org_id,
-            user_id=principal.user_id,
-            route=flow,
-            request_id=context.request_id,
-            release_hold=context.reservation.release if context.reservation else None,
-        )
+        configurable["max_tokens"] = max_tokens or call.cap
         usage = _Usage()
-        config: RunnableConfig = {
-            "configurable": {k: v for k, v in configurable.items() if v is not None},
-            "callbacks": [self._accountant.callback(context), usage],
-            **run_metadata(context),  # type: ignore[typeddict-item]
-        }
+        config = call.runnable_config(
+            {k: v for k, v in configurable.items() if v is not None}, callbacks=[usage]
+        )
         return _Run(
             graph=graph,
             inputs={"question": request.question},
             config=config,
-            route=route,
-            context=context,
+            call=call,
             usage=usage,
             thread_id=request.thread_id,
         )
 
     async def _answer_template(
-        self, principal: Principal, request: KnowledgeQueryRequest
+        self, principal: Principal, request: KnowledgeQuestion
     ) -> ResolvedTemplate | None:
         """The request's answer prompt, checked (``None``: the built-in one)."""
         if request.template is None:

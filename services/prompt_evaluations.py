@@ -31,19 +31,16 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from accounting.accountant import Accountant
 from auth.tokens import Principal
 from core.errors import ApiError
 from db.models import PromptEvaluation
 from jobs.queue import Handler, JobQueue
-from limits.enforcer import LimitEnforcer
 from prompts.evaluation_plan import DatasetItem, EvaluationDraft
 from providers.embeddings import EmbeddingRegistry
-from providers.keys import ProviderKeyStore
-from providers.registry import ModelRegistry
 from services.evaluations.planner import EvaluationPlanner
 from services.evaluations.runner import EVALUATE_TASK, EvaluationRunner
 from services.evaluations.store import EvaluationStore
+from services.metering import MeteringGate
 from services.prompt_templates import PromptTemplates
 
 __all__ = ["EVALUATE_TASK", "DatasetItem", "EvaluationDraft", "PromptEvaluations"]
@@ -57,27 +54,13 @@ class PromptEvaluations:
         *,
         sessions: async_sessionmaker[AsyncSession],
         templates: PromptTemplates,
-        registry: ModelRegistry,
+        gate: MeteringGate,
         embeddings: EmbeddingRegistry,
-        accountant: Accountant,
-        limits: LimitEnforcer,
-        provider_keys: ProviderKeyStore,
         jobs: JobQueue,
     ) -> None:
         self._store = EvaluationStore(sessions)
-        self._planner = EvaluationPlanner(
-            templates=templates,
-            registry=registry,
-            embeddings=embeddings,
-            provider_keys=provider_keys,
-        )
-        self._runner = EvaluationRunner(
-            store=self._store,
-            planner=self._planner,
-            registry=registry,
-            accountant=accountant,
-            limits=limits,
-        )
+        self._planner = EvaluationPlanner(templates=templates, gate=gate, embeddings=embeddings)
+        self._runner = EvaluationRunner(store=self._store, planner=self._planner, gate=gate)
         self._jobs = jobs
 
     @property

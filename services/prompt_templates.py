@@ -242,7 +242,8 @@ class PromptTemplates:
         if not principal.is_admin:
             raise ApiError(403, "forbidden", "this action needs the admin role")
         async with session_scope(self._sessions) as session:
-            template = await store.get_template(session, principal.org_id, name)
+            # The template row first, as writers of versions and labels lock it: no deadlock.
+            template = await store.get_template(session, principal.org_id, name, for_update=True)
             if template is None:
                 raise self._missing_org_template(name, "deleted")
             await store.delete_template(session, template.id)
@@ -250,9 +251,14 @@ class PromptTemplates:
     async def set_label(
         self, principal: Principal, name: str, label: str, version: int
     ) -> dict[str, int]:
-        """Point ``label`` at an existing version of the org's template; the labels after."""
+        """Point ``label`` at an existing version of the org's template; the labels after.
+
+        The label is upserted (concurrent first writes all succeed, the last one stays);
+        the template row is locked (PostgreSQL) so a concurrent delete waits instead of
+        failing the label's foreign key.
+        """
         async with session_scope(self._sessions) as session:
-            template = await store.get_template(session, principal.org_id, name)
+            template = await store.get_template(session, principal.org_id, name, for_update=True)
             if template is None:
                 raise self._missing_org_template(name, "labelled")
             if await store.get_version(session, template.id, version) is None:

@@ -6,6 +6,10 @@ key hashes the org, the model, the messages and every generation parameter, so e
 are never shared across organizations. Two tiers: a bounded in-process LRU (hits in
 microseconds) in front of a shared tier — Redis when configured, else the database — so
 every instance benefits from every other's answers.
+
+The org is a field of its own in the hashed JSON, so no two orgs' material is alike, and
+the Redis keys (``<prefix>cache:<sha256>``) are apart from the limit counters' under the
+same prefix (``org:...``, ``user:...``).
 """
 
 from __future__ import annotations

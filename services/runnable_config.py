@@ -23,16 +23,19 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from accounting.events import CallContext
-from api.knowledge_schemas import COLLECTION_PATTERN
-from api.prompt_schemas import LABEL_PATTERN, TEMPLATE_NAME_PATTERN
-from api.schemas import THREAD_ID_PATTERN
 from auth.tokens import Principal
 from chains.prompt_playground import DEFAULT_TEMPLATE
 from chains.prompt_playground import UNSET as PLAYGROUND_UNSET
+from core.patterns import (
+    COLLECTION_PATTERN,
+    LABEL_PATTERN,
+    TEMPLATE_NAME_PATTERN,
+    THREAD_ID_PATTERN,
+)
 from core.request_id import current_request_id
 from core.tracing import run_metadata
 from db.models import checkpoint_key
-from providers.keys import org_openai_key
+from services.template_use import apply_template_defaults
 
 if TYPE_CHECKING:
     from services.container import Services
@@ -132,22 +135,25 @@ async def runnable_config(
     thread is claimed (``require_thread``) or an unclaimed one-off key is used.
     ``template``: the resolved template version of the prompt playground.
     """
-    defaults: dict[str, Any] = dict(template.params) if template is not None else {}
-    model = client.model or (template.model if template is not None else None)
-    org_key = await services.provider_keys.get(principal.org_id, "openai")
-    org_openai_key.set(org_key)  # read by the registry's model factory during the run
-    route = services.registry.resolve(model, org_key=org_key)
+    gate = services.metering
+    given = {
+        "model": client.model,
+        "temperature": client.temperature,
+        "max_tokens": client.max_tokens,
+    }
+    params = apply_template_defaults(template, given)
+    route = await gate.resolve(principal.org_id, params.get("model"))
     configurable: dict[str, Any] = client.model_dump(
         exclude_none=True, exclude={"thread_id", *_TEMPLATE_KEYS}
     )
-    configurable["model"] = route.name
-    reply_limit = client.max_tokens
+    reply_limit = params.get("max_tokens")
     if template is not None:
-        if client.temperature is None and defaults.get("temperature") is not None:
-            configurable["temperature"] = defaults["temperature"]
-        if reply_limit is None and defaults.get("max_tokens") is not None:
-            reply_limit = configurable["max_tokens"] = int(defaults["max_tokens"])
-        configurable.update(template=template.name, version=template.version)
+        # The playground binds the template's other params itself (chains.prompt_playground).
+        configurable.update(
+            {k: params[k] for k in ("temperature", "max_tokens") if k in params},
+            template=template.name,
+            version=template.version,
+        )
     thread_id: str | None = None
     if with_threads and (client.thread_id or require_thread):
         thread_id = client.thread_id or f"runnable-{uuid.uuid4().hex}"
@@ -156,35 +162,25 @@ async def runnable_config(
     elif with_threads:
         once = f"once-{uuid.uuid4().hex}"
         configurable["thread_id"] = thread_prefix + checkpoint_key(principal.org_id, once)
-    context = CallContext(
-        org_id=principal.org_id,
-        user_id=principal.user_id,
-        route=flow,
+    context = CallContext.for_principal(
+        principal,
+        flow,
         request_id=current_request_id(),
         thread_id=thread_id,
         template_name=template.name if template is not None else None,
         template_version=template.version if template is not None else None,
     )
-    context, cap = await services.limits.hold(
+    call = await gate.hold(
         principal,
         context,
-        model=route.name,
+        route,
         prompt=lambda: orjson.dumps(run_input).decode(),
         messages=1,
         reply_limit=reply_limit,
     )
-    if cap is not None:
-        configurable["max_tokens"] = cap
-    configurable.update(
-        org_id=principal.org_id,
-        user_id=principal.user_id,
-        route=flow,
-        request_id=context.request_id,
-    )
-    if context.reservation is not None:
-        # Gives the hold back when the run calls no model (RAG with nothing relevant).
-        configurable["release_hold"] = context.reservation.release
-    return _with_identity(config, context, configurable, [services.accountant.callback(context)])
+    if call.cap is not None:
+        configurable["max_tokens"] = call.cap
+    return dict(call.runnable_config(configurable, base=config))
 
 
 def retriever_config(
@@ -195,12 +191,7 @@ def retriever_config(
     The query's embedding is accounted by the knowledge service to the identity set here.
     """
     configurable: dict[str, Any] = client.model_dump(exclude_none=True, include=_SEARCH_KEYS)
-    context = CallContext(
-        org_id=principal.org_id,
-        user_id=principal.user_id,
-        route=flow,
-        request_id=current_request_id(),
-    )
+    context = CallContext.for_principal(principal, flow, request_id=current_request_id())
     configurable.update(
         org_id=principal.org_id,
         user_id=principal.user_id,

@@ -5,8 +5,10 @@ The rules, the same for every flow:
 - the template is the caller's org's (or a system starter), resolved by
   ``services.prompt_templates``: ``version``, else ``label``, else ``production``, else the
   latest; an unknown name, version or label is a 404 naming it;
-- its default ``model`` and ``params`` apply where the request sets none (the request wins;
-  an explicit ``null`` counts as not set);
+- its default ``model`` and ``params`` apply where the request sets none, by one rule for
+  every flow (:func:`apply_template_defaults`): the request wins; an explicit ``null``
+  counts as not set, ``0`` as set; the ``max_tokens`` default does not apply when the
+  request caps its reply under either name (``max_tokens``, ``max_completion_tokens``);
 - chat: the rendered messages come first, then the request's ``messages``; with a
   ``thread_id`` they are the turn's new messages, stored in the thread like messages the
   client sent (a rendered system message replaces the thread's, as any new one does);
@@ -22,17 +24,13 @@ Usage events record the resolved name and version (``CallContext.template_name``
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from typing import Any
 
 from accounting.events import CallContext
-from api.schemas import ChatCompletionRequest, TemplateRef
 from chains.rag import ANSWER_VARIABLES, check_answer_prompt
+from prompts.defaults import apply_template_defaults
 from prompts.errors import PromptError, names
+from services.gateway_types import ChatRequest, TemplateRef, parse_messages
 from services.prompt_templates import PromptTemplates, ResolvedTemplate
-
-# Template params that map onto a request field of another name when the request set one.
-_REPLY_LIMIT_KEYS = frozenset({"max_tokens", "max_completion_tokens"})
 
 
 async def resolve(templates: PromptTemplates, org_id: str, ref: TemplateRef) -> ResolvedTemplate:
@@ -49,24 +47,9 @@ def with_template(context: CallContext, template: ResolvedTemplate | None) -> Ca
     )
 
 
-def request_defaults(template: ResolvedTemplate, given: Mapping[str, Any]) -> dict[str, Any]:
-    """The template's model and params for the keys ``given`` (non-null request keys) lacks."""
-    defaults: dict[str, Any] = {}
-    if template.model and given.get("model") is None:
-        defaults["model"] = template.model
-    for key, value in template.params.items():
-        if value is None:
-            continue
-        if key == "max_tokens" and any(given.get(k) is not None for k in _REPLY_LIMIT_KEYS):
-            continue
-        if given.get(key) is None:
-            defaults[key] = value
-    return defaults
-
-
 async def apply_chat_template(
-    templates: PromptTemplates, org_id: str, request: ChatCompletionRequest
-) -> tuple[ChatCompletionRequest, ResolvedTemplate | None]:
+    templates: PromptTemplates, org_id: str, request: ChatRequest
+) -> tuple[ChatRequest, ResolvedTemplate | None]:
     """The request with its template rendered in front of its messages and its defaults set.
 
     A request without ``template`` is returned unchanged.
@@ -74,14 +57,19 @@ async def apply_chat_template(
     if request.template is None:
         return request, None
     template = await resolve(templates, org_id, request.template)
-    rendered = template.render_openai(request.template.variables)
-    given = request.model_dump(exclude_unset=True, exclude_none=True, exclude={"template"})
-    body = {
-        **given,
-        **request_defaults(template, given),
-        "messages": [*rendered, *given.get("messages", [])],
-    }
-    return ChatCompletionRequest.model_validate(body), template
+    rendered = parse_messages(template.render_openai(request.template.variables))
+    params = apply_template_defaults(template, request.given())
+    model = params.pop("model", None)
+    return (
+        dataclasses.replace(
+            request,
+            messages=[*rendered, *request.messages],
+            model=model,
+            params=params,
+            template=None,
+        ),
+        template,
+    )
 
 
 async def rag_answer_template(

@@ -20,20 +20,17 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import ValidationError
 
-from accounting.accountant import Accountant
 from accounting.events import CallContext
-from api.schemas import ChatCompletionRequest
 from auth.tokens import Principal
 from core.errors import ApiError
-from core.tracing import run_metadata
 from db.models import checkpoint_key
 from graphs.chat.state import ChatInput
-from limits.enforcer import LimitEnforcer
 from providers.errors import map_openai_error, upstream_errors
 from providers.registry import ModelRoute
 from services import openai_format as fmt
+from services.gateway_types import ChatRequest
 from services.graph_stream import MessageChunk, TokenPump
-from services.limit_hold import hold_limits
+from services.metering import MeteredCall, MeteringGate
 from services.threads import ThreadStore
 
 
@@ -45,29 +42,28 @@ class ThreadChat:
         *,
         graph: CompiledStateGraph,
         threads: ThreadStore,
-        accountant: Accountant,
-        limits: LimitEnforcer,
+        gate: MeteringGate,
     ) -> None:
         self._graph = graph
         self._threads = threads
-        self._accountant = accountant
-        self._limits = limits
+        self._gate = gate
 
     async def complete(
         self,
         principal: Principal,
-        request: ChatCompletionRequest,
+        request: ChatRequest,
         route: ModelRoute,
         context: CallContext,
     ) -> bytes:
         """Run the turn; a ``chat.completion`` body."""
-        config, inputs = await self._prepare(principal, request, route, context)
-        with upstream_errors(route.upstream.provider):
-            try:
-                state = await self._graph.ainvoke(inputs, config)
-            except BaseException:
-                await self._rollback(config, inputs)
-                raise
+        call, config, inputs = await self._prepare(principal, request, route, context)
+        async with call:
+            with upstream_errors(route.upstream.provider):
+                try:
+                    state = await self._graph.ainvoke(inputs, config)
+                except BaseException:
+                    await self._rollback(config, inputs)
+                    raise
         body = fmt.completion_body(
             cid=fmt.completion_id(), model=route.name, message=state["messages"][-1]
         )
@@ -76,13 +72,16 @@ class ThreadChat:
     async def stream(
         self,
         principal: Principal,
-        request: ChatCompletionRequest,
+        request: ChatRequest,
         route: ModelRoute,
         context: CallContext,
         include_usage: bool,
     ) -> AsyncIterator[bytes]:
-        """Start the turn; its SSE events (errors before the first token raise here)."""
-        config, inputs = await self._prepare(principal, request, route, context)
+        """Start the turn; its SSE events (errors before the first token raise here).
+
+        The limit hold stays open until the stream ends.
+        """
+        call, config, inputs = await self._prepare(principal, request, route, context)
         pump = TokenPump(self._graph, inputs, config)
         with upstream_errors(route.upstream.provider):
             try:
@@ -90,16 +89,17 @@ class ThreadChat:
             except BaseException:
                 await pump.cancel()
                 await self._rollback(config, inputs)
+                call.release()
                 raise
-        return self._events(first, pump, route, include_usage, config, inputs)
+        return self._events(first, pump, call, include_usage, config, inputs)
 
     async def _prepare(
         self,
         principal: Principal,
-        request: ChatCompletionRequest,
+        request: ChatRequest,
         route: ModelRoute,
         context: CallContext,
-    ) -> tuple[RunnableConfig, dict[str, Any]]:
+    ) -> tuple[MeteredCall, RunnableConfig, dict[str, Any]]:
         """Check the messages, claim the thread, hold the limits, build the run config."""
         assert request.thread_id is not None
         try:  # the graph's own input contract: convertible and storable messages
@@ -118,22 +118,21 @@ class ThreadChat:
             metadata=request.metadata,
             title=first_user,
         )
-        context, cap = await hold_limits(self._limits, principal, context, route, request)
+        call = await self._gate.hold(
+            principal,
+            context,
+            route,
+            prompt=lambda: " ".join(str(m.content or "") for m in request.messages),
+            messages=len(request.messages),
+            reply_limit=request.reply_limit,
+        )
         configurable: dict[str, Any] = {
-            "model": route.name,
             "temperature": request.temperature,
-            "max_tokens": request.reply_limit or cap,
+            "max_tokens": request.reply_limit or call.cap,
             "stop": request.stop_list,
             "thread_id": checkpoint_key(principal.org_id, request.thread_id),
-            "org_id": principal.org_id,
-            "user_id": principal.user_id,
         }
-        config: RunnableConfig = {
-            "configurable": configurable,
-            "callbacks": [self._accountant.callback(context)],
-            **run_metadata(context),  # type: ignore[typeddict-item]
-        }
-        return config, {"messages": messages}
+        return call, call.runnable_config(configurable), {"messages": messages}
 
     async def _rollback(self, config: RunnableConfig, inputs: dict[str, Any]) -> None:
         """A failed turn leaves no dangling user message in the thread."""
@@ -147,11 +146,12 @@ class ThreadChat:
         self,
         first: MessageChunk | None,
         pump: TokenPump,
-        route: ModelRoute,
+        call: MeteredCall,
         include_usage: bool,
         config: RunnableConfig,
         inputs: dict[str, Any],
     ) -> AsyncIterator[bytes]:
+        route = call.route
         cid, created, model = fmt.completion_id(), int(time.time()), route.name
         yield fmt.chunk_event(
             cid=cid, model=model, created=created, delta={"role": "assistant", "content": ""}
@@ -188,6 +188,7 @@ class ThreadChat:
                 with anyio.CancelScope(shield=True):
                     await pump.cancel()
                     await self._rollback(config, inputs)
+            call.release()  # a no-op once the turn's usage settled the hold
         if not finished:
             return
         yield fmt.chunk_event(cid=cid, model=model, created=created, finish=finish)

@@ -97,14 +97,23 @@ class ThreadStore:
             return rows.all(), int(total or 0)
 
     async def delete(self, principal: Principal, thread_id: str) -> None:
-        """Delete the thread and its checkpointed messages."""
-        await self.get(principal, thread_id)
-        await self._checkpointer.adelete_thread(checkpoint_key(principal.org_id, thread_id))
-        await self._checkpointer.adelete_thread(rag_checkpoint_key(principal.org_id, thread_id))
+        """Delete the thread and its checkpointed messages; 404 if not the caller's.
+
+        The row's delete decides: of concurrent deletes exactly one removes it (the others
+        find nothing and answer 404). Its transaction commits only after the messages are
+        gone, so a failure leaves the thread whole (deleted again later), never messages
+        without an owner.
+        """
         async with self._sessions() as session:
-            await session.execute(
+            result = await session.execute(
                 delete(ChatThread).where(
-                    ChatThread.org_id == principal.org_id, ChatThread.id == thread_id
+                    ChatThread.org_id == principal.org_id,
+                    ChatThread.id == thread_id,
+                    ChatThread.user_id == principal.user_id,
                 )
             )
+            if not result.rowcount:  # type: ignore[attr-defined]
+                raise _not_found(thread_id)
+            await self._checkpointer.adelete_thread(checkpoint_key(principal.org_id, thread_id))
+            await self._checkpointer.adelete_thread(rag_checkpoint_key(principal.org_id, thread_id))
             await session.commit()

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 from fastapi.responses import Response, StreamingResponse
+from pydantic import ValidationError
 
 from api.deps import ServicesDep
 from api.schemas import BatchRequest, BatchResponse, ChatCompletionRequest
 from auth.deps import CurrentPrincipal
 from core.errors import ApiError
 from services.batch import run_batch
+from services.gateway_types import ChatRequest
 
 router = APIRouter(prefix="/chat", tags=["chat"])
 
@@ -31,7 +35,9 @@ async def chat_completions(
     """OpenAI Chat Completions: a JSON answer, or SSE chunks with ``stream: true``."""
     if body.stream:
         return await _stream(body, principal, services, flow="chat.completions")
-    content = await services.chat.complete(principal, body, flow="chat.completions")
+    content = await services.chat.complete(
+        principal, body.to_chat_request(), flow="chat.completions"
+    )
     return Response(content, media_type="application/json")
 
 
@@ -46,7 +52,7 @@ async def chat_stream(
 async def _stream(
     body: ChatCompletionRequest, principal: CurrentPrincipal, services: ServicesDep, *, flow: str
 ) -> StreamingResponse:
-    events = await services.chat.stream(principal, body, flow=flow)
+    events = await services.chat.stream(principal, body.to_chat_request(), flow=flow)
     return StreamingResponse(events, media_type="text/event-stream", headers=_SSE_HEADERS)
 
 
@@ -59,6 +65,23 @@ async def chat_batch(
     if len(body.requests) > limit:
         raise ApiError(413, "batch_too_large", f"a batch holds at most {limit} requests")
     results = await run_batch(
-        services.chat, principal, body.requests, concurrency=services.settings.batch_concurrency
+        services.chat,
+        principal,
+        body.requests,
+        parse=_batch_item,
+        concurrency=services.settings.batch_concurrency,
     )
     return BatchResponse.model_validate({"results": results})
+
+
+def _batch_item(item: Any) -> ChatRequest:
+    """One batch item as a chat request (422 when invalid, 400 when it asks to stream)."""
+    try:
+        request = ChatCompletionRequest.model_validate(item)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "request"
+        raise ApiError(422, "invalid_request", f"{where}: {first['msg']}") from exc
+    if request.stream:
+        raise ApiError(400, "unsupported_parameter", "batch items cannot stream")
+    return request.to_chat_request()

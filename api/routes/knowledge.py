@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile
+from fastapi import APIRouter, File, Form, Path, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
+from pydantic import WithJsonSchema
 
 from api.deps import ServicesDep
 from api.knowledge_schemas import (
@@ -41,6 +42,12 @@ from services.knowledge import (
 router = APIRouter(prefix="/knowledge", tags=["knowledge"])
 
 DocumentId = Annotated[str, Path(min_length=1, max_length=64)]
+FilePart = Annotated[
+    UploadFile | str,
+    WithJsonSchema({"type": "string", "contentMediaType": "application/octet-stream"}),
+]
+"""A multipart file; a part sent without a filename arrives as text and is refused with its
+field's name (declared here so it is not a validation error naming ``UploadFile``)."""
 
 
 def document_public(
@@ -111,10 +118,11 @@ def _parse_json_object(raw: str | None, field: str) -> dict[str, Any]:
     responses={413: {}, 415: {}, 422: {}},
 )
 async def upload_documents(
+    request: Request,
     principal: CurrentPrincipal,
     services: ServicesDep,
-    files: Annotated[list[UploadFile] | None, File(description="One or many files.")] = None,
-    file: Annotated[UploadFile | None, File(description="A single file.")] = None,
+    files: Annotated[list[FilePart] | None, File(description="One or many files.")] = None,
+    file: Annotated[FilePart | None, File(description="A single file.")] = None,
     metadata: Annotated[str | None, Form(description="JSON object kept with every chunk.")] = None,
     collection: Annotated[str, Form(pattern=COLLECTION_PATTERN)] = "default",
 ) -> Any:
@@ -123,7 +131,14 @@ async def upload_documents(
     Small files are ingested before the answer (``status: ready``); large ones in the
     background (``status: processing``; poll ``GET /api/knowledge/documents/{id}``).
     """
-    uploads = [*(files or []), *([file] if file is not None else [])]
+    if "collection" in (form := await request.form()) and not form["collection"]:
+        # A form's empty field would otherwise read as absent: the default collection.
+        raise ApiError(422, "invalid_request", "collection: must not be empty")
+    parts = [*(("files", f) for f in files or []), *([("file", file)] if file is not None else [])]
+    for field, part in parts:
+        if isinstance(part, str):
+            raise ApiError(422, "invalid_request", f"{field}: a file part needs a filename")
+    uploads = [part for _, part in parts if not isinstance(part, str)]
     if not uploads:
         raise ApiError(422, "no_files", "send the files in the multipart field 'files'")
     limit = services.settings.knowledge_max_file_bytes

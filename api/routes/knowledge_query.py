@@ -59,8 +59,8 @@ async def query(
     ``thread_id``, follow-up questions are rewritten from the conversation before searching.
     """
     if body.stream:
-        events = await service.stream(principal, body, flow="knowledge.query")
+        events = await service.stream(principal, body.to_question(), flow="knowledge.query")
         return StreamingResponse(events, media_type="text/event-stream", headers=_SSE_HEADERS)
     return KnowledgeQueryResponse.model_validate(
-        await service.answer(principal, body, flow="knowledge.query")
+        await service.answer(principal, body.to_question(), flow="knowledge.query")
     )

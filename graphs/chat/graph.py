@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
@@ -19,9 +20,11 @@ from langgraph.graph.state import CompiledStateGraph
 
 from chains.trimming import prompt_budget, trim_history
 from graphs.chat.state import ChatInput, ChatState
-from graphs.configuration import ChatConfigurable, ChatConfiguration
+from graphs.configuration import ChatConfigurable, ChatConfiguration, LlmFactory
 
-LlmFactory = Callable[[str | None], BaseChatModel]
+if TYPE_CHECKING:
+    from providers.registry import ModelRoute
+
 ContextWindow = Callable[[str | None], int]
 
 
@@ -36,7 +39,7 @@ def build_chat_graph(
     async def call_model(state: ChatState, config: RunnableConfig) -> dict[str, list]:
         """Answer the conversation's last message."""
         configuration = ChatConfiguration.from_runnable_config(config)
-        llm = llm_factory(configuration.model)
+        llm = configuration.chat_model(llm_factory)
         model_name = configuration.model or getattr(llm, "model_name", "") or ""
         budget = prompt_budget(
             context_window(configuration.model), configuration.max_tokens, reply_reserve
@@ -62,8 +65,8 @@ def build_chat_graph(
     return graph
 
 
-def _default_llm_factory(model: str | None) -> BaseChatModel:
-    """Models from the environment's settings, for ``langgraph dev`` (built on first call)."""
+def _default_llm_factory(model: ModelRoute | str | None) -> BaseChatModel:
+    """Models from the environment's settings, for ``langgraph dev`` (the service's key)."""
     from core.config import Settings
     from providers.registry import ModelRegistry
 

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.documents import Document
 from langchain_core.language_models import BaseChatModel
@@ -33,10 +32,13 @@ from chains.rag import (
     format_context,
     snippet,
 )
+from graphs.configuration import LlmFactory
 from graphs.rag.configuration import RagConfigurable, RagConfiguration, RetrievalQuery, SearchFn
 from graphs.rag.state import Citation, Hit, InputState, OutputState, State
 
-LlmFactory = Callable[[str | None], BaseChatModel]
+if TYPE_CHECKING:
+    from providers.registry import ModelRoute
+
 
 HISTORY_MESSAGES = 8
 """How many of the latest messages the rewrite sees."""
@@ -68,7 +70,7 @@ def build_rag_graph(
     """Compile the RAG graph (the service attaches its checkpointer when it starts)."""
 
     def model_for(configuration: RagConfiguration, **overrides: Any) -> Runnable:
-        llm = llm_factory(configuration.model)
+        llm = configuration.chat_model(llm_factory)
         params = {**configuration.call_params(), **overrides}
         return llm.bind(**params) if params else llm
 
@@ -196,8 +198,8 @@ def build_retriever(search: SearchFn) -> Runnable:
     )
 
 
-def _default_llm_factory(model: str | None) -> BaseChatModel:
-    """Models from the environment's settings, for ``langgraph dev`` (built on first call)."""
+def _default_llm_factory(model: ModelRoute | str | None) -> BaseChatModel:
+    """Models from the environment's settings, for ``langgraph dev`` (the service's key)."""
     from core.config import Settings
     from providers.registry import ModelRegistry
 

@@ -12,9 +12,9 @@ from langchain_core.embeddings import Embeddings
 
 from core.errors import ApiError
 from prompts import evaluation_plan as ep
+from prompts.defaults import apply_template_defaults
 from providers.embeddings import EmbeddingRegistry, EmbeddingSpec, UnknownEmbeddingModel
-from providers.keys import ProviderKeyStore
-from providers.registry import ModelRegistry
+from services.metering import MeteringGate
 from services.prompt_templates import PromptTemplates, ResolvedTemplate
 
 
@@ -25,14 +25,12 @@ class EvaluationPlanner:
         self,
         *,
         templates: PromptTemplates,
-        registry: ModelRegistry,
+        gate: MeteringGate,
         embeddings: EmbeddingRegistry,
-        provider_keys: ProviderKeyStore,
     ) -> None:
         self._templates = templates
-        self._registry = registry
+        self._gate = gate
         self._embeddings = embeddings
-        self._keys = provider_keys
 
     async def plan(self, org_id: str, name: str, draft: ep.EvaluationDraft) -> ep.Plan:
         """Everything checked before any call: 404/422/400 naming what is wrong."""
@@ -42,17 +40,16 @@ class EvaluationPlanner:
         specs = ep.evaluators_of(draft)
         ep.check_expected(specs, draft.dataset)
         rendered = ep.render_all(templates, draft.dataset)
-        org_key = await self._keys.get(org_id, "openai")
-        targets = [
-            ep.Target(
-                version=template.version,
-                route=self._registry.resolve(draft.model or template.model, org_key=org_key),
-                params=ep.fill_template_defaults(template.params, draft.params),
+        targets = []
+        for template in templates:
+            params = apply_template_defaults(
+                template, {**draft.params, "model": draft.model or None}
             )
-            for template in templates
-        ]
+            route = await self._gate.resolve(org_id, params.pop("model", None))
+            targets.append(ep.Target(version=template.version, route=route, params=params))
         judge = next((s for s in specs if s.name == "judge"), None)
-        judge_route = self._registry.resolve(judge.model, org_key=org_key) if judge else None
+        judge_route = await self._gate.resolve(org_id, judge.model) if judge else None
+        org_key = await self._gate.org_key(org_id)  # the similarity evaluator's embedder
         if judge_route is not None:
             specs = ep.with_judge_model(specs, judge_route.name)
         similarity = next((s for s in specs if s.name == "similarity"), None)

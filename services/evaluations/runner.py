@@ -24,25 +24,21 @@ from decimal import Decimal
 from typing import Any
 
 from langchain_core.messages import BaseMessage
-from langchain_core.runnables import RunnableConfig
 
-from accounting.accountant import Accountant
 from accounting.embeddings import AccountedEmbeddings
 from accounting.events import CallContext
 from auth.tokens import Principal
 from core.errors import ApiError
 from core.tokenizer import count_message_tokens, count_text_tokens
-from core.tracing import run_metadata
 from db.models import PromptEvaluation
-from limits.enforcer import LimitEnforcer
 from prompts import evaluators as ev
 from prompts.evaluation_plan import DatasetItem, EvaluationDraft, Plan, Target
 from providers.errors import upstream_errors
-from providers.keys import org_openai_key
-from providers.registry import ModelRegistry, ModelRoute
+from providers.registry import ModelRoute
 from services.evaluations.planner import EvaluationPlanner
 from services.evaluations.report import ItemResult, summarize
 from services.evaluations.store import ACTIVE, EvaluationStore
+from services.metering import MeteringGate
 
 logger = logging.getLogger(__name__)
 
@@ -88,15 +84,11 @@ class EvaluationRunner:
         *,
         store: EvaluationStore,
         planner: EvaluationPlanner,
-        registry: ModelRegistry,
-        accountant: Accountant,
-        limits: LimitEnforcer,
+        gate: MeteringGate,
     ) -> None:
         self._store = store
         self._planner = planner
-        self._registry = registry
-        self._accountant = accountant
-        self._limits = limits
+        self._gate = gate
 
     async def run(self, payload: dict[str, Any]) -> None:
         """The job: claim the row, run the evaluation, record how it ended.
@@ -139,9 +131,6 @@ class EvaluationRunner:
         """Run every (item, version) pair; the results (None: cancelled meanwhile)."""
         draft = EvaluationDraft.from_json(row.request)
         plan = await self._planner.plan(row.org_id, row.template_name, draft)
-        # Metering seam (with call_model): the registry's model factory reads the org's key
-        # from this ContextVar; the gather below copies it into every pair's task.
-        org_openai_key.set(plan.org_key)
         principal = Principal(org_id=row.org_id, user_id=row.created_by)
         results: dict[tuple[int, int], ItemResult] = {}
         semaphore = asyncio.Semaphore(draft.concurrency)
@@ -190,41 +179,31 @@ class EvaluationRunner:
         messages: list[BaseMessage],
         params: Mapping[str, Any],
     ) -> ModelReply:
-        """One accounted, limited model call: output, tokens, cost, latency (ms).
+        """One metered model call (``services.metering``): output, tokens, cost, latency (ms).
 
-        The metering seam: the hold, the accounting callback and run metadata, and the
-        release are the shared metered call's job; only this method (and the key's
-        ContextVar in ``_execute``) changes when it lands. A denied hold is ``_LimitHit``.
+        The route was resolved with the org's key by the planner; a denied hold is
+        ``_LimitHit`` (the evaluation stops there, keeping what it has).
         """
         try:
-            held, cap = await self._limits.hold(
+            call = await self._gate.hold(
                 principal,
                 context,
-                model=route.name,
+                route,
                 prompt=lambda: " ".join(m.text for m in messages),
                 messages=len(messages),
-                reply_limit=params.get("max_tokens"),
+                reply_limit=params.get("max_completion_tokens") or params.get("max_tokens"),
             )
         except ApiError as exc:
             if exc.code == "limit_exceeded":
                 raise _LimitHit(exc) from exc
             raise
-        bound = dict(params)
-        if cap is not None:
-            bound["max_tokens"] = cap
-        model = self._registry.chat_model(route.name)
+        bound = {**params, **({"max_tokens": call.cap} if call.cap is not None else {})}
+        model = call.chat_model()
         runnable = model.bind(**bound) if bound else model
-        config: RunnableConfig = {
-            "callbacks": [self._accountant.callback(held)],
-            **run_metadata(held),  # type: ignore[typeddict-item]
-        }
         started = time.perf_counter()
-        try:
+        async with call:  # gives the hold back unless the call's usage settled it
             with upstream_errors(route.upstream.provider):
-                reply = await runnable.ainvoke(messages, config=config)
-        finally:
-            if held.reservation is not None:
-                held.reservation.release()  # a no-op once the call's usage settled it
+                reply = await runnable.ainvoke(messages, config=call.runnable_config())
         latency = round((time.perf_counter() - started) * 1000, 1)
         output = reply.text if isinstance(reply, BaseMessage) else str(reply)
         usage = getattr(reply, "usage_metadata", None)
@@ -233,7 +212,7 @@ class EvaluationRunner:
         else:
             prompt = count_message_tokens(messages, route.name)
             completion = count_text_tokens(output, route.name)
-        cost = self._accountant.prices.cost(route.name, prompt, completion)
+        cost = self._gate.accountant.prices.cost(route.name, prompt, completion)
         return output, prompt, completion, cost, latency
 
     async def _item(
@@ -288,7 +267,7 @@ class EvaluationRunner:
             assert plan.similarity is not None and item.expected is not None
             embedding_spec, inner = plan.similarity
             embedder = AccountedEmbeddings(
-                inner, spec=embedding_spec, accountant=self._accountant, context=context
+                inner, spec=embedding_spec, accountant=self._gate.accountant, context=context
             )
             first, second = await embedder.aembed_documents([output, item.expected])
             return round(ev.cosine(first, second), 6)

@@ -141,22 +141,6 @@ def test_a_render_error_names_the_item_and_the_version() -> None:
     assert error.value.details == {"variables": ["word"], "item": 1, "version": 1}
 
 
-# --- params ---------------------------------------------------------------------------------
-
-
-def test_template_defaults_fill_what_the_request_lacks() -> None:
-    template = {"temperature": 0.2, "max_tokens": 100, "stop": ["\n"], "top_p": None}
-    assert ep.fill_template_defaults(template, {}) == {
-        "temperature": 0.2,
-        "max_tokens": 100,
-        "stop": ["\n"],
-    }
-    merged = ep.fill_template_defaults(template, {"temperature": 0, "top_p": 0.9, "seed": None})
-    # The request wins where it gives a value, 0 included; None is "not given" on both sides.
-    assert merged == {"temperature": 0, "max_tokens": 100, "stop": ["\n"], "top_p": 0.9}
-    assert ep.fill_template_defaults({}, {"stop": []}) == {"stop": []}
-
-
 # --- the stored request ---------------------------------------------------------------------
 
 

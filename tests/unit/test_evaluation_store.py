@@ -126,9 +126,7 @@ def runner(store: EvaluationStore, planner: _Planner) -> EvaluationRunner:
     return EvaluationRunner(
         store=store,
         planner=planner,  # type: ignore[arg-type]
-        registry=None,  # type: ignore[arg-type]
-        accountant=None,  # type: ignore[arg-type]
-        limits=None,  # type: ignore[arg-type]
+        gate=None,  # type: ignore[arg-type]
     )
 
 

@@ -1,0 +1,143 @@
+"""Hybrid search's pure parts: the query and hit types, the relevance gate, the ranking.
+
+The service (``services.knowledge.search``) runs the two legs — the vector leg in Chroma,
+the keyword leg (BM25) in SQL — and hands their hits to these functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from knowledge import keyword_index
+from knowledge.collections import DEFAULT_COLLECTION
+from knowledge.fusion import reciprocal_rank_fusion
+from knowledge.vectors import VectorHit
+
+SearchMode = Literal["vector", "keyword", "hybrid"]
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """A knowledge search, as the API and the RAG graph ask it."""
+
+    query: str
+    k: int = 4
+    filter: dict[str, Any] | None = None
+    collection: str = DEFAULT_COLLECTION
+    mmr: bool = False
+    mode: SearchMode = "hybrid"
+    min_similarity: float | None = None
+    """The similarity bar of :func:`found_relevant` (None: the collection's model's)."""
+
+    @property
+    def fetch(self) -> int:
+        """How many hits each leg contributes.
+
+        A hybrid leg contributes its best 2k: fusing BM25's whole tail buries chunks only
+        the embedder found (cross-lingual hits), measured in bench/rag_quality.py.
+        """
+        return self.k if self.mode != "hybrid" else 2 * self.k
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """A chunk found for a query; ``score`` is the similarity, BM25 or fused (RRF) score."""
+
+    document_id: str
+    chunk_id: str
+    text: str
+    score: float
+    metadata: dict[str, Any]
+    vector_score: float | None = None
+    keyword_score: float | None = None
+    relevant: bool = True
+    """Whether the search found anything relevant (:func:`found_relevant`), the same for
+    every hit of one search: the RAG graph answers "not found" without a model call when
+    it is False."""
+
+
+def keyword_unit(chunks: int) -> float:
+    """The keyword bar's unit: BM25 of one query term that a single chunk of ``chunks`` has.
+
+    That is idf(N, df=1) * (k1 + 1), the ceiling of the rarest term's contribution; a score
+    in these units does not drift with the collection's size as raw BM25 does (idf grows
+    with ln N).
+    """
+    return keyword_index.idf(max(chunks, 1), 1) * (keyword_index.K1 + 1)
+
+
+def found_relevant(
+    best_similarity: float | None,
+    best_keyword: float | None,
+    *,
+    min_similarity: float | None,
+    min_keyword: float | None,
+    unit: float,
+) -> bool:
+    """Whether a search found something relevant enough to answer from.
+
+    Yes when the best chunk by similarity reaches ``min_similarity`` (None: any similarity
+    does), or the best chunk by BM25 reaches ``min_keyword`` keyword units (``unit``, see
+    :func:`keyword_unit`; None: BM25 alone never suffices). Both are the best of
+    their whole leg, so the verdict holds for every hit of the search: a right chunk ranked
+    high by BM25 but low by similarity (or the other way round) is kept whenever the
+    question itself clears the bar. Calibrated per embedding model in bench/rag_quality.py.
+    """
+    if best_similarity is not None and (
+        min_similarity is None or best_similarity >= min_similarity
+    ):
+        return True
+    if best_keyword is None or best_keyword <= 0 or min_keyword is None:
+        return False
+    return best_keyword >= min_keyword * unit
+
+
+def rank(
+    query: SearchQuery,
+    vector_hits: Sequence[VectorHit],
+    keyword_hits: Sequence[tuple[str, float]],
+) -> list[tuple[str, float]]:
+    """The best ``k`` chunk ids with their score: one leg's own, or fused (RRF) for hybrid."""
+    if query.mode == "vector":
+        return [(hit.chunk_id, hit.score) for hit in vector_hits[: query.k]]
+    if query.mode == "keyword":
+        return list(keyword_hits[: query.k])
+    return reciprocal_rank_fusion(
+        [[hit.chunk_id for hit in vector_hits], [cid for cid, _ in keyword_hits]]
+    )[: query.k]
+
+
+def to_hits(
+    ranked: Sequence[tuple[str, float]],
+    vector_hits: Sequence[VectorHit],
+    keyword_hits: Sequence[tuple[str, float]],
+    hydrated: Mapping[str, VectorHit],
+    *,
+    relevant: bool,
+) -> list[SearchHit]:
+    """The ranked chunks as hits; text from Chroma, or ``hydrated`` for keyword-only ones.
+
+    A ranked id found in neither was deleted between the two legs and is skipped.
+    """
+    by_vector = {hit.chunk_id: hit for hit in vector_hits}
+    by_keyword = dict(keyword_hits)
+    hits: list[SearchHit] = []
+    for chunk_id, score in ranked:
+        found = by_vector.get(chunk_id) or hydrated.get(chunk_id)
+        if found is None:
+            continue
+        hits.append(
+            SearchHit(
+                document_id=str(found.metadata.get("document_id", "")),
+                chunk_id=chunk_id,
+                text=found.text,
+                score=round(float(score), 6),
+                metadata=found.metadata,
+                vector_score=by_vector[chunk_id].score if chunk_id in by_vector else None,
+                keyword_score=by_keyword.get(chunk_id),
+                relevant=relevant,
+            )
+        )
+    return hits

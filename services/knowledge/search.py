@@ -1,0 +1,228 @@
+"""Hybrid search over an org's collection: the vector leg, the keyword leg, the gate, hydrate.
+
+The legs run concurrently; ranking, fusion and the relevance verdict are the pure
+functions of ``knowledge.search``. A search of its own (not RAG's retrieval, which its
+query holds) reserves its query's embedding against the org's limits like a chat prompt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from accounting.accountant import Accountant
+from accounting.embeddings import estimate_tokens
+from accounting.events import CallContext
+from auth.tokens import Principal
+from core.config import Settings
+from core.errors import ApiError
+from db.models import KnowledgeCollection
+from knowledge import keyword_index, registry
+from knowledge.collections import DEFAULT_COLLECTION
+from knowledge.filters import InvalidFilter, validate_filter
+from knowledge.metadata import chunk_metadata
+from knowledge.search import SearchHit, SearchQuery, found_relevant, keyword_unit, rank, to_hits
+from knowledge.vectors import VectorHit, VectorStore, space_of
+from limits.enforcer import LimitEnforcer
+from services.knowledge.collections import Collections
+from services.knowledge.embedders import KnowledgeEmbedders
+
+
+class Search:
+    """Finds the chunks of an org's collection that answer a query."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        vectors: VectorStore,
+        accountant: Accountant,
+        limits: LimitEnforcer,
+        collections: Collections,
+        embedders: KnowledgeEmbedders,
+    ) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._vectors = vectors
+        self._accountant = accountant
+        self._limits = limits
+        self._collections = collections
+        self._embedders = embedders
+
+    async def search(self, context: CallContext, query: SearchQuery) -> list[SearchHit]:
+        """The hits of ``query`` (404 for an unknown collection; none before any upload)."""
+        where = None
+        if query.filter is not None:
+            try:
+                where = validate_filter(query.filter)
+            except InvalidFilter as exc:
+                raise ApiError(422, "invalid_filter", str(exc)) from exc
+        cached = await self._collections.for_search(context.org_id, query.collection)
+        if cached is None:
+            if query.collection == DEFAULT_COLLECTION:
+                return []  # nothing uploaded yet
+            raise ApiError(
+                404, "collection_not_found", f"no knowledge collection {query.collection!r}"
+            )
+        held = None
+        if context.reservation is None and query.mode != "keyword":
+
+            def size() -> tuple[int, Decimal]:
+                tokens = estimate_tokens([query.query])
+                return tokens, self._accountant.prices.cost(cached.embedding_model, tokens, 0)
+
+            context = await self._limits.hold_tokens(
+                Principal(org_id=context.org_id, user_id=context.user_id), context, size
+            )
+            held = context.reservation
+        try:
+            return await self._search(context, query, cached, where)
+        finally:
+            if held is not None:
+                held.release()  # a no-op once the embedding's usage settled it
+
+    async def _search(
+        self,
+        context: CallContext,
+        query: SearchQuery,
+        collection: KnowledgeCollection,
+        where: dict[str, Any] | None,
+    ) -> list[SearchHit]:
+        # ``collection`` becomes the record the vector leg used (after a re-embedding swap).
+        vector_hits: list[VectorHit] = []
+        keyword_hits: list[tuple[str, float]] = []
+        if query.mode == "vector":
+            collection, vector_hits = await self._vector_leg(context, collection, query, where)
+        elif query.mode == "keyword":
+            keyword_hits = await self._keyword_leg(collection, query, where)
+        else:
+            (collection, vector_hits), keyword_hits = await asyncio.gather(
+                self._vector_leg(context, collection, query, where),
+                self._keyword_leg(collection, query, where),
+            )
+        relevant = await self._relevant(collection, query, vector_hits, keyword_hits)
+        ranked = rank(query, vector_hits, keyword_hits)
+        in_vectors = {hit.chunk_id for hit in vector_hits}
+        missing = [cid for cid, _ in ranked if cid not in in_vectors]
+        hydrated = await self._hydrate(collection, missing) if missing else {}
+        return to_hits(ranked, vector_hits, keyword_hits, hydrated, relevant=relevant)
+
+    async def _relevant(
+        self,
+        collection: KnowledgeCollection,
+        query: SearchQuery,
+        vector_hits: list[VectorHit],
+        keyword_hits: list[tuple[str, float]],
+    ) -> bool:
+        """:func:`found_relevant` with the bars of the collection's model and the mode."""
+        settings = self._settings
+        best_similarity = max((hit.score for hit in vector_hits), default=None)
+        min_similarity = (
+            query.min_similarity
+            if query.min_similarity is not None
+            else settings.rag_min_similarity.get(collection.embedding_model)
+        )
+        if found_relevant(
+            best_similarity, None, min_similarity=min_similarity, min_keyword=None, unit=0.0
+        ):
+            return True
+        best_keyword = max((score for _, score in keyword_hits), default=None)
+        if best_keyword is None or best_keyword <= 0:
+            return False  # the keyword bar needs the chunk count: only read it when it counts
+        min_keyword = (
+            settings.rag_min_keyword_score_keyword_mode
+            if query.mode == "keyword"
+            else settings.rag_min_keyword_score
+        )
+        async with self._sessions() as session:
+            chunks = await registry.ready_chunk_count(session, collection.id)
+        return found_relevant(
+            best_similarity,
+            best_keyword,
+            min_similarity=min_similarity,
+            min_keyword=min_keyword,
+            unit=keyword_unit(chunks),
+        )
+
+    async def _vector_leg(
+        self,
+        context: CallContext,
+        collection: KnowledgeCollection,
+        query: SearchQuery,
+        where: dict[str, Any] | None,
+    ) -> tuple[KnowledgeCollection, list[VectorHit]]:
+        """The vector hits, and the collection record they came from (after a swap: new)."""
+        try:
+            return collection, await self._vector_query(context, collection, query, where)
+        except Exception:
+            # A re-embedding swapped (and dropped) the Chroma collection since the record
+            # was read (from SQL or the search cache): search the new one.
+            fresh = await self._collections.fresh(context.org_id, query.collection)
+            if fresh is None or fresh.vector_collection == collection.vector_collection:
+                raise
+            return fresh, await self._vector_query(context, fresh, query, where)
+
+    async def _vector_query(
+        self,
+        context: CallContext,
+        collection: KnowledgeCollection,
+        query: SearchQuery,
+        where: dict[str, Any] | None,
+    ) -> list[VectorHit]:
+        """Embed the query with the collection's model and ask Chroma."""
+        embedder = await self._embedders.embedder(
+            context.org_id, collection.embedding_model, context
+        )
+        vector = await embedder.aembed_query(query.query)
+        return await self._vectors.search(
+            collection.vector_collection,
+            space_of(collection.distance),
+            vector,
+            k=query.fetch,
+            where=where,
+            mmr=query.mmr,
+        )
+
+    async def _keyword_leg(
+        self, collection: KnowledgeCollection, query: SearchQuery, where: dict[str, Any] | None
+    ) -> list[tuple[str, float]]:
+        """BM25 hits from SQL, limited to the chunks matching ``where`` (asked of Chroma)."""
+        allowed = None
+        if where is not None:
+            allowed = await self._vectors.ids_matching(
+                collection.vector_collection, space_of(collection.distance), where
+            )
+        async with self._sessions() as session:
+            return await keyword_index.search(
+                session, collection.id, query.query, limit=query.fetch, allowed=allowed
+            )
+
+    async def _hydrate(
+        self, collection: KnowledgeCollection, ids: Sequence[str]
+    ) -> dict[str, VectorHit]:
+        """Text and metadata of keyword-only hits, rebuilt from the registry."""
+        async with self._sessions() as session:
+            chunks = await registry.chunks_by_ids(session, ids)
+            documents = await registry.documents_by_ids(
+                session, sorted({c.document_id for c in chunks.values()})
+            )
+        found: dict[str, VectorHit] = {}
+        for chunk_id, chunk in chunks.items():
+            document = documents.get(chunk.document_id)
+            if document is None or document.status != "ready":
+                continue
+            meta = chunk_metadata(
+                document,
+                collection,
+                chunk_id=chunk_id,
+                index=chunk.chunk_index,
+                page=chunk.page,
+                section=chunk.section,
+            )
+            found[chunk_id] = VectorHit(chunk_id=chunk_id, text=chunk.text, metadata=meta, score=0)
+        return found

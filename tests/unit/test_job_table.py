@@ -1,0 +1,41 @@
+"""The one table of job names → handlers: what a process registers before its queue starts."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any, cast
+
+from jobs.in_process import InProcessJobQueue
+from services.job_table import job_handlers, register_jobs
+from services.knowledge import INGEST_TASK, REEMBED_TASK, KnowledgeService
+
+
+def _knowledge() -> KnowledgeService:
+    """A service built from placeholders: construction does no I/O and registers nothing."""
+    stub = cast(Any, SimpleNamespace(org_cache_seconds=1.0))
+    return KnowledgeService(
+        settings=stub,
+        sessions=stub,
+        vectors=stub,
+        embeddings=stub,
+        accountant=stub,
+        jobs=stub,
+        provider_keys=stub,
+        limits=stub,
+    )
+
+
+def test_knowledge_jobs_are_in_the_table() -> None:
+    knowledge = _knowledge()
+    table = job_handlers(knowledge=knowledge)
+    assert table == {
+        INGEST_TASK: knowledge.run_ingest_job,
+        REEMBED_TASK: knowledge.run_reembed_job,
+    }
+    assert job_handlers() == {}
+
+
+async def test_register_jobs_registers_every_entry() -> None:
+    queue = InProcessJobQueue(workers=1)
+    register_jobs(queue, job_handlers(knowledge=_knowledge()))
+    assert set(queue._handlers) == {INGEST_TASK, REEMBED_TASK}
