@@ -168,9 +168,7 @@ async def open_services(
             embeddings=embeddings,
             jobs=jobs,
         )
-        speech = SpeechService.build(
-            settings, provider_keys=provider_keys, limits=limits, accountant=accountant
-        )
+        speech = SpeechService.build(settings, gate=metering)
         stack.push_async_callback(speech.aclose)
         semantic_cache = None
         if settings.semantic_cache_enabled:

@@ -1,9 +1,11 @@
 """Speech use cases: transcribe an upload, synthesize a text, list voices.
 
-Each call: validate the input (size, format, duration, text), resolve the provider and its
-key (the org's own key first, then the service's), hold the caller's limits, call the
-provider off the event loop, and record one usage event (route ``speech.transcribe`` or
-``speech.synthesize``; cost from :mod:`speech.pricing`) whether the call succeeded or not.
+Each call: validate the input (size, format, duration, text), resolve the model to a
+:class:`~providers.registry.ModelRoute` (the provider's upstream with the org's own key
+first, then the service's), hold the caller's limits and record one usage event through the
+metering gate (route ``speech.transcribe`` or ``speech.synthesize``, priced by
+:mod:`speech.pricing`: one request and its cost count against the limits), whether the call
+succeeded or not. Providers run off the event loop.
 """
 
 from __future__ import annotations
@@ -14,14 +16,12 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
 
-from accounting.accountant import Accountant
-from accounting.events import CallContext, UsageRecord
+from accounting.events import CallContext
 from auth.tokens import Principal
 from core.config import Settings
 from core.errors import ApiError
 from core.request_id import current_request_id
-from limits.enforcer import LimitEnforcer
-from providers.keys import ProviderKeyStore
+from providers.registry import ModelRoute, Upstream
 from providers.speech.elevenlabs_tts import ElevenLabsSpeech
 from providers.speech.local_whisper import LocalWhisper
 from providers.speech.openai_audio import VOICES as OPENAI_VOICES
@@ -35,6 +35,7 @@ from providers.speech.types import (
     TtsRequest,
     Voice,
 )
+from services.metering import MeteredCall, MeteringGate
 from speech.decode import DecodedAudio, decode_audio
 from speech.errors import AudioTooLarge
 from speech.language import text_language
@@ -90,29 +91,18 @@ class SpeechService:
         local: LocalWhisper,
         openai_audio: OpenAIAudio,
         elevenlabs: ElevenLabsSpeech,
-        provider_keys: ProviderKeyStore,
-        limits: LimitEnforcer,
-        accountant: Accountant,
+        gate: MeteringGate,
     ) -> None:
         self.settings = settings
         self.local = local
         self._openai = openai_audio
         self._elevenlabs = elevenlabs
-        self._keys = provider_keys
-        self._limits = limits
-        self._accountant = accountant
+        self._gate = gate
         self._prices = SpeechPrices(settings.speech_prices)
         self._decodes = asyncio.Semaphore(settings.speech_concurrency)
 
     @classmethod
-    def build(
-        cls,
-        settings: Settings,
-        *,
-        provider_keys: ProviderKeyStore,
-        limits: LimitEnforcer,
-        accountant: Accountant,
-    ) -> SpeechService:
+    def build(cls, settings: Settings, *, gate: MeteringGate) -> SpeechService:
         """The service with its providers made from the settings (nothing loaded yet)."""
         local = LocalWhisper(
             cache_dir=settings.data_dir / "models",
@@ -127,9 +117,7 @@ class SpeechService:
             local=local,
             openai_audio=OpenAIAudio(settings),
             elevenlabs=ElevenLabsSpeech(settings),
-            provider_keys=provider_keys,
-            limits=limits,
-            accountant=accountant,
+            gate=gate,
         )
 
     async def aclose(self) -> None:
@@ -137,43 +125,44 @@ class SpeechService:
         await self._openai.aclose()
         await self._elevenlabs.aclose()
 
-    # -- keys --------------------------------------------------------------------------
-    async def _key(self, org_id: str, provider: str) -> str | None:
-        """The org's own key for ``provider``, else the service's, else None."""
-        own = await self._keys.get(org_id, provider)
-        if own:
-            return own
-        secret = (
-            self.settings.openai_api_key
-            if provider == "openai"
-            else self.settings.elevenlabs_api_key
-        )
-        return secret.get_secret_value() if secret is not None else None
+    # -- routes -------------------------------------------------------------------------
+    async def _upstream(self, org_id: str, provider: str) -> Upstream | None:
+        """``provider``'s upstream with the org's own key, else the service's; None: no key."""
+        settings = self.settings
+        own = await self._gate.provider_key(org_id, provider)
+        if provider == "openai":
+            service = settings.openai_api_key
+            base_url = settings.openai_base_url
+        else:
+            service, base_url = settings.elevenlabs_api_key, settings.elevenlabs_base_url
+        key = own or (service.get_secret_value() if service is not None else None)
+        if key is None:
+            return None
+        organization = settings.openai_organization if provider == "openai" and not own else None
+        return Upstream(provider, base_url.rstrip("/"), key, organization)
 
-    def _context(self, principal: Principal, route: str) -> CallContext:
-        return CallContext(
-            org_id=principal.org_id,
-            user_id=principal.user_id,
-            route=route,
-            request_id=current_request_id(),
-        )
+    async def _hold(
+        self, principal: Principal, flow: str, route: ModelRoute, cost: Decimal
+    ) -> MeteredCall:
+        context = CallContext.for_principal(principal, flow, request_id=current_request_id())
+        return await self._gate.hold_priced(principal, context, route, lambda: cost)
 
     # -- transcription -----------------------------------------------------------------
     async def stt_models(self, org_id: str) -> list[str]:
         """The transcription models this org may name (the default first)."""
         names = [self.settings.speech_local_stt_model]
-        if await self._key(org_id, "openai") is not None:
+        if await self._upstream(org_id, "openai") is not None:
             names += self.settings.speech_openai_stt_models
         default = self.settings.speech_stt_default_model
         return [default, *(n for n in names if n != default)] if default in names else names
 
-    async def _transcriber(self, org_id: str, model: str) -> tuple[Transcriber, str | None]:
+    async def _transcriber(self, org_id: str, model: str) -> tuple[Transcriber, ModelRoute]:
         if model == self.settings.speech_local_stt_model:
-            return self.local, None
+            return self.local, ModelRoute(model, model, self.local.upstream)
         if model in self.settings.speech_openai_stt_models:
-            key = await self._key(org_id, "openai")
-            if key is not None:
-                return self._openai, key
+            upstream = await self._upstream(org_id, "openai")
+            if upstream is not None:
+                return self._openai, ModelRoute(model, model, upstream)
         known = ", ".join(await self.stt_models(org_id))
         raise ApiError(
             400, "unknown_model", f"unknown transcription model '{model}'; known models: {known}"
@@ -203,12 +192,10 @@ class SpeechService:
     ) -> Transcript:
         """Transcribe one uploaded file (``data`` may be one byte over the cap: 413)."""
         model = options.model or self.settings.speech_stt_default_model
-        transcriber, key = await self._transcriber(principal.org_id, model)
+        transcriber, model_route = await self._transcriber(principal.org_id, model)
         audio = await self.decode(data, filename)
         cost = self._prices.transcription(model, audio.duration_s)
-        context = await self._limits.hold_tokens(
-            principal, self._context(principal, route), lambda: (0, cost)
-        )
+        call = await self._hold(principal, route, model_route, cost)
         request = SttRequest(
             data=data,
             filename=_upload_name(filename, audio.container),
@@ -221,11 +208,11 @@ class SpeechService:
         )
         started = time.perf_counter()
         try:
-            transcript = await transcriber.transcribe(request, api_key=key)
+            transcript = await transcriber.transcribe(request, upstream=model_route.upstream)
         except BaseException as exc:
-            self._record(context, model, transcriber.provider, started, error=_code(exc))
+            call.record(started, error=_code(exc))
             raise
-        self._record(context, model, transcriber.provider, started, cost=cost)
+        call.record(started, cost=cost)
         return transcript
 
     # -- synthesis ---------------------------------------------------------------------
@@ -242,7 +229,8 @@ class SpeechService:
                 413, "text_too_long", f"the text has {len(text)} characters; at most {cap}"
             )
         language = text_language(text, options.language)
-        provider, model, key = await self._synthesizer(principal.org_id, options, language)
+        model_route = await self._synthesizer(principal.org_id, options, language)
+        provider, model = model_route.upstream.provider, model_route.name
         voice = self._voice(provider, options.voice)
         if options.speed is not None:
             low, high = _SPEED_RANGES[provider]
@@ -260,31 +248,27 @@ class SpeechService:
             extra={"instructions": options.instructions} if options.instructions else {},
         )
         cost = self._prices.synthesis(model, len(text))
-        context = await self._limits.hold_tokens(
-            principal, self._context(principal, route), lambda: (0, cost)
-        )
+        call = await self._hold(principal, route, model_route, cost)
         source = self._elevenlabs if provider == "elevenlabs" else self._openai
         started = time.perf_counter()
-        chunks = source.synthesize(request, api_key=key)
+        chunks = source.synthesize(request, upstream=model_route.upstream)
         try:
             first = await anext(chunks, b"")
         except BaseException as exc:
-            self._record(context, model, provider, started, error=_code(exc))
+            call.record(started, error=_code(exc))
             raise
         return SpeechAudio(
             content_type=AUDIO_CONTENT_TYPES[options.format],
             provider=provider,
             model=model,
-            chunks=self._relay(chunks, first, context, model, provider, started, cost),
+            chunks=self._relay(chunks, first, call, started, cost),
         )
 
     async def _relay(
         self,
         chunks: AsyncGenerator[bytes, None],
         first: bytes,
-        context: CallContext,
-        model: str,
-        provider: str,
+        call: MeteredCall,
         started: float,
         cost: Decimal,
     ) -> AsyncIterator[bytes]:
@@ -304,30 +288,33 @@ class SpeechService:
             raise
         finally:
             await chunks.aclose()
-            self._record(context, model, provider, started, cost=cost, error=error)
+            call.record(started, cost=cost, error=error)  # the provider bills what it made
 
     async def _synthesizer(
         self, org_id: str, options: SynthesisOptions, language: str | None
-    ) -> tuple[str, str, str]:
-        """(provider, model, key) for a synthesis, or the 4xx saying who could speak it."""
+    ) -> ModelRoute:
+        """The synthesis model's route, or the 4xx saying who could speak it."""
         settings = self.settings
-        eleven = await self._key(org_id, "elevenlabs")
-        openai_key = await self._key(org_id, "openai")
+        eleven = await self._upstream(org_id, "elevenlabs")
+        openai_upstream = await self._upstream(org_id, "openai")
         model = options.model
         if model is None:
             if eleven is not None:
-                return "elevenlabs", settings.elevenlabs_models[0], eleven
-            if openai_key is not None:
-                return "openai", settings.speech_openai_tts_models[0], openai_key
+                return ModelRoute(
+                    settings.elevenlabs_models[0], settings.elevenlabs_models[0], eleven
+                )
+            if openai_upstream is not None:
+                default = settings.speech_openai_tts_models[0]
+                return ModelRoute(default, default, openai_upstream)
             raise _offline(language)
         if model in settings.elevenlabs_models:
             if eleven is None:
                 raise _not_keyed("elevenlabs", model)
-            return "elevenlabs", model, eleven
+            return ModelRoute(model, model, eleven)
         if model in settings.speech_openai_tts_models:
-            if openai_key is None:
+            if openai_upstream is None:
                 raise _not_keyed("openai", model)
-            return "openai", model, openai_key
+            return ModelRoute(model, model, openai_upstream)
         known = ", ".join([*settings.elevenlabs_models, *settings.speech_openai_tts_models])
         raise ApiError(
             400, "unknown_model", f"unknown synthesis model '{model}'; known models: {known}"
@@ -348,36 +335,12 @@ class SpeechService:
     async def voices(self, principal: Principal) -> list[Voice]:
         """Every voice the org can use now: its ElevenLabs account's, OpenAI's built-in ones."""
         found: list[Voice] = []
-        eleven = await self._key(principal.org_id, "elevenlabs")
+        eleven = await self._upstream(principal.org_id, "elevenlabs")
         if eleven is not None:
             found += await self._elevenlabs.voices(eleven)
-        if await self._key(principal.org_id, "openai") is not None:
+        if await self._upstream(principal.org_id, "openai") is not None:
             found += [Voice(id=v, name=v, provider="openai") for v in OPENAI_VOICES]
         return found
-
-    # -- accounting --------------------------------------------------------------------
-    def _record(
-        self,
-        context: CallContext,
-        model: str,
-        provider: str,
-        started: float,
-        *,
-        cost: Decimal = Decimal(0),
-        error: str | None = None,
-    ) -> None:
-        self._accountant.record(
-            context,
-            UsageRecord.of(
-                context,
-                model=model,
-                provider=provider,
-                cost_usd=cost,
-                latency_ms=round((time.perf_counter() - started) * 1000),
-                status="ok" if error is None else "error",
-                error_code=error,
-            ),
-        )
 
 
 def _upload_name(filename: str, container: str) -> str:

@@ -1,9 +1,9 @@
 """ElevenLabs text to speech and voices through the official ``elevenlabs`` SDK.
 
-The base URL is configurable (tests point it at a fake); the key is the org's own
-``elevenlabs`` key when it has one, else the service's. Audio is requested from the stream
-endpoint, so chunks are passed on as ElevenLabs produces them. ``wav`` is not an ElevenLabs
-streaming format: it is 24 kHz PCM behind a streaming WAV header.
+The speech service resolves the upstream: the base URL (configurable, so tests point it at
+a fake) and the org's own ``elevenlabs`` key when it has one, else the service's. Audio is
+requested from the stream endpoint, so chunks are passed on as ElevenLabs produces them.
+``wav`` is not an ElevenLabs streaming format: it is 24 kHz PCM behind a streaming header.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from elevenlabs.core.api_error import ApiError as ElevenLabsApiError
 from core.config import Settings
 from core.errors import ApiError
 from providers.errors import map_status, map_transport, parse_retry_after
+from providers.registry import Upstream
 from providers.speech.types import PCM_SAMPLE_RATE, TtsRequest, Voice
 
 PROVIDER = "elevenlabs"
@@ -61,25 +62,28 @@ class ElevenLabsSpeech:
         self._settings = settings
         self._clients: dict[str, AsyncElevenLabs] = {}
 
-    def client(self, api_key: str) -> AsyncElevenLabs:
-        """The SDK client for ``api_key`` (bounded cache)."""
-        client = self._clients.get(api_key)
+    def client(self, upstream: Upstream) -> AsyncElevenLabs:
+        """The SDK client calling ``upstream`` (bounded cache)."""
+        cache_key = f"{upstream.base_url}\x00{upstream.api_key}"
+        client = self._clients.get(cache_key)
         if client is None:
             if len(self._clients) >= _MAX_CLIENTS:
                 self._clients.pop(next(iter(self._clients)))
             client = AsyncElevenLabs(
-                api_key=api_key,
-                base_url=self._settings.elevenlabs_base_url.rstrip("/"),
+                api_key=upstream.api_key,
+                base_url=upstream.base_url,
                 timeout=self._settings.upstream_timeout_seconds,
             )
-            self._clients[api_key] = client
+            self._clients[cache_key] = client
         return client
 
     async def aclose(self) -> None:
         """Forget the clients (the SDK's httpx pools close with them)."""
         self._clients.clear()
 
-    async def synthesize(self, request: TtsRequest, *, api_key: str) -> AsyncGenerator[bytes, None]:
+    async def synthesize(
+        self, request: TtsRequest, *, upstream: Upstream
+    ) -> AsyncGenerator[bytes, None]:
         """Stream the audio of ``request`` as ElevenLabs produces it."""
         options: dict[str, Any] = {}
         if request.language and request.model not in _NO_LANGUAGE_CODE:
@@ -87,7 +91,7 @@ class ElevenLabsSpeech:
         if request.speed is not None:
             options["voice_settings"] = VoiceSettings(speed=request.speed)
         try:
-            chunks = self.client(api_key).text_to_speech.stream(
+            chunks = self.client(upstream).text_to_speech.stream(
                 request.voice,
                 text=request.text,
                 model_id=request.model,
@@ -104,10 +108,10 @@ class ElevenLabsSpeech:
         except httpx.HTTPError as exc:
             raise map_transport(PROVIDER, exc) from exc
 
-    async def voices(self, api_key: str) -> list[Voice]:
+    async def voices(self, upstream: Upstream) -> list[Voice]:
         """The voices the key's account may use (first page of up to 100)."""
         try:
-            answer = await self.client(api_key).voices.search(page_size=100)
+            answer = await self.client(upstream).voices.search(page_size=100)
         except ElevenLabsApiError as exc:
             raise _map_error(exc, None) from exc
         except httpx.HTTPError as exc:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ApiError
+from providers.registry import Upstream
 from providers.speech.types import Segment, SttRequest, Transcript
 from providers.speech.whisper_files import packaged_model_dir
 
@@ -23,6 +24,7 @@ class LocalWhisper:
     """faster-whisper behind the :class:`~providers.speech.types.Transcriber` interface."""
 
     provider = "local"
+    upstream = Upstream(provider="local", base_url="in-process", api_key="")
 
     def __init__(
         self,
@@ -65,7 +67,7 @@ class LocalWhisper:
                     )
         return self._model
 
-    async def transcribe(self, request: SttRequest, *, api_key: str | None) -> Transcript:
+    async def transcribe(self, request: SttRequest, *, upstream: Upstream) -> Transcript:
         """Transcribe in a worker thread, waiting for a free slot first."""
         async with self._slots:
             return await asyncio.to_thread(self._run, request)

@@ -1,8 +1,9 @@
 """OpenAI's audio endpoints (transcriptions, speech) through the official ``openai`` SDK.
 
-Base URL, organization, timeout and retries come from the settings, as for chat; the key is
-the org's own when it has one, else the service's. Clients are kept per key (bounded) and
-closed with the service. SDK failures become the service's errors naming the provider.
+The speech service resolves the upstream like a chat route (base URL and organization from
+the settings; the org's own key when it has one, else the service's); timeout and retries
+come from the settings. Clients are kept per upstream (bounded) and closed with the
+service. SDK failures become the service's errors naming the provider.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from typing import Any
 import openai
 
 from core.config import Settings
-from core.errors import ApiError
 from providers.errors import map_openai_error
+from providers.registry import Upstream
 from providers.speech.types import Segment, SttRequest, Transcript, TtsRequest
 
 PROVIDER = "openai"
@@ -45,23 +46,21 @@ class OpenAIAudio:
         self._settings = settings
         self._clients: dict[str, openai.AsyncOpenAI] = {}
 
-    def client(self, api_key: str) -> openai.AsyncOpenAI:
-        """The SDK client for ``api_key`` (the service's organization only with its own key)."""
-        client = self._clients.get(api_key)
+    def client(self, upstream: Upstream) -> openai.AsyncOpenAI:
+        """The SDK client calling ``upstream`` (its base URL, key and organization)."""
+        cache_key = f"{upstream.base_url}\x00{upstream.api_key}\x00{upstream.organization}"
+        client = self._clients.get(cache_key)
         if client is None:
             if len(self._clients) >= _MAX_CLIENTS:
                 self._clients.pop(next(iter(self._clients)))  # closed by its finalizer
-            settings = self._settings
-            service_key = settings.openai_api_key
-            own = service_key is not None and service_key.get_secret_value() == api_key
             client = openai.AsyncOpenAI(
-                api_key=api_key,
-                base_url=settings.openai_base_url.rstrip("/"),
-                organization=settings.openai_organization if own else None,
-                timeout=settings.upstream_timeout_seconds,
-                max_retries=settings.upstream_max_retries,
+                api_key=upstream.api_key,
+                base_url=upstream.base_url,
+                organization=upstream.organization,
+                timeout=self._settings.upstream_timeout_seconds,
+                max_retries=self._settings.upstream_max_retries,
             )
-            self._clients[api_key] = client
+            self._clients[cache_key] = client
         return client
 
     async def aclose(self) -> None:
@@ -70,10 +69,8 @@ class OpenAIAudio:
         for client in clients:
             await client.close()
 
-    async def transcribe(self, request: SttRequest, *, api_key: str | None) -> Transcript:
+    async def transcribe(self, request: SttRequest, *, upstream: Upstream) -> Transcript:
         """One transcription call; ``whisper-1`` answers segments and the language too."""
-        if api_key is None:
-            raise ApiError(503, "provider_unavailable", "no OpenAI key is configured")
         verbose = request.model in _VERBOSE
         options: dict[str, Any] = {}
         if request.language:
@@ -81,7 +78,7 @@ class OpenAIAudio:
         if request.prompt:
             options["prompt"] = request.prompt
         try:
-            answer = await self.client(api_key).audio.transcriptions.create(
+            answer = await self.client(upstream).audio.transcriptions.create(
                 file=(request.filename, request.data, request.content_type),
                 model=request.model,
                 response_format="verbose_json" if verbose else "json",
@@ -101,14 +98,16 @@ class OpenAIAudio:
             segments=segments,
         )
 
-    async def synthesize(self, request: TtsRequest, *, api_key: str) -> AsyncGenerator[bytes, None]:
+    async def synthesize(
+        self, request: TtsRequest, *, upstream: Upstream
+    ) -> AsyncGenerator[bytes, None]:
         """The audio as OpenAI streams it (chunked, first bytes before the clip is done)."""
         options: dict[str, Any] = {}
         if request.speed is not None:
             options["speed"] = request.speed
         if instructions := request.extra.get("instructions"):
             options["instructions"] = instructions
-        speech = self.client(api_key).audio.speech.with_streaming_response
+        speech = self.client(upstream).audio.speech.with_streaming_response
         try:
             async with speech.create(
                 model=request.model,

@@ -6,6 +6,8 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from providers.registry import Upstream
+
 AudioFormat = Literal["mp3", "wav", "pcm", "opus"]
 
 #: Content type of each synthesis format (pcm: 24 kHz signed 16-bit little-endian mono).
@@ -78,11 +80,11 @@ class Voice:
 
 
 class Transcriber(Protocol):
-    """Turns audio into text (``api_key``: the org's or the service's; unused offline)."""
+    """Turns audio into text, calling ``upstream`` (with its key; unused in-process)."""
 
     provider: str
 
-    async def transcribe(self, request: SttRequest, *, api_key: str | None) -> Transcript:
+    async def transcribe(self, request: SttRequest, *, upstream: Upstream) -> Transcript:
         """Transcribe one file."""
         ...
 
@@ -92,6 +94,6 @@ class Synthesizer(Protocol):
 
     provider: str
 
-    def synthesize(self, request: TtsRequest, *, api_key: str) -> AsyncGenerator[bytes, None]:
+    def synthesize(self, request: TtsRequest, *, upstream: Upstream) -> AsyncGenerator[bytes, None]:
         """The audio of ``request`` in ``request.format``; errors are ``ApiError``."""
         ...

@@ -447,3 +447,44 @@ def test_offline_synthesis_names_the_providers_that_can(services: ServiceFactory
     assert english.json()["error"]["code"] == "provider_unavailable"
     voices = httpx.get(f"{service.api}/speech/voices", headers=service.headers()).json()
     assert voices == {"data": []}
+
+
+# -- limits ------------------------------------------------------------------------------
+
+
+def set_limits(service: RunningService, **limits: Any) -> None:
+    admin = service.headers("org-a", "boss", "admin")
+    assert httpx.put(f"{service.api}/limits", headers=admin, json=limits).status_code == 200
+
+
+def test_speech_calls_count_against_the_request_limit(
+    service: RunningService, fake_openai: FakeOpenAI
+) -> None:
+    set_limits(service, requests_per_minute=2)
+    assert transcribe(service, clip_wav(), model="whisper-1").status_code == 200
+    assert synthesize(service, text="Hello").status_code == 200
+    refused = synthesize(service, text="Hello again")
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "limit_exceeded"
+    refused = transcribe(service, clip_wav(), model="whisper-1")
+    assert refused.status_code == 429
+    assert [r.path for r in fake_openai.requests] == [
+        "/v1/audio/transcriptions",
+        "/v1/audio/speech",
+    ]
+
+
+def test_the_cost_limit_holds_speech_before_the_call(
+    service: RunningService, fake_openai: FakeOpenAI
+) -> None:
+    # whisper-1 on the 4.05 s clip costs $0.000405: over a $0.0001 month, refused unheard.
+    set_limits(service, cost_usd_per_month=0.0001)
+    refused = transcribe(service, clip_wav(), model="whisper-1")
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["error"]["limit"] == "cost_usd_per_month"
+    assert fake_openai.requests == []
+    # 20 characters of tts-1 ($15/1M) cost $0.0003: over the limit as well.
+    assert synthesize(service, text="x" * 20, model="tts-1").status_code == 429
+    # 5 characters ($0.000075) fit, and are counted: the next 5 no longer do.
+    assert synthesize(service, text="hello", model="tts-1").status_code == 200
+    time.sleep(0.2)  # the settlement is written by a task
+    assert synthesize(service, text="hello", model="tts-1").status_code == 429
