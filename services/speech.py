@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Literal
 
 from accounting.events import CallContext
 from auth.tokens import Principal
@@ -43,6 +44,7 @@ from speech.pricing import SpeechPrices
 from speech.sniff import CONTENT_TYPES, EXTENSIONS
 
 TRANSCRIBE_ROUTE = "speech.transcribe"
+TRANSLATE_ROUTE = "speech.translate"
 SYNTHESIZE_ROUTE = "speech.synthesize"
 #: Who can speak when no provider is configured (the offline answer names them).
 TTS_PROVIDERS = ("elevenlabs", "openai")
@@ -56,6 +58,7 @@ class TranscribeOptions:
     model: str | None = None
     language: str | None = None
     prompt: str | None = None
+    task: Literal["transcribe", "translate"] = "transcribe"
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +208,7 @@ class SpeechService:
             model=model,
             language=options.language or None,
             prompt=options.prompt or None,
+            task=options.task,
         )
         started = time.perf_counter()
         try:

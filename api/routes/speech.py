@@ -23,7 +23,7 @@ from api.speech_schemas import (
 from auth.deps import CurrentPrincipal
 from core.errors import ApiError
 from providers.speech.types import AUDIO_CONTENT_TYPES
-from services.speech import SpeechAudio, SynthesisOptions, TranscribeOptions
+from services.speech import TRANSLATE_ROUTE, SpeechAudio, SynthesisOptions, TranscribeOptions
 from speech.render import MEDIA_TYPES, ResponseFormat, as_json, as_openai, as_subtitles
 from speech.wav import fix_wav_sizes
 
@@ -96,6 +96,29 @@ async def openai_transcriptions(
     )
     if response_format in ("json", "verbose_json"):
         return JSONResponse(as_openai(transcript, verbose=response_format == "verbose_json"))
+    return _text_answer(transcript, response_format)
+
+
+@router.post("/audio/translations", operation_id="audio-translations", responses=_ERRORS)
+async def openai_translations(
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    file: FileField,
+    model: Annotated[str, Form(max_length=100)],
+    prompt: PromptField = None,
+    response_format: FormatField = "json",
+) -> Response:
+    """OpenAI's ``audio.translations.create``: the speech as English text."""
+    data, filename = await _read(services, file)
+    options = TranscribeOptions(model, None, prompt, task="translate")
+    transcript = await services.speech.transcribe(
+        principal, data, filename, options, route=TRANSLATE_ROUTE
+    )
+    if response_format in ("json", "verbose_json"):
+        body = as_openai(transcript, verbose=response_format == "verbose_json")
+        if "task" in body:
+            body["task"] = "translate"
+        return JSONResponse(body)
     return _text_answer(transcript, response_format)
 
 

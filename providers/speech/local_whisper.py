@@ -85,6 +85,7 @@ class LocalWhisper:
         segments, info = model.transcribe(
             request.samples,
             language=language,
+            task=request.task,
             initial_prompt=request.prompt or None,
             beam_size=self._beam_size,
             vad_filter=True,
@@ -97,7 +98,7 @@ class LocalWhisper:
         text = " ".join(p.text for p in parts if p.text).strip()
         return Transcript(
             text=text,
-            language=info.language,
+            language="en" if request.task == "translate" else info.language,
             duration_s=round(request.duration_s, 3),
             segments=parts,
         )

@@ -72,25 +72,30 @@ class OpenAIAudio:
     async def transcribe(self, request: SttRequest, *, upstream: Upstream) -> Transcript:
         """One transcription call; ``whisper-1`` answers segments and the language too."""
         verbose = request.model in _VERBOSE
-        options: dict[str, Any] = {}
-        if request.language:
-            options["language"] = request.language
+        options: dict[str, Any] = {"response_format": "verbose_json" if verbose else "json"}
         if request.prompt:
             options["prompt"] = request.prompt
+        audio = self.client(upstream).audio
+        file = (request.filename, request.data, request.content_type)
         try:
-            answer = await self.client(upstream).audio.transcriptions.create(
-                file=(request.filename, request.data, request.content_type),
-                model=request.model,
-                response_format="verbose_json" if verbose else "json",
-                **options,
-            )
+            if request.task == "translate":  # whisper-1 only; the SDK marks it deprecated
+                answer: Any = await audio.translations.create(
+                    file=file, model=request.model, **options
+                )
+            else:
+                if request.language:
+                    options["language"] = request.language
+                answer = await audio.transcriptions.create(
+                    file=file, model=request.model, **options
+                )
         except openai.OpenAIError as exc:
             raise map_openai_error(PROVIDER, exc) from exc
         segments = tuple(
             Segment(start=float(s.start), end=float(s.end), text=str(s.text).strip())
             for s in (getattr(answer, "segments", None) or ())
         )
-        language = getattr(answer, "language", None) or request.language
+        language = "en" if request.task == "translate" else None
+        language = language or getattr(answer, "language", None) or request.language
         return Transcript(
             text=str(answer.text).strip(),
             language=_language_code(language),

@@ -54,6 +54,8 @@ class SttRequest:
     model: str
     language: str | None = None
     prompt: str | None = None
+    task: Literal["transcribe", "translate"] = "transcribe"
+    """``translate``: the text in English, whatever the spoken language."""
 
 
 @dataclass(frozen=True, slots=True)

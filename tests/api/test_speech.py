@@ -119,6 +119,7 @@ def test_local_response_formats_and_silence(speech_service: RunningService) -> N
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")  # SDK: translations
 def test_openai_sdk_transcribes_through_the_service(speech_service: RunningService) -> None:
     with clip_wav_file() as handle:
         result = sdk(speech_service).audio.transcriptions.create(model="whisper-base", file=handle)
@@ -131,8 +132,13 @@ def test_openai_sdk_transcribes_through_the_service(speech_service: RunningServi
     )
     assert verbose.language == "en" and verbose.duration == pytest.approx(4.05, abs=0.05)
     assert verbose.segments and words(verbose.segments[0].text)[0] == "please"
-    routes = usage_routes(speech_service, 2)
+    english = sdk(speech_service).audio.translations.create(
+        model="whisper-base", file=("notes.wav", clip_wav())
+    )
+    assert words(english.text) == words(CLIP_TEXT)  # English stays English
+    routes = usage_routes(speech_service, 3)
     assert routes["speech.transcribe"]["requests"] == 2
+    assert routes["speech.translate"]["requests"] == 1
     assert routes["speech.transcribe"]["cost_usd"] == 0  # the embedded model is free
 
 
@@ -245,6 +251,21 @@ def test_openai_models_go_to_openai_with_the_org_key(
     # 3 x whisper-1: 4.05 s at $0.006/min; gpt-4o-mini-transcribe: 4.05 s at $0.003/min
     expected = 4.05 / 60 * (3 * 0.006 + 0.003)
     assert routes["speech.transcribe"]["cost_usd"] == pytest.approx(expected, rel=0.02)
+
+
+@pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")  # SDK: translations
+def test_openai_sdk_translates_through_the_service(
+    service: RunningService, fake_openai: FakeOpenAI
+) -> None:
+    result = sdk(service).audio.translations.create(
+        model="whisper-1", file=("회의.ogg", encoded_clip("ogg")), response_format="verbose_json"
+    )
+    assert result.text == "translation of 회의.ogg" and result.language == "en"
+    sent = fake_openai.requests[-1]
+    assert sent.path == "/v1/audio/translations" and sent.body["model"] == "whisper-1"
+    assert "language" not in sent.body
+    routes = usage_routes(service, 1)
+    assert routes["speech.translate"]["requests"] == 1
 
 
 def test_openai_failures_are_mapped_and_accounted(

@@ -21,9 +21,10 @@ buckets (default 1536) and L2-normalized. Deterministic, and texts sharing words
 score higher against it. ``usage.prompt_tokens`` is the number of word tokens (token-id
 inputs: one per id). ``encoding_format="base64"`` (the SDK's default) is little-endian float32.
 
-Audio: ``POST /v1/audio/transcriptions`` (multipart, as the SDK sends it; ``body`` is then a
-dict of the form fields, the file as ``(filename, bytes)``) answers ``transcript`` (default:
-``"transcript of <filename>"``) as json, verbose_json (one segment), text, srt or vtt.
+Audio: ``POST /v1/audio/transcriptions`` and ``/v1/audio/translations`` (multipart, as the
+SDK sends it; ``body`` is then a dict of the form fields, the file as ``(filename, bytes)``)
+answer ``transcript`` (default: ``"transcript of <filename>"``, or ``"translation of ..."``)
+as json, verbose_json (one segment), text, srt or vtt.
 ``POST /v1/audio/speech`` streams ``audio_chunks`` chunks (``audio_chunk_delay`` apart) of
 the deterministic bytes :func:`fake_speech` makes from the request. Scripts apply to both.
 
@@ -196,7 +197,7 @@ class FakeOpenAI:
             data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in MODELS]
             return _respond(writer, 200, {"object": "list", "data": data})
         chat = path.endswith("/chat/completions")
-        audio = path.endswith(("/audio/transcriptions", "/audio/speech"))
+        audio = path.endswith(("/audio/transcriptions", "/audio/translations", "/audio/speech"))
         if method != "POST" or not (chat or audio or path.endswith("/embeddings")):
             return _fail(writer, 404, f"no route {method} {path}", "unknown_url")
         if audio:
@@ -228,7 +229,7 @@ class FakeOpenAI:
         return None
 
     async def _audio(self, request: RecordedRequest, reader: Reader, writer: Writer) -> bool:
-        """``/audio/transcriptions`` and ``/audio/speech``."""
+        """``/audio/transcriptions``, ``/audio/translations`` and ``/audio/speech``."""
         body = request.body
         speech = request.path.endswith("/audio/speech")
         invalid = _invalid_speech(body) if speech else _invalid_transcription(body)
@@ -239,13 +240,14 @@ class FakeOpenAI:
             return scripted
         if speech:
             return await self._speech(body, reader, writer)
-        filename = body["file"][0]
-        text = self.transcript if self.transcript is not None else f"transcript of {filename}"
+        filename, task = body["file"][0], request.path.rsplit("/", 1)[1]
+        default = f"{'translation' if task == 'translations' else 'transcript'} of {filename}"
+        text = self.transcript if self.transcript is not None else default
         kind = body.get("response_format") or "json"
         if kind == "verbose_json":
             segment = {"id": 0, "seek": 0, "start": 0.0, "end": 1.0, "text": " " + text}
             payload = {
-                "task": "transcribe",
+                "task": "translate" if task == "translations" else "transcribe",
                 "language": "english",
                 "duration": 1.0,
                 "text": text,
@@ -387,7 +389,7 @@ def _multipart(raw: bytes, content_type: str) -> dict[str, Any] | None:
         if part.startswith(b"--"):
             break
         head, _, value = part.strip(b"\r\n").partition(b"\r\n\r\n")
-        disposition = head.decode("latin-1")
+        disposition = head.decode("utf-8", "replace")
         name = re.search(r'name="([^"]*)"', disposition)
         if name is None:
             continue
