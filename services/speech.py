@@ -29,8 +29,10 @@ from providers.speech.openai_audio import VOICES as OPENAI_VOICES
 from providers.speech.openai_audio import OpenAIAudio
 from providers.speech.types import (
     AUDIO_CONTENT_TYPES,
+    PCM_SAMPLE_RATE,
     AudioFormat,
     SttRequest,
+    Synthesizer,
     Transcriber,
     Transcript,
     TtsRequest,
@@ -42,6 +44,8 @@ from speech.errors import AudioTooLarge
 from speech.language import text_language
 from speech.pricing import SpeechPrices
 from speech.sniff import CONTENT_TYPES, EXTENSIONS
+from speech.text import split_for_synthesis
+from speech.wav import wav_header
 
 TRANSCRIBE_ROUTE = "speech.transcribe"
 TRANSLATE_ROUTE = "speech.translate"
@@ -242,20 +246,23 @@ class SpeechService:
                 raise ApiError(
                     422, "invalid_request", f"{provider} speaks at speeds {low} to {high}"
                 )
-        request = TtsRequest(
-            text=text,
-            model=model,
-            voice=voice,
-            format=options.format,
-            language=language,
-            speed=options.speed,
-            extra={"instructions": options.instructions} if options.instructions else {},
-        )
+        source: Synthesizer = self._elevenlabs if provider == "elevenlabs" else self._openai
+        requests = [
+            TtsRequest(
+                text=piece,
+                model=model,
+                voice=voice,
+                format="pcm" if options.format == "wav" else options.format,
+                language=language,
+                speed=options.speed,
+                extra={"instructions": options.instructions} if options.instructions else {},
+            )
+            for piece in split_for_synthesis(text, source.max_characters)
+        ]
         cost = self._prices.synthesis(model, len(text))
         call = await self._hold(principal, route, model_route, cost)
-        source = self._elevenlabs if provider == "elevenlabs" else self._openai
         started = time.perf_counter()
-        chunks = source.synthesize(request, upstream=model_route.upstream)
+        chunks = _speak(source, requests, model_route.upstream, wav=options.format == "wav")
         try:
             first = await anext(chunks, b"")
         except BaseException as exc:
@@ -345,6 +352,21 @@ class SpeechService:
         if await self._upstream(principal.org_id, "openai") is not None:
             found += [Voice(id=v, name=v, provider="openai") for v in OPENAI_VOICES]
         return found
+
+
+async def _speak(
+    source: Synthesizer, requests: list[TtsRequest], upstream: Upstream, *, wav: bool
+) -> AsyncGenerator[bytes, None]:
+    """The pieces' audio one after the other (WAV: one header over the PCM of them all)."""
+    if wav:
+        yield wav_header(PCM_SAMPLE_RATE)
+    for request in requests:
+        pieces = source.synthesize(request, upstream=upstream)
+        try:
+            async for chunk in pieces:
+                yield chunk
+        finally:
+            await pieces.aclose()
 
 
 def _upload_name(filename: str, container: str) -> str:

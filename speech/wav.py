@@ -1,4 +1,4 @@
-"""WAV headers written before the length was known, fixed once it is."""
+"""WAV around raw PCM: a header written before the length is known, fixed once it is."""
 
 from __future__ import annotations
 
@@ -17,4 +17,24 @@ def fix_wav_sizes(data: bytes) -> bytes:
             struct.pack("<I", len(data) - 44),
             data[44:],
         )
+    )
+
+
+def wav_header(sample_rate: int, *, data_bytes: int = 0xFFFFFFFF - 36) -> bytes:
+    """A 16-bit mono PCM WAV header; the default length means "until the stream ends"."""
+    return struct.pack(
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF",
+        min(36 + data_bytes, 0xFFFFFFFF),
+        b"WAVE",
+        b"fmt ",
+        16,
+        1,
+        1,
+        sample_rate,
+        sample_rate * 2,
+        2,
+        16,
+        b"data",
+        data_bytes,
     )

@@ -3,12 +3,10 @@
 The speech service resolves the upstream: the base URL (configurable, so tests point it at
 a fake) and the org's own ``elevenlabs`` key when it has one, else the service's. Audio is
 requested from the stream endpoint, so chunks are passed on as ElevenLabs produces them.
-``wav`` is not an ElevenLabs streaming format: it is 24 kHz PCM behind a streaming header.
 """
 
 from __future__ import annotations
 
-import struct
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -26,37 +24,17 @@ PROVIDER = "elevenlabs"
 _OUTPUT_FORMATS = {
     "mp3": "mp3_44100_128",
     "pcm": f"pcm_{PCM_SAMPLE_RATE}",
-    "wav": f"pcm_{PCM_SAMPLE_RATE}",
     "opus": "opus_48000_64",
 }
 _NO_LANGUAGE_CODE = frozenset({"eleven_multilingual_v2", "eleven_monolingual_v1"})
 _MAX_CLIENTS = 64
 
 
-def wav_header(sample_rate: int, *, data_bytes: int = 0xFFFFFFFF - 36) -> bytes:
-    """A 16-bit mono PCM WAV header; the default length means "until the stream ends"."""
-    return struct.pack(
-        "<4sI4s4sIHHIIHH4sI",
-        b"RIFF",
-        min(36 + data_bytes, 0xFFFFFFFF),
-        b"WAVE",
-        b"fmt ",
-        16,
-        1,
-        1,
-        sample_rate,
-        sample_rate * 2,
-        2,
-        16,
-        b"data",
-        data_bytes,
-    )
-
-
 class ElevenLabsSpeech:
     """Synthesizer and voice list over ElevenLabs."""
 
     provider = PROVIDER
+    max_characters = 5_000  # per request; the multilingual v2 model takes 10,000
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -98,8 +76,6 @@ class ElevenLabsSpeech:
                 output_format=_OUTPUT_FORMATS[request.format],
                 **options,
             )
-            if request.format == "wav":
-                yield wav_header(PCM_SAMPLE_RATE)
             async for chunk in chunks:
                 if chunk:
                     yield chunk

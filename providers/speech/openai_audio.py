@@ -41,6 +41,7 @@ class OpenAIAudio:
     """Transcriber and synthesizer over OpenAI's audio API."""
 
     provider = PROVIDER
+    max_characters = 4_096  # per speech request
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings

@@ -9,6 +9,8 @@ from typing import Any, Literal, Protocol
 from providers.registry import Upstream
 
 AudioFormat = Literal["mp3", "wav", "pcm", "opus"]
+ProviderFormat = Literal["mp3", "pcm", "opus"]
+"""What providers are asked for: ``wav`` is PCM behind the service's own header."""
 
 #: Content type of each synthesis format (pcm: 24 kHz signed 16-bit little-endian mono).
 AUDIO_CONTENT_TYPES: dict[str, str] = {
@@ -65,7 +67,7 @@ class TtsRequest:
     text: str
     model: str
     voice: str
-    format: AudioFormat
+    format: ProviderFormat
     language: str | None = None
     speed: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -95,6 +97,7 @@ class Synthesizer(Protocol):
     """Turns text into audio, chunk by chunk as the provider produces it."""
 
     provider: str
+    max_characters: int
 
     def synthesize(self, request: TtsRequest, *, upstream: Upstream) -> AsyncGenerator[bytes, None]:
         """The audio of ``request`` in ``request.format``; errors are ``ApiError``."""

@@ -432,6 +432,22 @@ def test_openai_sdk_streams_speech_through_the_service(
     assert routes["speech.synthesize"]["cost_usd"] == pytest.approx(29 * 15 / 1e6)
 
 
+def test_long_text_is_spoken_in_pieces_and_joined(
+    services: ServiceFactory, fake_openai: FakeOpenAI
+) -> None:
+    service = services.start(speech_max_tts_characters=20_000)
+    text = " ".join(f"Sentence number {i} is here." for i in range(300))  # 8,589 characters
+    answer = synthesize(service, text=text, model="tts-1", format="wav")
+    assert answer.status_code == 200, answer.text
+    sent = [r.body for r in fake_openai.requests]
+    assert len(sent) == 3 and all(len(b["input"]) <= 4096 for b in sent)
+    assert " ".join(b["input"] for b in sent) == text
+    assert {b["response_format"] for b in sent} == {"pcm"}  # WAV: one header over the PCM
+    pcm = b"".join(fake_speech(b) for b in sent)
+    assert answer.content[:4] == b"RIFF" and answer.content[44:] == pcm
+    assert int.from_bytes(answer.content[40:44], "little") == len(pcm)
+
+
 def test_bad_synthesis_requests(service: RunningService) -> None:
     cases: list[tuple[dict[str, Any], int, str]] = [
         ({"text": "   "}, 422, "empty_text"),

@@ -22,7 +22,8 @@ from speech.language import text_language
 from speech.pricing import SpeechPrices
 from speech.render import as_json, as_openai, as_subtitles
 from speech.sniff import sniff_audio
-from speech.wav import fix_wav_sizes
+from speech.text import split_for_synthesis
+from speech.wav import fix_wav_sizes, wav_header
 from tests.support.audio import ENCODINGS, clip_wav, encoded_clip, silence_wav
 
 
@@ -144,8 +145,6 @@ def test_subtitles_and_json_shapes() -> None:
 
 
 def test_streamed_wav_header_is_fixed_when_the_length_is_known() -> None:
-    from providers.speech.elevenlabs_tts import wav_header
-
     pcm = b"\x01\x00" * 100
     fixed = fix_wav_sizes(wav_header(24_000) + pcm)
     assert struct.unpack("<I", fixed[4:8])[0] == len(fixed) - 8
@@ -176,3 +175,21 @@ def test_packaged_model_is_joined_once(tmp_path: Path) -> None:
     }
     stamp = model.stat().st_mtime_ns
     assert packaged_model_dir(tmp_path) == folder and model.stat().st_mtime_ns == stamp
+
+
+def test_long_text_is_cut_at_sentence_ends_english_and_korean() -> None:
+    assert split_for_synthesis("One. Two! Three? Four", 9) == ["One. Two!", "Three?", "Four"]
+    korean = "회의를 시작하겠습니다 오늘 안건은 세 가지입니다. 먼저 예산을 보세요 다음은 일정이에요"
+    assert split_for_synthesis(korean, 20) == [
+        "회의를 시작하겠습니다",
+        "오늘 안건은 세 가지입니다.",
+        "먼저 예산을 보세요 다음은 일정이에요",
+    ]
+    assert split_for_synthesis("line one\nline two", 10) == ["line one", "line two"]
+    assert split_for_synthesis("word " * 10, 12) == ["word word"] * 5  # no sentence end: spaces
+    assert split_for_synthesis("a" * 25, 10) == ["a" * 10, "a" * 10, "a" * 5]  # last resort
+    assert split_for_synthesis("  short  ", 10) == ["short"] and split_for_synthesis(" ", 5) == []
+    text = " ".join(f"Sentence number {i} is here." for i in range(500))
+    pieces = split_for_synthesis(text, 4096)
+    assert all(len(p) <= 4096 for p in pieces) and len(pieces) == 4
+    assert " ".join(pieces) == text and all(p.endswith(".") for p in pieces)
