@@ -1,22 +1,22 @@
 """Audio bytes → 16 kHz mono float32 samples, with PyAV (FFmpeg's libraries in the wheel).
 
-No system ffmpeg is needed. Decoding is CPU work: callers run :func:`decode_audio` in a
-worker thread. The duration cap is checked against the container's header first (cheap)
-and again while decoding (headers can lie), so a long file is refused without decoding it
-all.
+No system ffmpeg is needed; PyAV is imported with the first upload (not at start-up).
+Decoding is CPU work: callers run :func:`decode_audio` in a worker thread. The duration
+cap is checked against the container's header first (cheap) and again while decoding
+(headers can lie), so a long file is refused without decoding it all.
 """
 
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Any
-
-import av
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from speech.errors import AudioTooLong, CorruptAudio, EmptyAudio, NotAudio, UnsupportedCodec
 from speech.sniff import SUPPORTED, sniff_audio
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SAMPLE_RATE = 16_000
 
@@ -37,6 +37,8 @@ class DecodedAudio:
 
 def decode_audio(data: bytes, *, filename: str, max_seconds: float) -> DecodedAudio:
     """Decode ``data``, or raise the :class:`~speech.errors.AudioError` that says why not."""
+    import av  # FFmpeg's libraries: loaded with the first upload, not with the service
+
     if not data:
         raise EmptyAudio(filename, "the file is empty")
     container_kind = sniff_audio(data[:16])
@@ -66,6 +68,9 @@ def _decode(
     container: Any, stream: Any, filename: str, codec: str, max_seconds: float
 ) -> np.ndarray:
     """All samples, resampled to mono 16 kHz; stops as soon as the cap is passed."""
+    import av
+    import numpy as np
+
     resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
     limit = int(max_seconds * SAMPLE_RATE) + SAMPLE_RATE // 100  # 10 ms of resampler slack
     parts: list[np.ndarray] = []

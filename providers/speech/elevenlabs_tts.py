@@ -3,22 +3,24 @@
 The speech service resolves the upstream: the base URL (configurable, so tests point it at
 a fake) and the org's own ``elevenlabs`` key when it has one, else the service's. Audio is
 requested from the stream endpoint, so chunks are passed on as ElevenLabs produces them.
+The SDK is imported on first use (its models take ~0.3 s to import, paid by every start).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from elevenlabs import AsyncElevenLabs, VoiceSettings
-from elevenlabs.core.api_error import ApiError as ElevenLabsApiError
 
 from core.config import Settings
 from core.errors import ApiError
 from providers.errors import map_status, map_transport, parse_retry_after
 from providers.registry import Upstream
 from providers.speech.types import PCM_SAMPLE_RATE, TtsRequest, Voice
+
+if TYPE_CHECKING:
+    from elevenlabs import AsyncElevenLabs
 
 PROVIDER = "elevenlabs"
 _OUTPUT_FORMATS = {
@@ -45,6 +47,8 @@ class ElevenLabsSpeech:
         cache_key = f"{upstream.base_url}\x00{upstream.api_key}"
         client = self._clients.get(cache_key)
         if client is None:
+            from elevenlabs import AsyncElevenLabs
+
             if len(self._clients) >= _MAX_CLIENTS:
                 self._clients.pop(next(iter(self._clients)))
             client = AsyncElevenLabs(
@@ -63,6 +67,9 @@ class ElevenLabsSpeech:
         self, request: TtsRequest, *, upstream: Upstream
     ) -> AsyncGenerator[bytes, None]:
         """Stream the audio of ``request`` as ElevenLabs produces it."""
+        from elevenlabs import VoiceSettings
+        from elevenlabs.core.api_error import ApiError as ElevenLabsApiError
+
         options: dict[str, Any] = {}
         if request.language and request.model not in _NO_LANGUAGE_CODE:
             options["language_code"] = request.language
@@ -86,6 +93,8 @@ class ElevenLabsSpeech:
 
     async def voices(self, upstream: Upstream) -> list[Voice]:
         """The voices the key's account may use (first page of up to 100)."""
+        from elevenlabs.core.api_error import ApiError as ElevenLabsApiError
+
         try:
             answer = await self.client(upstream).voices.search(page_size=100)
         except ElevenLabsApiError as exc:
@@ -108,7 +117,7 @@ class ElevenLabsSpeech:
         return voices
 
 
-def _map_error(exc: ElevenLabsApiError, voice: str | None) -> ApiError:
+def _map_error(exc: Any, voice: str | None) -> ApiError:
     """ElevenLabs' answer → the service's error (an unknown voice is the client's 422)."""
     status = exc.status_code or 502
     message = _message(exc.body)
