@@ -85,7 +85,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -96,26 +96,14 @@ from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from accounting.accountant import Accountant
 from accounting.events import CallContext
-from accounting.pricing import PriceTable
-from accounting.recorder import UsageRecorder
 from auth.tokens import Principal
 from core.config import Settings
-from core.tokenizer import install_offline_encodings
-from core.vectorstore import ChromaClientProvider
-from db.migrate import upgrade
 from db.models import KeywordPosting
-from db.session import create_engine, create_sessionmaker
 from jobs.in_process import InProcessJobQueue
 from knowledge import keyword_index
 from knowledge.keywords import terms
-from knowledge.vectors import VectorStore
-from limits.counters import MemoryCounters
-from limits.enforcer import LimitEnforcer
-from limits.store import LimitStore
-from providers.embeddings import EmbeddingRegistry
-from providers.keys import ProviderKeyStore, load_vault
+from providers.registry import ModelRegistry
 from services.job_table import job_handlers, register_jobs
 from services.knowledge import (
     DEFAULT_COLLECTION,
@@ -126,6 +114,7 @@ from services.knowledge import (
     UploadedFile,
     keyword_unit,
 )
+from services.wiring import open_knowledge, open_metering, open_storage, prepare_runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = ROOT / "tests" / "data" / "knowledge"
@@ -589,40 +578,22 @@ async def open_pipeline(
             environment="test",
             log_level="WARNING",
         )
-        install_offline_encodings(settings.data_dir / "tiktoken")
-        await asyncio.to_thread(upgrade, settings)
-        engine = create_engine(settings)
-        sessions = create_sessionmaker(engine)
-        recorder = UsageRecorder(
-            sessions,
-            spool_path=settings.data_dir / "usage-spool.jsonl",
-            batch_size=settings.usage_batch_size,
-            flush_interval=settings.usage_flush_interval_seconds,
-            max_buffer=settings.usage_max_buffer,
-        )
-        await recorder.start()
-        chroma = ChromaClientProvider(settings)
-        embeddings = EmbeddingRegistry(settings)
+        await prepare_runtime(settings, migrate=True)
+        stack = AsyncExitStack()
+        storage = await open_storage(stack, settings)
+        # Limits enabled, as in the service (no limits set: one lookup per call).
+        metering = await open_metering(stack, settings, storage, ModelRegistry(settings))
         jobs = InProcessJobQueue(workers=settings.knowledge_workers)
-        service = KnowledgeService(
-            settings=settings,
-            sessions=sessions,
-            vectors=VectorStore(chroma),
-            embeddings=embeddings,
-            accountant=Accountant(
-                recorder, PriceTable(settings.prices), lambda _: "local", enabled=True
-            ),
-            jobs=jobs,
-            provider_keys=ProviderKeyStore(sessions, load_vault(settings)),
-            limits=LimitEnforcer(  # enabled, as in the service (no limits set: one lookup)
-                LimitStore(sessions),
-                MemoryCounters(),
-                PriceTable(settings.prices),
-                settings.limits_default_max_tokens,
-            ),
+        knowledge = await open_knowledge(stack, settings, storage, metering, jobs)
+        service, chroma, embeddings, sessions = (
+            knowledge.service,
+            knowledge.chroma,
+            knowledge.embeddings,
+            storage.sessions,
         )
         register_jobs(jobs, job_handlers(knowledge=service))
         await jobs.start()
+        stack.push_async_callback(jobs.aclose)
         try:
             # Load the engine and the Chroma client first: ingestion is timed without them.
             started = time.perf_counter()
@@ -668,10 +639,7 @@ async def open_pipeline(
                 ingest_cpu_s=ingest_cpu_s,
             )
         finally:
-            await jobs.aclose()
-            await recorder.aclose()
-            await embeddings.aclose()
-            await engine.dispose()
+            await stack.aclose()
 
 
 @dataclass
