@@ -57,14 +57,21 @@ class LocalWhisper:
                 if self._model is None:
                     from faster_whisper import WhisperModel
 
-                    folder = self._model_dir or packaged_model_dir(self._cache_dir)
-                    self._model = WhisperModel(
-                        str(folder),
-                        device="cpu",
-                        compute_type=self._compute_type,
-                        cpu_threads=self._threads,
-                        local_files_only=True,
-                    )
+                    try:
+                        folder = self._model_dir or packaged_model_dir(self._cache_dir)
+                        self._model = WhisperModel(
+                            str(folder),
+                            device="cpu",
+                            compute_type=self._compute_type,
+                            cpu_threads=self._threads,
+                            local_files_only=True,
+                        )
+                    except (OSError, RuntimeError, ValueError) as exc:  # missing or broken
+                        raise ApiError(
+                            503,
+                            "model_unavailable",
+                            f"the embedded Whisper model cannot be loaded: {exc}",
+                        ) from exc
         return self._model
 
     async def transcribe(self, request: SttRequest, *, upstream: Upstream) -> Transcript:

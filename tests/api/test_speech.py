@@ -199,6 +199,13 @@ def test_bad_uploads_are_json_errors_naming_the_file(services: ServiceFactory) -
     assert not service.app.state.services.speech.local.loaded  # refused before the model
 
 
+def test_a_missing_local_model_is_503_not_500(services: ServiceFactory, tmp_path: Path) -> None:
+    service = services.start(speech_local_model_dir=tmp_path / "no-model-here")
+    answer = transcribe(service, clip_wav())
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["error"]["code"] == "model_unavailable"
+
+
 def test_bad_transcription_requests(service: RunningService) -> None:
     answer = transcribe(service, clip_wav(), model="whisper-9")
     assert answer.status_code == 400 and answer.json()["error"]["code"] == "unknown_model"
