@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from accounting.events import CallContext
 from auth.tokens import Principal
@@ -39,7 +39,7 @@ from providers.speech.types import (
     Voice,
 )
 from services.metering import MeteredCall, MeteringGate
-from speech.decode import DecodedAudio, decode_audio
+from speech.decode import SAMPLE_RATE, DecodedAudio, decode_audio
 from speech.errors import AudioTooLarge
 from speech.language import text_language
 from speech.pricing import SpeechPrices
@@ -222,6 +222,25 @@ class SpeechService:
             raise
         call.record(started, cost=cost)
         return transcript
+
+    async def hold_stream(self, principal: Principal, flow: str) -> MeteredCall:
+        """Hold a live transcription session (the embedded model: one request, free)."""
+        model = self.settings.speech_local_stt_model
+        route = ModelRoute(model, model, self.local.upstream)
+        return await self._hold(principal, flow, route, Decimal(0))
+
+    async def transcribe_samples(self, samples: Any, *, language: str | None) -> Transcript:
+        """Transcribe 16 kHz float32 samples with the embedded model (a live stream's)."""
+        request = SttRequest(
+            data=b"",
+            filename="stream.pcm",
+            content_type="audio/pcm",
+            samples=samples,
+            duration_s=len(samples) / SAMPLE_RATE,
+            model=self.settings.speech_local_stt_model,
+            language=language,
+        )
+        return await self.local.transcribe(request, upstream=self.local.upstream)
 
     # -- synthesis ---------------------------------------------------------------------
     async def synthesize(

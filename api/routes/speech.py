@@ -13,6 +13,7 @@ from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from api.deps import ServicesDep
+from api.routes import speech_stream
 from api.speech_schemas import (
     OpenAISpeechRequest,
     SynthesizeRequest,
@@ -28,6 +29,7 @@ from speech.render import MEDIA_TYPES, ResponseFormat, as_json, as_openai, as_su
 from speech.wav import fix_wav_sizes
 
 router = APIRouter(tags=["speech"])
+router.include_router(speech_stream.router)  # WS /speech/stream
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "Unknown model"},
