@@ -193,3 +193,19 @@ def test_long_text_is_cut_at_sentence_ends_english_and_korean() -> None:
     pieces = split_for_synthesis(text, 4096)
     assert all(len(p) <= 4096 for p in pieces) and len(pieces) == 4
     assert " ".join(pieces) == text and all(p.endswith(".") for p in pieces)
+
+
+def test_pcm_buffer_joins_split_samples_and_resamples() -> None:
+    from speech.pcm import PcmBuffer
+
+    buffer = PcmBuffer(16_000)
+    buffer.append(b"\x00\x40\x00")  # one sample and half of the next
+    buffer.append(b"\xc0")
+    assert buffer.size == 4 and buffer.samples().tolist() == [0.5, -0.5]
+    tone = (np.sin(np.arange(48_000) / 48_000 * 2 * np.pi * 440) * 16_000).astype("<i2")
+    high = PcmBuffer(48_000)
+    high.append(tone.tobytes())
+    assert high.seconds == 1.0 and len(high.samples()) == 16_000
+    assert float(np.abs(high.samples()).max()) == pytest.approx(16_000 / 32_768, rel=0.01)
+    with pytest.raises(ValueError, match="8000 to 48000"):
+        PcmBuffer(96_000)
