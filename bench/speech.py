@@ -4,7 +4,9 @@ Joins the packaged model into a temporary folder (timed), loads it (timed), then
 the committed English clip (``tests/data/speech/meeting_notes_en.wav``, 4.05 s) and a
 ~40 s file made of it repeated with short pauses, each ``--runs`` times, with the service's
 settings (beam 5, VAD). RTF = processing seconds / audio seconds (below 1: faster than real
-time). Peak RSS is the process's high-water mark (``ru_maxrss``) after each phase. Usage::
+time). Peak RSS is the process's high-water mark (``ru_maxrss``) after each phase. The
+websocket's partial latency is the time to transcribe the buffer so far when a partial is
+due (every 2 s of audio; a greedy draft): it is given at 2, 4, 8 and 16 s. Usage::
 
     uv run python bench/speech.py --threads 2 --runs 3
 """
@@ -37,9 +39,10 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def request(samples: np.ndarray) -> SttRequest:
+def request(samples: np.ndarray, *, draft: bool = False) -> SttRequest:
     seconds = len(samples) / SAMPLE_RATE
     return SttRequest(
+        draft=draft,
         data=b"",
         filename="bench.wav",
         content_type="audio/wav",
@@ -83,13 +86,21 @@ async def main() -> None:
             rtfs = []
             for _ in range(args.runs):
                 started = time.perf_counter()
-                result = await whisper.transcribe(request(samples), api_key=None)
+                result = await whisper.transcribe(request(samples), upstream=whisper.upstream)
                 rtfs.append((time.perf_counter() - started) / result.duration_s)
             print(
                 f"{name:<17} RTF median {statistics.median(rtfs):.3f} "
                 f"(min {min(rtfs):.3f}, max {max(rtfs):.3f}), peak RSS {peak_rss_mb():.0f} MB, "
                 f"{len(result.text.split())} words"
             )
+        for seconds in (2, 4, 8, 16):
+            buffer = long[: seconds * SAMPLE_RATE]
+            took = []
+            for _ in range(args.runs):
+                started = time.perf_counter()
+                await whisper.transcribe(request(buffer, draft=True), upstream=whisper.upstream)
+                took.append(time.perf_counter() - started)
+            print(f"partial at {seconds:>2} s     {statistics.median(took) * 1000:.0f} ms (median)")
 
 
 if __name__ == "__main__":

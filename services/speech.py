@@ -229,7 +229,9 @@ class SpeechService:
         route = ModelRoute(model, model, self.local.upstream)
         return await self._hold(principal, flow, route, Decimal(0))
 
-    async def transcribe_samples(self, samples: Any, *, language: str | None) -> Transcript:
+    async def transcribe_samples(
+        self, samples: Any, *, language: str | None, draft: bool = False
+    ) -> Transcript:
         """Transcribe 16 kHz float32 samples with the embedded model (a live stream's)."""
         request = SttRequest(
             data=b"",
@@ -239,6 +241,7 @@ class SpeechService:
             duration_s=len(samples) / SAMPLE_RATE,
             model=self.settings.speech_local_stt_model,
             language=language,
+            draft=draft,
         )
         return await self.local.transcribe(request, upstream=self.local.upstream)
 

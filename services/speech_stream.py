@@ -1,9 +1,10 @@
 """Live transcription (``WS /api/speech/stream``): PCM in, partial transcripts out, a final.
 
 The embedded Whisper model serves the stream. While audio arrives, every
-:data:`PARTIAL_EVERY_SECONDS` of new audio the whole buffer so far is transcribed again and
-sent as a partial (simple and exact; the session cap bounds the repeated work); ``end``
-transcribes it once more with segments. Transcriptions run in worker threads, and the
+:data:`PARTIAL_EVERY_SECONDS` of new audio the whole buffer so far is transcribed again as a
+draft (greedy decoding) and sent as a partial: simple, but the work grows with the buffer
+(bench/speech.py), so long sessions want windowed partials (a later step); ``end``
+transcribes it once more in full, with segments. Transcriptions run in worker threads, and the
 socket is not read meanwhile: a fast sender is slowed by TCP back-pressure, not buffered
 without bound. The session is capped like an upload (bytes, seconds). One usage event
 (route ``speech.stream``) is recorded when the session ends, however it ends.
@@ -73,18 +74,18 @@ class StreamSession:
     async def partial(self) -> str:
         """The transcript of everything so far."""
         self._partial_at = self._buffer.seconds
-        transcript = await self._transcribe()
+        transcript = await self._transcribe(draft=True)
         return transcript.text
 
     async def final(self) -> Transcript:
         """The whole stream's transcript, with segments."""
-        return await self._transcribe()
+        return await self._transcribe(draft=False)
 
-    async def _transcribe(self) -> Transcript:
+    async def _transcribe(self, *, draft: bool) -> Transcript:
         if not self._buffer.size:
             return Transcript(text="", language=self._language, duration_s=0.0)
         return await self._speech.transcribe_samples(
-            self._buffer.samples(), language=self._language
+            self._buffer.samples(), language=self._language, draft=draft
         )
 
     @property

@@ -58,6 +58,8 @@ class SttRequest:
     prompt: str | None = None
     task: Literal["transcribe", "translate"] = "transcribe"
     """``translate``: the text in English, whatever the spoken language."""
+    draft: bool = False
+    """A quick draft (a live stream's partial): cheaper decoding, may be less exact."""
 
 
 @dataclass(frozen=True, slots=True)
