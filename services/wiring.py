@@ -44,6 +44,7 @@ from services.metering import MeteringGate
 from services.prompt_templates import PromptTemplates
 from services.response_cache import ResponseCache
 from services.semantic_cache import SemanticCache
+from services.speech import SpeechService
 from services.thread_chat import ThreadChat
 from services.threads import ThreadStore
 from services.turn_locks import MemoryTurnLocks, RedisTurnLocks, TurnLocks
@@ -190,6 +191,15 @@ async def open_knowledge(
         limits=metering.limits,
     )
     return Knowledge(chroma=chroma, vectors=vectors, embeddings=embeddings, service=service)
+
+
+async def open_speech(
+    stack: AsyncExitStack, settings: Settings, metering: Metering
+) -> SpeechService:
+    """Transcription and synthesis (the local Whisper model loads on first use)."""
+    speech = SpeechService.build(settings, gate=metering.gate)
+    stack.push_async_callback(speech.aclose)
+    return speech
 
 
 async def open_models(stack: AsyncExitStack, settings: Settings, registry: ModelRegistry) -> None:

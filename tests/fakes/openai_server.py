@@ -21,6 +21,13 @@ buckets (default 1536) and L2-normalized. Deterministic, and texts sharing words
 score higher against it. ``usage.prompt_tokens`` is the number of word tokens (token-id
 inputs: one per id). ``encoding_format="base64"`` (the SDK's default) is little-endian float32.
 
+Audio: ``POST /v1/audio/transcriptions`` and ``/v1/audio/translations`` (multipart, as the
+SDK sends it; ``body`` is then a dict of the form fields, the file as ``(filename, bytes)``)
+answer ``transcript`` (default: ``"transcript of <filename>"``, or ``"translation of ..."``)
+as json, verbose_json (one segment), text, srt or vtt.
+``POST /v1/audio/speech`` streams ``audio_chunks`` chunks (``audio_chunk_delay`` apart) of
+the deterministic bytes :func:`fake_speech` makes from the request. Scripts apply to both.
+
 Outside pytest: ``with FakeOpenAI() as fake: ...``. Standalone (the benchmark runs it pinned
 to another core): ``python -m tests.fakes.openai_server --port 0`` prints
 ``READY <base_url>`` and serves until killed.
@@ -85,6 +92,9 @@ class FakeOpenAI:
     def reset(self) -> None:
         """Back to defaults: no requests, scripts, reply override, delay or counters."""
         self.reply: str | None = None  # None: "echo: " + the last user message
+        self.transcript: str | None = None  # None: "transcript of <filename>"
+        self.audio_chunks = 3  # chunks of one /audio/speech answer
+        self.audio_chunk_delay = 0.0  # seconds before each chunk after the first
         self.stream_tokens: int | None = None  # None: one chunk per word of the reply
         self.token_delay = 0.0  # seconds before each streamed content chunk
         self.disconnects = 0  # answers abandoned: mid-stream (before [DONE]) or mid-delay
@@ -96,11 +106,11 @@ class FakeOpenAI:
         self.client_disconnected.clear()
 
     def fail_next(self, *, status: int, retry_after: str | None = None, times: int = 1) -> None:
-        """Answer the next ``times`` chat/embeddings requests with ``status`` and an error body."""
+        """Answer the next ``times`` chat/embeddings/audio requests with ``status`` and an error."""
         self._scripts.extend((status, retry_after, 0.0) for _ in range(times))
 
     def delay_next(self, seconds: float, *, times: int = 1) -> None:
-        """Sleep ``seconds`` before answering the next ``times`` chat/embeddings requests."""
+        """Sleep ``seconds`` before answering the next ``times`` chat/embeddings/audio requests."""
         self._scripts.extend((0, None, seconds) for _ in range(times))
 
     def cpu_time(self) -> float:
@@ -163,10 +173,7 @@ class FakeOpenAI:
                         headers[name.strip().lower()] = value.strip()
                 length = int(headers.get("content-length") or 0)
                 raw = await reader.readexactly(length) if length else b""
-                try:
-                    body = orjson.loads(raw) if raw else None
-                except orjson.JSONDecodeError:
-                    body = raw.decode("utf-8", "replace")
+                body = _parse_body(raw, headers.get("content-type", ""))
                 request = RecordedRequest(method, target.partition("?")[0], headers, body)
                 if self.record:
                     self.requests.append(request)
@@ -192,18 +199,17 @@ class FakeOpenAI:
             data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in MODELS]
             return _respond(writer, 200, {"object": "list", "data": data})
         chat = path.endswith("/chat/completions")
-        if method != "POST" or not (chat or path.endswith("/embeddings")):
+        audio = path.endswith(("/audio/transcriptions", "/audio/translations", "/audio/speech"))
+        if method != "POST" or not (chat or audio or path.endswith("/embeddings")):
             return _fail(writer, 404, f"no route {method} {path}", "unknown_url")
+        if audio:
+            return await self._audio(request, reader, writer)
         invalid = _invalid_chat(body) if chat else _invalid_embeddings(body)
         if invalid:
             return _fail(writer, 400, invalid, "invalid_request")
-        status, retry_after, delay = self._scripts.popleft() if self._scripts else (0, None, 0)
-        if delay:
-            await asyncio.sleep(delay)
-            if self._gone(reader, writer):  # e.g. the gateway gave up: a timeout
-                return False
-        if status:
-            return _fail(writer, status, f"scripted {status}", "scripted", retry_after)
+        scripted = await self._scripted(reader, writer)
+        if scripted is not None:
+            return scripted
         if not chat:
             return _respond(writer, 200, _embeddings(body))
         if calls := self._tool_calls(body):
@@ -214,6 +220,77 @@ class FakeOpenAI:
         message = {"role": "assistant", "content": "".join(tokens)}
         answer = _envelope(body, "chat.completion", message=message, finish_reason="stop")
         return _respond(writer, 200, {**answer, **_usage(body, len(tokens))})
+
+    async def _scripted(self, reader: Reader, writer: Writer) -> bool | None:
+        """Apply the next script: its delay, then its failure; None lets the request through."""
+        status, retry_after, delay = self._scripts.popleft() if self._scripts else (0, None, 0)
+        if delay:
+            await asyncio.sleep(delay)
+            if self._gone(reader, writer):  # e.g. the gateway gave up: a timeout
+                return False
+        if status:
+            return _fail(writer, status, f"scripted {status}", "scripted", retry_after)
+        return None
+
+    async def _audio(self, request: RecordedRequest, reader: Reader, writer: Writer) -> bool:
+        """``/audio/transcriptions``, ``/audio/translations`` and ``/audio/speech``."""
+        body = request.body
+        speech = request.path.endswith("/audio/speech")
+        invalid = _invalid_speech(body) if speech else _invalid_transcription(body)
+        if invalid:
+            return _fail(writer, 400, invalid, "invalid_request")
+        scripted = await self._scripted(reader, writer)
+        if scripted is not None:
+            return scripted
+        if speech:
+            return await self._speech(body, reader, writer)
+        filename, task = body["file"][0], request.path.rsplit("/", 1)[1]
+        default = f"{'translation' if task == 'translations' else 'transcript'} of {filename}"
+        text = self.transcript if self.transcript is not None else default
+        kind = body.get("response_format") or "json"
+        if kind == "verbose_json":
+            segment = {"id": 0, "seek": 0, "start": 0.0, "end": 1.0, "text": " " + text}
+            payload = {
+                "task": "translate" if task == "translations" else "transcribe",
+                "language": "english",
+                "duration": 1.0,
+                "text": text,
+                "segments": [segment],
+            }
+            return _respond(writer, 200, payload)
+        if kind == "json":
+            usage = {"type": "duration", "seconds": 1}
+            return _respond(writer, 200, {"text": text, "usage": usage})
+        if kind in ("srt", "vtt"):
+            text = f"1\n00:00:00,000 --> 00:00:01,000\n{text}\n"
+        return _respond_bytes(writer, 200, text.encode(), "text/plain")
+
+    async def _speech(self, body: dict[str, Any], reader: Reader, writer: Writer) -> bool:
+        """The audio in ``audio_chunks`` HTTP chunks, ``audio_chunk_delay`` apart."""
+        audio = fake_speech(body)
+        n = max(1, self.audio_chunks)
+        size = -(-len(audio) // n)
+        kind = _SPEECH_TYPES.get(body.get("response_format") or "mp3", "audio/mpeg")
+        writer.write(
+            f"HTTP/1.1 200 OK\r\ncontent-type: {kind}\r\ntransfer-encoding: chunked\r\n\r\n".encode(
+                "latin-1"
+            )
+        )
+        try:
+            for index in range(n):
+                if index and self.audio_chunk_delay:
+                    await asyncio.sleep(self.audio_chunk_delay)
+                if self._gone(reader, writer):
+                    return False
+                piece = audio[index * size : (index + 1) * size]
+                if piece:
+                    writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                    await writer.drain()
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+        except ConnectionError:
+            return not self._gone(reader, writer, failed=True)
+        return True
 
     def _tokens(self, body: dict[str, Any]) -> list[str]:
         """The reply as streamed chunks: its words, regrouped or repeated to ``stream_tokens``."""
@@ -366,6 +443,90 @@ class FakeOpenAI:
         writer.write(b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n")
         await writer.drain()
         return True
+
+
+_SPEECH_TYPES = {
+    "mp3": "audio/mpeg",
+    "opus": "audio/ogg",
+    "aac": "audio/aac",
+    "flac": "audio/flac",
+    "wav": "audio/wav",
+    "pcm": "audio/pcm",
+}
+
+
+def fake_speech(body: dict[str, Any]) -> bytes:
+    """The fake's "audio" for a speech request: its choices and text, repeated to ~4 KB."""
+    fields = (body.get("model"), body.get("voice"), body.get("response_format") or "mp3")
+    line = ("|".join(str(f) for f in fields) + "|" + str(body.get("input")) + "\n").encode()
+    return line * max(1, 4096 // len(line))
+
+
+def _parse_body(raw: bytes, content_type: str) -> Any:
+    """JSON, multipart form data (a dict; files as ``(filename, bytes)``), else text."""
+    if not raw:
+        return None
+    if content_type.startswith("multipart/form-data"):
+        return _multipart(raw, content_type)
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode("utf-8", "replace")
+
+
+def _multipart(raw: bytes, content_type: str) -> dict[str, Any] | None:
+    """The fields of a multipart body; repeated fields (``x[]``) become lists."""
+    boundary = re.search(r'boundary="?([^";]+)"?', content_type)
+    if boundary is None:
+        return None
+    fields: dict[str, Any] = {}
+    for part in raw.split(b"--" + boundary.group(1).encode())[1:]:
+        if part.startswith(b"--"):
+            break
+        head, _, value = part.strip(b"\r\n").partition(b"\r\n\r\n")
+        disposition = head.decode("utf-8", "replace")
+        name = re.search(r'name="([^"]*)"', disposition)
+        if name is None:
+            continue
+        filename = re.search(r'filename="([^"]*)"', disposition)
+        item: Any = (filename.group(1), value) if filename else value.decode("utf-8", "replace")
+        key = name.group(1)
+        if key.endswith("[]"):
+            fields.setdefault(key, []).append(item)
+        else:
+            fields[key] = item
+    return fields
+
+
+def _invalid_transcription(body: Any) -> str | None:
+    """Why a transcription form is refused (400), or None."""
+    if not isinstance(body, dict) or not isinstance(body.get("file"), tuple):
+        return "'file' is required (multipart/form-data)"
+    if not body.get("model"):
+        return "'model' is required"
+    if not body["file"][1]:
+        return "the file is empty"
+    if body.get("response_format", "json") not in ("json", "text", "verbose_json", "srt", "vtt"):
+        return "'response_format' is invalid"
+    return None
+
+
+def _invalid_speech(body: Any) -> str | None:
+    """Why a speech body is refused (400), or None."""
+    if not isinstance(body, dict) or not body.get("input") or not body.get("model"):
+        return "'model' and 'input' are required"
+    if not body.get("voice"):
+        return "'voice' is required"
+    if (body.get("response_format") or "mp3") not in _SPEECH_TYPES:
+        return "'response_format' is invalid"
+    return None
+
+
+def _respond_bytes(writer: Writer, status: int, data: bytes, content_type: str) -> bool:
+    """Write a whole non-JSON response at once."""
+    head = f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\ncontent-type: {content_type}"
+    writer.write(f"{head}\r\ncontent-length: {len(data)}\r\n\r\n".encode("latin-1") + data)
+    return True
 
 
 def _sse(data: bytes) -> bytes:

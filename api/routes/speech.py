@@ -1,0 +1,210 @@
+"""Speech over HTTP: the service's routes and OpenAI's audio routes, one use case behind both.
+
+``/api/speech/*`` answers the service's shapes; ``/api/audio/*`` takes OpenAI's request
+shapes, so the ``openai`` SDK works against ``base_url=<service>/api``. Routes only
+translate HTTP to ``services.speech`` and back.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, File, Form, UploadFile
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+
+from api.deps import ServicesDep
+from api.routes import speech_stream
+from api.speech_schemas import (
+    OpenAISpeechRequest,
+    SynthesizeRequest,
+    TranscriptionPublic,
+    VoicePublic,
+    VoicesPublic,
+)
+from auth.deps import CurrentPrincipal
+from core.errors import ApiError
+from providers.speech.types import AUDIO_CONTENT_TYPES
+from services.speech import TRANSLATE_ROUTE, SpeechAudio, SynthesisOptions, TranscribeOptions
+from speech.render import MEDIA_TYPES, ResponseFormat, as_json, as_openai, as_subtitles
+from speech.wav import fix_wav_sizes
+
+router = APIRouter(tags=["speech"])
+router.include_router(speech_stream.router)  # WS /speech/stream
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Unknown model"},
+    401: {"description": "Missing or invalid token"},
+    413: {"description": "File or text over the cap, audio over the duration cap"},
+    415: {"description": "Not audio, or an unsupported codec"},
+    422: {"description": "Corrupt or empty audio; no provider for the request"},
+    429: {"description": "Limit exceeded, or the provider is rate limiting"},
+    502: {"description": "Provider failure"},
+}
+_STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+FileField = Annotated[UploadFile, File(description="The audio (wav, mp3, m4a, ogg, webm, flac).")]
+LanguageField = Annotated[str | None, Form(max_length=16, description="ISO 639-1, e.g. ko")]
+PromptField = Annotated[str | None, Form(max_length=2000)]
+FormatField = Annotated[ResponseFormat, Form()]
+
+
+async def _read(services: ServicesDep, upload: UploadFile) -> tuple[bytes, str]:
+    """At most one byte over the cap (enough to answer 413), and the file's name."""
+    data = await upload.read(services.settings.speech_max_file_bytes + 1)
+    await upload.close()
+    return data, upload.filename or "audio"
+
+
+@router.post(
+    "/speech/transcribe",
+    operation_id="speech-transcribe",
+    response_model=TranscriptionPublic,
+    response_model_exclude_none=True,
+    responses=_ERRORS,
+)
+async def transcribe(
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    file: FileField,
+    language: LanguageField = None,
+    prompt: PromptField = None,
+    model: Annotated[str | None, Form(max_length=100)] = None,
+    response_format: FormatField = "json",
+) -> Response:
+    """Audio → ``{text, language, duration_s, segments?}`` (or text, srt, vtt)."""
+    data, filename = await _read(services, file)
+    transcript = await services.speech.transcribe(
+        principal, data, filename, TranscribeOptions(model, language, prompt)
+    )
+    if response_format in ("json", "verbose_json"):
+        return JSONResponse(as_json(transcript, verbose=response_format == "verbose_json"))
+    return _text_answer(transcript, response_format)
+
+
+@router.post("/audio/transcriptions", operation_id="audio-transcriptions", responses=_ERRORS)
+async def openai_transcriptions(
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    file: FileField,
+    model: Annotated[str, Form(max_length=100)],
+    language: LanguageField = None,
+    prompt: PromptField = None,
+    response_format: FormatField = "json",
+) -> Response:
+    """OpenAI's ``audio.transcriptions.create`` (``temperature`` and the like are ignored)."""
+    data, filename = await _read(services, file)
+    transcript = await services.speech.transcribe(
+        principal, data, filename, TranscribeOptions(model, language, prompt)
+    )
+    if response_format in ("json", "verbose_json"):
+        return JSONResponse(as_openai(transcript, verbose=response_format == "verbose_json"))
+    return _text_answer(transcript, response_format)
+
+
+@router.post("/audio/translations", operation_id="audio-translations", responses=_ERRORS)
+async def openai_translations(
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    file: FileField,
+    model: Annotated[str, Form(max_length=100)],
+    prompt: PromptField = None,
+    response_format: FormatField = "json",
+) -> Response:
+    """OpenAI's ``audio.translations.create``: the speech as English text."""
+    data, filename = await _read(services, file)
+    options = TranscribeOptions(model, None, prompt, task="translate")
+    transcript = await services.speech.transcribe(
+        principal, data, filename, options, route=TRANSLATE_ROUTE
+    )
+    if response_format in ("json", "verbose_json"):
+        body = as_openai(transcript, verbose=response_format == "verbose_json")
+        if "task" in body:
+            body["task"] = "translate"
+        return JSONResponse(body)
+    return _text_answer(transcript, response_format)
+
+
+def _text_answer(transcript: Any, response_format: str) -> Response:
+    if response_format == "text":
+        return PlainTextResponse(transcript.text)
+    kind: Literal["srt", "vtt"] = "srt" if response_format == "srt" else "vtt"
+    return Response(as_subtitles(transcript, kind), media_type=MEDIA_TYPES[kind])
+
+
+@router.post(
+    "/speech/synthesize",
+    operation_id="speech-synthesize",
+    responses={**_ERRORS, 200: {"content": {"audio/mpeg": {}}, "description": "The audio"}},
+)
+async def synthesize(
+    body: SynthesizeRequest, principal: CurrentPrincipal, services: ServicesDep
+) -> Response:
+    """Text → audio bytes; with ``stream: true`` sent as the provider produces them."""
+    audio = await services.speech.synthesize(
+        principal,
+        SynthesisOptions(
+            text=body.text,
+            voice=body.voice,
+            model=body.model,
+            language=body.language,
+            format=body.format,
+            speed=body.speed,
+        ),
+    )
+    return await _audio_answer(audio, stream=body.stream)
+
+
+@router.post(
+    "/audio/speech",
+    operation_id="audio-speech",
+    responses={**_ERRORS, 200: {"content": {"audio/mpeg": {}}, "description": "The audio"}},
+)
+async def openai_speech(
+    body: OpenAISpeechRequest, principal: CurrentPrincipal, services: ServicesDep
+) -> Response:
+    """OpenAI's ``audio.speech.create``: always streamed (chunked) like OpenAI's."""
+    if body.response_format in ("aac", "flac"):
+        raise ApiError(
+            422,
+            "unsupported_format",
+            f"'{body.response_format}' is not offered: mp3, opus, wav, pcm",
+        )
+    if body.stream_format == "sse":
+        raise ApiError(422, "unsupported_format", "stream_format 'sse' is not offered: audio")
+    audio = await services.speech.synthesize(
+        principal,
+        SynthesisOptions(
+            text=body.input,
+            voice=body.voice,
+            model=body.model,
+            format=body.response_format,  # type: ignore[arg-type]
+            speed=body.speed,
+            instructions=body.instructions,
+        ),
+    )
+    return await _audio_answer(audio, stream=True)
+
+
+async def _audio_answer(audio: SpeechAudio, *, stream: bool) -> Response:
+    if stream:
+        return StreamingResponse(
+            audio.chunks, media_type=audio.content_type, headers=_STREAM_HEADERS
+        )
+    content = b"".join([chunk async for chunk in audio.chunks])
+    if audio.content_type == AUDIO_CONTENT_TYPES["wav"]:
+        content = fix_wav_sizes(content)  # a streamed header said "until the end"
+    return Response(content, media_type=audio.content_type)
+
+
+@router.get(
+    "/speech/voices", operation_id="speech-voices", response_model=VoicesPublic, responses=_ERRORS
+)
+async def voices(principal: CurrentPrincipal, services: ServicesDep) -> VoicesPublic:
+    """The voices the organization can use now, with their provider and languages."""
+    found = await services.speech.voices(principal)
+    return VoicesPublic(
+        data=[
+            VoicePublic(id=v.id, name=v.name, provider=v.provider, languages=list(v.languages))
+            for v in found
+        ]
+    )

@@ -1,0 +1,1 @@
+"""Speech providers: the embedded Whisper model, OpenAI audio and ElevenLabs, one interface."""

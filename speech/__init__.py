@@ -1,0 +1,1 @@
+"""Audio in and out: recognising and decoding uploads, rendering transcripts, splitting text."""

@@ -1,0 +1,75 @@
+"""Audio for the speech tests: the committed English clip, re-encoded with PyAV on demand."""
+
+from __future__ import annotations
+
+import functools
+import io
+import wave
+from pathlib import Path
+
+import av
+import numpy as np
+
+CLIP = Path(__file__).resolve().parent.parent / "data" / "speech" / "meeting_notes_en.wav"
+CLIP_TEXT = "Please send the meeting notes to the whole team by Friday."
+# container format, codec, sample rate of each upload kind the service recognises
+ENCODINGS = {
+    "mp3": ("mp3", "libmp3lame", 16_000),
+    "m4a": ("mp4", "aac", 24_000),
+    "ogg": ("ogg", "libopus", 48_000),
+    "webm": ("webm", "libopus", 48_000),
+    "flac": ("flac", "flac", 16_000),
+}
+
+
+def words(text: str) -> list[str]:
+    """Lowercased words without punctuation, for comparing transcripts."""
+    return "".join(c if c.isalnum() or c.isspace() else " " for c in text.lower()).split()
+
+
+def clip_wav() -> bytes:
+    """The committed clip (16 kHz mono PCM WAV)."""
+    return CLIP.read_bytes()
+
+
+def pcm_wav(samples: np.ndarray, rate: int = 16_000) -> bytes:
+    """A 16-bit mono WAV of float samples in [-1, 1]."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return buffer.getvalue()
+
+
+def silence_wav(seconds: float) -> bytes:
+    """Digital silence."""
+    return pcm_wav(np.zeros(int(seconds * 16_000), dtype=np.float32))
+
+
+@functools.cache
+def encoded_clip(kind: str) -> bytes:
+    """The clip re-encoded as ``kind`` (mp3, m4a, ogg, webm, flac)."""
+    container_format, codec, rate = ENCODINGS[kind]
+    source = av.open(io.BytesIO(clip_wav()))
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format=container_format) as target:
+        stream = target.add_stream(codec, rate=rate, layout="mono")  # type: ignore[call-overload]
+        stream.bit_rate = 64_000  # the encoders' defaults at 16 kHz mono are barely intelligible
+        resampler = av.AudioResampler(format=stream.codec_context.format, layout="mono", rate=rate)
+        frames = [f for frame in source.decode(audio=0) for f in resampler.resample(frame)]
+        frames += resampler.resample(None)
+        fifo = av.AudioFifo()
+        for frame in frames:
+            frame.pts = None
+            fifo.write(frame)
+        size = stream.codec_context.frame_size or 1024
+        while fifo.samples:
+            chunk = fifo.read(min(size, fifo.samples)) if fifo.samples < size else fifo.read(size)
+            for packet in stream.encode(chunk):
+                target.mux(packet)
+        for packet in stream.encode(None):
+            target.mux(packet)
+    source.close()
+    return buffer.getvalue()
