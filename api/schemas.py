@@ -137,10 +137,16 @@ class ThreadsPublic(BaseModel):
 
 
 class ThreadMessage(BaseModel):
-    """A message of a thread, in OpenAI's shape."""
+    """A message of a thread, in OpenAI's shape.
+
+    An assistant message that calls tools adds ``tool_calls`` (its content is null without
+    text); a tool result adds ``tool_call_id``.
+    """
+
+    model_config = ConfigDict(extra="allow")
 
     role: str
-    content: str | list[Any]
+    content: str | list[Any] | None
 
 
 class ThreadDetail(ThreadPublic):
