@@ -103,12 +103,20 @@ class ChatCompletionRequest(BaseModel):
 
 
 class ModelCard(BaseModel):
-    """One entry of ``GET /api/models`` (OpenAI's model object)."""
+    """One entry of ``GET /api/models`` (OpenAI's model object, with what it is for)."""
 
     id: str
     object: Literal["model"] = "model"
     created: int
     owned_by: str
+    capabilities: list[Literal["chat", "tools", "structured_output", "embeddings"]] = Field(
+        default_factory=list,
+        description="What the model is for: chat (/api/chat/completions), tools and "
+        "structured_output there, embeddings (/api/embeddings).",
+    )
+    dimensions: int | None = Field(
+        default=None, description="The vector size of an embedding model (its default)."
+    )
 
 
 class ModelList(BaseModel):

@@ -217,3 +217,18 @@ def test_thread_turn_with_tools_is_accounted(
         total = sum(g["total_tokens"] for g in report["groups"])
         time.sleep(0.1)
     assert total == answer.usage.total_tokens
+
+
+def test_models_list_says_what_each_model_is_for(service: RunningService) -> None:
+    listed = sdk(service).models.list()
+    cards = {m.id: (m.model_extra or {}) for m in listed.data}
+    assert listed.data[0].id == "gpt-4o-mini"  # the default chat model first
+    assert cards["gpt-4o-mini"]["capabilities"] == ["chat", "tools", "structured_output"]
+    assert "dimensions" not in cards["gpt-4o-mini"]
+    assert cards["local"]["capabilities"] == ["chat", "embeddings"]
+    assert cards["local-e5"] == {"capabilities": ["embeddings"], "dimensions": 384}
+    assert cards["text-embedding-3-small"] == {"capabilities": ["embeddings"], "dimensions": 1536}
+    embedding = [i for i, c in cards.items() if "embeddings" in c["capabilities"]]
+    assert {"local", "local-e5", "text-embedding-3-small"} <= set(embedding)
+    vectors = sdk(service).embeddings.create(model="local", input="hello")
+    assert len(vectors.data[0].embedding) == cards["local"]["dimensions"]
