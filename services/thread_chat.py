@@ -27,7 +27,7 @@ from typing import Any
 import anyio
 import openai
 import orjson
-from langchain_core.messages import AIMessage, AIMessageChunk, RemoveMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, RemoveMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import ValidationError
@@ -50,6 +50,13 @@ from services.turn_locks import TurnLease, TurnLocks, after_response
 
 TURN_PARAMS = (*TOOL_PARAMS, "response_format")
 """Request parameters bound on the model for the turn (``ChatConfiguration.tool_params``)."""
+
+
+def _held(message: AnyMessage, calls: set[str | None]) -> bool:
+    """Whether ``message`` is an assistant turn whose tool calls the thread already holds."""
+    if not isinstance(message, AIMessage) or not message.tool_calls:
+        return False
+    return all(call.get("id") in calls for call in message.tool_calls)
 
 
 @dataclass(slots=True)
@@ -164,7 +171,7 @@ class ThreadChat:
                 title=first_user,
             )
             try:
-                await self._check_exchange(request, key)
+                messages = await self._check_exchange(request, messages, key)
                 call = await self._gate.hold_chat(principal, context, route, request)
             except BaseException:  # invalid, over a limit: a thread created for nothing goes
                 with anyio.CancelScope(shield=True):
@@ -191,20 +198,29 @@ class ThreadChat:
             inputs={"messages": messages},
         )
 
-    async def _check_exchange(self, request: ChatRequest, key: str) -> None:
-        """Each new ``tool`` message answers a call of this turn or of the thread's past."""
-        if not any(m.role == "tool" for m in request.messages):
-            return
+    async def _check_exchange(
+        self, request: ChatRequest, messages: list[AnyMessage], key: str
+    ) -> list[AnyMessage]:
+        """Each new ``tool`` message answers a call of this turn or of the thread's past.
+
+        The new messages, less an assistant message whose calls the thread already holds:
+        a client that resends the assistant's turn with its tool results (the ``openai``
+        SDK's loop) does not store it twice.
+        """
+        if not any(m.role in ("assistant", "tool") for m in request.messages):
+            return messages
         state = await self._graph.aget_state({"configurable": {"thread_id": key}})
         history = state.values.get("messages", []) if state else []
-        earlier = [
+        earlier = {
             call["id"]
             for message in history
             if isinstance(message, AIMessage)
             for call in [*message.tool_calls, *message.invalid_tool_calls]
             if call.get("id")
-        ]
+        }
         check_exchange(request.messages, earlier=[i for i in earlier if i])
+        fresh = [m for m in messages if not _held(m, earlier)]
+        return fresh or messages
 
     async def _end(self, turn: _Turn, *, kept: bool) -> None:
         """End the turn once: stop its run, take it back unless kept, settle, unlock.

@@ -15,6 +15,7 @@ import openai
 from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
+from pydantic import BaseModel
 
 from tests.fakes.openai_server import FakeOpenAI
 from tests.support.service import RunningService
@@ -143,6 +144,61 @@ def test_sdk_tool_loop_with_a_thread_streamed(
         calls[0]["arguments"],
         calls[1]["arguments"],
     ]
+
+
+def test_resent_assistant_turn_is_not_stored_twice(
+    service: RunningService, fake_openai: FakeOpenAI
+) -> None:
+    """The SDK's usual loop appends the assistant message and the results: kept once."""
+    client = sdk(service)
+    extra = {"thread_id": "t-resend"}
+    first = client.chat.completions.create(
+        model="gpt-4o-mini", messages=ASK, tools=[WEATHER], extra_body=extra
+    )
+    message = first.choices[0].message
+    call = (message.tool_calls or [])[0]
+    final = client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[
+            message.model_dump(exclude_none=True),  # type: ignore[list-item]
+            {"role": "tool", "tool_call_id": call.id, "content": "sunny"},
+        ],
+        tools=[WEATHER],
+        extra_body=extra,
+    )
+    assert final.choices[0].message.content == "tool said: sunny"
+    sent = fake_openai.requests[-1].body["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "tool"]
+    assert [m["role"] for m in thread_messages(service, "t-resend")] == [
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+    ]
+
+
+class CityWeather(BaseModel):
+    city: str
+    temperature: int
+
+
+def test_structured_output_with_a_thread(service: RunningService, fake_openai: FakeOpenAI) -> None:
+    client = sdk(service)
+    for stream in (False, True):
+        kwargs: dict[str, Any] = {"extra_body": {"thread_id": f"t-format-{stream}"}}
+        if stream:
+            with client.beta.chat.completions.stream(
+                model="gpt-4o-mini", messages=ASK, response_format=CityWeather, **kwargs
+            ) as events:
+                parsed = events.get_final_completion().choices[0].message.parsed
+        else:
+            answer = client.chat.completions.parse(
+                model="gpt-4o-mini", messages=ASK, response_format=CityWeather, **kwargs
+            )
+            parsed = answer.choices[0].message.parsed
+        assert parsed == CityWeather(city="demo", temperature=2)
+        sent = fake_openai.requests[-1].body["response_format"]
+        assert sent["type"] == "json_schema" and sent["json_schema"]["name"] == "CityWeather"
 
 
 def test_chat_openai_bind_tools_with_a_thread(service: RunningService) -> None:
