@@ -33,7 +33,14 @@ def test_windows_keep_tool_results_with_their_calls() -> None:
 
 
 def test_tool_calls_count_in_the_budget() -> None:
-    history = [*_exchange(0, words=300), *_exchange(1, words=5)]
+    big_call = {"name": "lookup", "args": {"q": "w " * 600}, "id": "call-big"}
+    history: list[BaseMessage] = [
+        HumanMessage("first"),
+        AIMessage("", tool_calls=[big_call]),
+        ToolMessage("ok", tool_call_id="call-big"),
+        AIMessage("done"),
+        *_exchange(1, words=5),
+    ]
     trimmed = trim_history(history, budget=300, model="gpt-4o-mini")
     assert trimmed == history[4:]  # the first exchange's big call arguments do not fit
 
