@@ -48,7 +48,8 @@ def thread_messages(service: RunningService, thread: str) -> list[dict[str, Any]
     return response.json()["messages"]
 
 
-def test_sdk_tool_loop_with_a_thread(service: RunningService, fake_openai: FakeOpenAI) -> None:
+def test_sdk_tool_loop_with_a_thread(db_services: Any, fake_openai: FakeOpenAI) -> None:
+    service = db_services.start()  # SQLite and PostgreSQL checkpointers
     client = sdk(service)
     first = client.chat.completions.create(
         model="gpt-4o-mini", messages=ASK, tools=[WEATHER], extra_body={"thread_id": "t-tools"}
