@@ -103,12 +103,20 @@ class ChatCompletionRequest(BaseModel):
 
 
 class ModelCard(BaseModel):
-    """One entry of ``GET /api/models`` (OpenAI's model object)."""
+    """One entry of ``GET /api/models`` (OpenAI's model object, with what it is for)."""
 
     id: str
     object: Literal["model"] = "model"
     created: int
     owned_by: str
+    capabilities: list[Literal["chat", "tools", "structured_output", "embeddings"]] = Field(
+        default_factory=list,
+        description="What the model is for: chat (/api/chat/completions), tools and "
+        "structured_output there, embeddings (/api/embeddings).",
+    )
+    dimensions: int | None = Field(
+        default=None, description="The vector size of an embedding model (its default)."
+    )
 
 
 class ModelList(BaseModel):
@@ -137,10 +145,16 @@ class ThreadsPublic(BaseModel):
 
 
 class ThreadMessage(BaseModel):
-    """A message of a thread, in OpenAI's shape."""
+    """A message of a thread, in OpenAI's shape.
+
+    An assistant message that calls tools adds ``tool_calls`` (its content is null without
+    text); a tool result adds ``tool_call_id``.
+    """
+
+    model_config = ConfigDict(extra="allow")
 
     role: str
-    content: str | list[Any]
+    content: str | list[Any] | None
 
 
 class ThreadDetail(ThreadPublic):

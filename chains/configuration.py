@@ -50,6 +50,13 @@ class ChatConfiguration:
         default=None,
         metadata={"description": "Set by the server: the model resolved with the org's key."},
     )
+    tool_params: dict[str, Any] | None = field(
+        default=None,
+        metadata={
+            "description": "Set by the server: this call's tools, tool_choice, "
+            "parallel_tool_calls, functions, function_call and response_format (OpenAI's)."
+        },
+    )
 
     @classmethod
     def from_runnable_config(cls, config: RunnableConfig | None) -> ChatConfiguration:
@@ -71,4 +78,20 @@ class ChatConfiguration:
             params["max_tokens"] = self.max_tokens
         if self.stop:
             params["stop"] = self.stop
-        return params
+        return {**params, **tool_call_params(self.tool_params)}
+
+
+def tool_call_params(request_params: dict[str, Any] | None) -> dict[str, Any]:
+    """OpenAI tool and format parameters as ``ChatOpenAI.bind`` takes them, unchanged.
+
+    ``response_format`` travels in ``extra_body``: as a payload key, ``ChatOpenAI`` would
+    switch to the SDK's ``parse`` helpers, which refuse non-strict tools and rewrite the
+    answer; in the body it reaches the provider exactly as the client sent it.
+    """
+    if not request_params:
+        return {}
+    params = {k: v for k, v in request_params.items() if v is not None}
+    response_format = params.pop("response_format", None)
+    if response_format is not None:
+        params["extra_body"] = {"response_format": response_format}
+    return params

@@ -40,22 +40,15 @@ from services.tool_checks import check_tools, uses_tools
 def check_request(request: ChatRequest) -> None:
     """Refuse what the service does not support (yet) or what is malformed, with a clear 400.
 
-    Tool calling and structured output go through the stateless relay only in this version:
-    with ``thread_id``, tools are refused (the thread's memory of tool exchanges comes next).
+    With ``thread_id``, the tool messages are checked against the thread's earlier calls
+    too, by ``services.thread_chat`` once it holds the thread.
     """
     params = request.params
     if params.get("n") not in (None, 1):
         raise ApiError(400, "unsupported_parameter", "only n=1 is supported")
     if not request.messages:
         raise ApiError(400, "missing_messages", "'messages' must contain at least one message")
-    if request.thread_id is not None and uses_tools(request):
-        raise ApiError(
-            400,
-            "unsupported_parameter",
-            "tools with thread_id: not yet (send the whole conversation without thread_id)",
-            details={"param": "tools"},
-        )
-    check_tools(request)
+    check_tools(request, exchange=request.thread_id is None)
 
 
 def check_route(request: ChatRequest, route: ModelRoute, gate: MeteringGate) -> None:

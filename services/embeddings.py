@@ -81,6 +81,14 @@ class EmbeddingService:
                 vectors = await embedder.aembed_documents(texts)
         return EmbeddingResult(spec.name, vectors, embedder.prompt_tokens)
 
+    async def models(self, org_id: str) -> list[tuple[str, EmbeddingSpec]]:
+        """The names the org may embed with (``GET /api/models``), each with its model."""
+        org_key = await self._gate.org_key(org_id)
+        return [
+            (name, self._registry.spec(name, org_key=org_key))
+            for name in self._registry.known(org_key=org_key)
+        ]
+
     def _spec(self, model: str | None, org_key: str | None) -> EmbeddingSpec:
         """The model as the org may use it, or a 400 naming the known ones."""
         try:

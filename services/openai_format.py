@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolMessage
 
 
 def completion_id() -> str:
@@ -43,7 +43,7 @@ def completion_body(*, cid: str, model: str, message: BaseMessage) -> dict[str, 
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": message.text},
+                "message": to_openai_message(message),
                 "finish_reason": finish_reason(message),
             }
         ],
@@ -80,9 +80,94 @@ DONE_EVENT = b"data: [DONE]\n\n"
 
 
 def to_openai_message(message: BaseMessage) -> dict[str, Any]:
-    """A LangChain message as ``{"role", "content"}``."""
+    """A LangChain message in OpenAI's shape.
+
+    ``{"role", "content"}``; an assistant message that calls tools carries ``tool_calls``
+    (content null when it has no text), a tool result its ``tool_call_id``.
+    """
     roles = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
-    return {"role": roles.get(message.type, message.type), "content": message.content}
+    body: dict[str, Any] = {"role": roles.get(message.type, message.type)}
+    if isinstance(message, AIMessage):
+        body["content"] = message.text
+        calls = openai_tool_calls(message)
+        legacy = message.additional_kwargs.get("function_call")
+        if calls or legacy:
+            body["content"] = message.text or None
+        if calls:
+            body["tool_calls"] = calls
+        if isinstance(legacy, dict):
+            body["function_call"] = legacy
+        return body
+    body["content"] = message.content
+    if isinstance(message, ToolMessage):
+        body["tool_call_id"] = message.tool_call_id
+    return body
+
+
+def openai_tool_calls(message: AIMessage) -> list[dict[str, Any]]:
+    """The message's tool calls as OpenAI sends them: the provider's own argument text.
+
+    A provider's answer keeps its raw calls in ``additional_kwargs``; a call a client sent
+    (converted to LangChain's parsed ``tool_calls``) has its arguments written back as JSON.
+    """
+    raw = message.additional_kwargs.get("tool_calls")
+    if isinstance(raw, list) and raw and all(isinstance(c, dict) for c in raw):
+        return [
+            {
+                "id": c.get("id"),
+                "type": c.get("type") or "function",
+                "function": {
+                    "name": (c.get("function") or {}).get("name"),
+                    "arguments": (c.get("function") or {}).get("arguments") or "",
+                },
+            }
+            for c in raw
+        ]
+    calls = [
+        {
+            "id": call["id"],
+            "type": "function",
+            "function": {"name": call["name"], "arguments": orjson.dumps(call["args"]).decode()},
+        }
+        for call in message.tool_calls
+    ]
+    calls += [
+        {
+            "id": call["id"],
+            "type": "function",
+            "function": {"name": call["name"] or "", "arguments": call["args"] or ""},
+        }
+        for call in message.invalid_tool_calls
+    ]
+    return calls
+
+
+def chunk_call_deltas(chunk: AIMessageChunk) -> dict[str, Any] | None:
+    """A streamed chunk's tool-call (or legacy function-call) fragments as an OpenAI delta.
+
+    Each fragment keeps its index; the id, type and name come with a call's first fragment
+    only, as the provider sent them.
+    """
+    deltas = []
+    for part in chunk.tool_call_chunks:
+        delta: dict[str, Any] = {"index": part.get("index") or 0}
+        if part.get("id"):
+            delta["id"] = part["id"]
+            delta["type"] = "function"
+        function: dict[str, str] = {}
+        if part.get("name"):
+            function["name"] = part["name"] or ""
+        if part.get("args") is not None:
+            function["arguments"] = part["args"] or ""
+        if function:
+            delta["function"] = function
+        deltas.append(delta)
+    if deltas:
+        return {"tool_calls": deltas}
+    legacy = chunk.additional_kwargs.get("function_call")
+    if isinstance(legacy, dict) and legacy:
+        return {"function_call": legacy}
+    return None
 
 
 def text_completion(

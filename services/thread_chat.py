@@ -5,6 +5,12 @@ A turn that fails, or whose client goes away mid-stream, is taken back out of th
 (no dangling user message; a thread its first turn created goes too), and a departed
 client stops the model call, whose delivered tokens are still accounted (estimated).
 
+Tool calling works as on the stateless path: the turn's ``tools``, ``tool_choice``,
+``parallel_tool_calls``, ``functions``/``function_call`` and ``response_format`` are bound
+on the model for that turn only, and the assistant's calls and the client's ``tool``
+results stay in the thread, so the next turn sends only the new results (checked against
+the calls the thread holds).
+
 Turns of one thread run one at a time (``services.turn_locks``, keyed by the checkpoint
 key): the lock is taken before the thread is claimed and read, and released after the
 turn's last write (its rollback included), at the end of the stream for a streamed turn.
@@ -21,7 +27,7 @@ from typing import Any
 import anyio
 import openai
 import orjson
-from langchain_core.messages import AIMessageChunk, RemoveMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, RemoveMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import ValidationError
@@ -39,7 +45,18 @@ from services.gateway_types import ChatRequest
 from services.graph_stream import MessageChunk, TokenPump
 from services.metering import MeteredCall, MeteringGate
 from services.threads import ThreadClaim, ThreadStore
+from services.tool_checks import TOOL_PARAMS, check_exchange
 from services.turn_locks import TurnLease, TurnLocks, after_response
+
+TURN_PARAMS = (*TOOL_PARAMS, "response_format")
+"""Request parameters bound on the model for the turn (``ChatConfiguration.tool_params``)."""
+
+
+def _held(message: AnyMessage, calls: set[str | None]) -> bool:
+    """Whether ``message`` is an assistant turn whose tool calls the thread already holds."""
+    if not isinstance(message, AIMessage) or not message.tool_calls:
+        return False
+    return all(call.get("id") in calls for call in message.tool_calls)
 
 
 @dataclass(slots=True)
@@ -154,8 +171,9 @@ class ThreadChat:
                 title=first_user,
             )
             try:
+                messages = await self._check_exchange(request, messages, key)
                 call = await self._gate.hold_chat(principal, context, route, request)
-            except BaseException:  # over a limit: a thread created for nothing goes again
+            except BaseException:  # invalid, over a limit: a thread created for nothing goes
                 with anyio.CancelScope(shield=True):
                     await self._threads.discard_unused(principal, claim, key)
                 raise
@@ -168,6 +186,7 @@ class ThreadChat:
             "max_tokens": request.reply_limit or call.cap,
             "stop": request.stop_list,
             "thread_id": key,
+            "tool_params": {k: v for k in TURN_PARAMS if (v := request.params.get(k)) is not None},
         }
         return _Turn(
             principal=principal,
@@ -178,6 +197,30 @@ class ThreadChat:
             config=call.runnable_config(configurable),
             inputs={"messages": messages},
         )
+
+    async def _check_exchange(
+        self, request: ChatRequest, messages: list[AnyMessage], key: str
+    ) -> list[AnyMessage]:
+        """Each new ``tool`` message answers a call of this turn or of the thread's past.
+
+        The new messages, less an assistant message whose calls the thread already holds:
+        a client that resends the assistant's turn with its tool results (the ``openai``
+        SDK's loop) does not store it twice.
+        """
+        if not any(m.role in ("assistant", "tool") for m in request.messages):
+            return messages
+        state = await self._graph.aget_state({"configurable": {"thread_id": key}})
+        history = state.values.get("messages", []) if state else []
+        earlier = {
+            call["id"]
+            for message in history
+            if isinstance(message, AIMessage)
+            for call in [*message.tool_calls, *message.invalid_tool_calls]
+            if call.get("id")
+        }
+        check_exchange(request.messages, earlier=[i for i in earlier if i])
+        fresh = [m for m in messages if not _held(m, earlier)]
+        return fresh or messages
 
     async def _end(self, turn: _Turn, *, kept: bool) -> None:
         """End the turn once: stop its run, take it back unless kept, settle, unlock.
@@ -234,6 +277,8 @@ class ThreadChat:
                     yield fmt.chunk_event(
                         cid=cid, model=model, created=created, delta={"content": message.text}
                     )
+                if calls := fmt.chunk_call_deltas(message):
+                    yield fmt.chunk_event(cid=cid, model=model, created=created, delta=calls)
                 usage = fmt.usage_dict(message) or usage
                 finish = message.response_metadata.get("finish_reason") or finish
             finished = True

@@ -8,7 +8,7 @@ a 400 whose message and ``param`` name the field.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from core.errors import ApiError
@@ -28,14 +28,19 @@ def uses_tools(request: ChatRequest) -> bool:
     return any(_tool_calls(m) or m.role in ("tool", "function") for m in request.messages)
 
 
-def check_tools(request: ChatRequest) -> None:
-    """Refuse malformed tools, choices, tool exchanges and response formats (400)."""
+def check_tools(request: ChatRequest, *, exchange: bool = True) -> None:
+    """Refuse malformed tools, choices, tool exchanges and response formats (400).
+
+    ``exchange=False`` leaves the tool messages to :func:`check_exchange` (a thread turn:
+    its calls may have been made in earlier turns, which only the thread knows).
+    """
     params = request.params
     tools = _names(params.get("tools"), "tools", nested=True)
     functions = _names(params.get("functions"), "functions", nested=False)
     _check_choice(params.get("tool_choice"), tools, "tool_choice", nested=True)
     _check_choice(params.get("function_call"), functions, "function_call", nested=False)
-    _check_exchange(request.messages)
+    if exchange:
+        check_exchange(request.messages)
     _check_response_format(params.get("response_format"))
 
 
@@ -91,9 +96,21 @@ def _tool_calls(message: ChatMessage) -> Sequence[Any]:
     return calls if isinstance(calls, list) else []
 
 
-def _check_exchange(messages: Sequence[ChatMessage]) -> None:
-    """Each ``tool`` message answers a call an earlier assistant message made."""
-    asked: set[str] = set()
+def tool_call_ids(message: ChatMessage) -> list[str]:
+    """The ids of the calls an assistant message makes."""
+    return [
+        call["id"]
+        for call in _tool_calls(message)
+        if isinstance(call, Mapping) and isinstance(call.get("id"), str)
+    ]
+
+
+def check_exchange(messages: Sequence[ChatMessage], earlier: Iterable[str] = ()) -> None:
+    """Each ``tool`` message answers a call an earlier assistant message made.
+
+    ``earlier``: the ids of the calls made before these messages (a thread's earlier turns).
+    """
+    asked: set[str] = set(earlier)
     for index, message in enumerate(messages):
         if message.role == "assistant":
             for call in _tool_calls(message):

@@ -1,10 +1,12 @@
 """Chat with memory.
 
 One node, ``call_model``: it trims the checkpointed conversation to the model's context
-budget (see ``chains.trimming``), calls the model named in ``configurable.model`` and
-appends the answer. The checkpointer (SQLite or PostgreSQL) is attached by the service
-when it starts, keyed by ``configurable.thread_id``; the same graph object serves the REST
-routes, the LangServe route ``/runnables/chat`` and ``langgraph dev`` (``langgraph.json``).
+budget (see ``chains.trimming``), calls the model named in ``configurable.model`` (with
+the turn's tools and response format bound, ``configurable.tool_params``) and appends the
+answer, tool calls included: the client's tool results come in the next turn. The
+checkpointer (SQLite or PostgreSQL) is attached by the service when it starts, keyed by
+``configurable.thread_id``; the same graph object serves the REST routes, the LangServe
+route ``/runnables/chat`` and ``langgraph dev`` (``langgraph.json``).
 """
 
 from __future__ import annotations

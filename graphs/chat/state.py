@@ -53,7 +53,8 @@ class ChatInput(BaseModel):
             raise ValueError("messages must not be empty")
         try:
             messages = [
-                m if isinstance(m, BaseMessage) else convert_to_messages([m])[0] for m in value
+                m if isinstance(m, BaseMessage) else convert_to_messages([_with_content(m)])[0]
+                for m in value
             ]
             for message in messages:
                 # The checkpointer must be able to store it (e.g. no integers beyond 64 bits).
@@ -61,3 +62,10 @@ class ChatInput(BaseModel):
         except (ValueError, TypeError, NotImplementedError, KeyError) as exc:
             raise ValueError(f"invalid message: {exc}") from exc
         return messages
+
+
+def _with_content(message: Any) -> Any:
+    """An OpenAI message dict with ``content``: an assistant turn of only tool calls omits it."""
+    if isinstance(message, dict) and "role" in message and "content" not in message:
+        return {**message, "content": None}
+    return message

@@ -19,7 +19,7 @@ def sdk(service: RunningService, **kw: object) -> openai.OpenAI:
 
 def test_models_list(service: RunningService) -> None:
     models = sdk(service).models.list()
-    ids = [m.id for m in models.data]
+    ids = [m.id for m in models.data if "chat" in (m.model_extra or {})["capabilities"]]
     assert ids[0] == "gpt-4o-mini"  # the default first
     assert set(ids) == {"gpt-4o-mini", "gpt-4o", "gpt-4", "gpt-3.5-turbo", "local"}
 
@@ -27,17 +27,20 @@ def test_models_list(service: RunningService) -> None:
 def test_models_without_key_lists_only_local(services) -> None:
     service = services.start(openai_api_key=None)
     body = httpx.get(f"{service.api}/models", headers=service.headers()).json()
-    assert body == {
-        "object": "list",
-        "data": [
-            {
-                "id": "local",
-                "object": "model",
-                "created": body["data"][0]["created"],
-                "owned_by": "local",
-            }
-        ],
-    }
+    chat = [m for m in body["data"] if "chat" in m["capabilities"]]
+    assert chat == [
+        {
+            "id": "local",
+            "object": "model",
+            "created": body["data"][0]["created"],
+            "owned_by": "local",
+            "capabilities": ["chat", "embeddings"],  # also the local embedding alias
+            "dimensions": chat[0]["dimensions"],
+        }
+    ]
+    assert chat[0]["dimensions"] in (384, 512)  # the configured local engine's
+    assert body["object"] == "list"
+    assert [m["id"] for m in body["data"]] == ["local", "local-e5", "local-use"]  # no key
 
 
 def test_sdk_plain_completion(service: RunningService, fake_openai: FakeOpenAI) -> None:

@@ -377,19 +377,6 @@ def test_local_model_cannot_call_tools(service: RunningService, fake_openai: Fak
     assert plain.status_code == 200  # the same model without tools is fine
 
 
-@pytest.mark.parametrize("extra", [{"tools": [WEATHER]}, {"tool_choice": "none"}])
-def test_tools_with_thread_id_not_yet(
-    service: RunningService, fake_openai: FakeOpenAI, extra: dict[str, Any]
-) -> None:
-    for path in ("completions", "stream"):
-        response = post(service, {"messages": ASK, "thread_id": "t-tools", **extra}, path)
-        assert response.status_code == 400, response.text
-        error = response.json()["error"]
-        assert error["code"] == "unsupported_parameter"
-        assert "tools with thread_id: not yet" in error["message"]
-    assert not fake_openai.requests
-
-
 # --- accounting, limits, cache ----------------------------------------------------------------
 
 

@@ -121,3 +121,14 @@ def test_embedding_inputs() -> None:
         with pytest.raises(ApiError) as info:
             input_texts(bad)  # type: ignore[arg-type]
         assert info.value.status_code == 400
+
+
+def test_tool_result_may_answer_a_call_of_an_earlier_turn() -> None:
+    from services.gateway_types import ChatMessage
+    from services.tool_checks import check_exchange
+
+    result = ChatMessage.model_validate({"role": "tool", "tool_call_id": "c1", "content": "x"})
+    check_exchange([result], earlier=["c1"])  # the thread's earlier call: valid
+    with pytest.raises(ApiError) as info:
+        check_exchange([result], earlier=["c2"])
+    assert info.value.details == {"param": "messages[0].tool_call_id"}
