@@ -1,0 +1,228 @@
+"""Prometheus metrics of the process: the collectors, the cheap hooks the layers call, the text.
+
+The collectors are built on first use (no import-time side effects) in the default registry,
+so prometheus-client's multiprocess mode works as documented: with ``PROMETHEUS_MULTIPROC_DIR``
+in the environment, every worker writes its values there and a scrape of any worker answers
+for all of them (:func:`render`).
+
+Label cardinality is bounded on purpose: routes are templates (``/api/threads/{thread_id}``,
+never the path), unmatched paths share ``route="unmatched"``, methods outside the usual set
+are ``OTHER``; models, providers, error codes and job tasks are the service's own short
+lists. Only ``org`` grows, with the customers: ``ahc_tokens_total`` and
+``ahc_cost_usd_total`` hold one series per org × model (× kind for tokens).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+if TYPE_CHECKING:
+    from decimal import Decimal
+
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True, slots=True)
+class Collectors:
+    """Every metric the service exports (one instance per process: :func:`collectors`)."""
+
+    http_duration: Histogram
+    upstream_duration: Histogram
+    upstream_errors: Counter
+    tokens: Counter
+    cost: Counter
+    cache_hits: Counter
+    limit_rejections: Counter
+    jobs_queued: Gauge
+    jobs_running: Gauge
+    jobs_oldest_age: Gauge
+    jobs_finished: Counter
+
+
+@functools.cache
+def collectors() -> Collectors:
+    """The process's collectors, registered in the default registry on first use."""
+    return Collectors(
+        http_duration=Histogram(
+            "ahc_http_request_duration_seconds",
+            "HTTP requests by route template, method and status (its _count counts requests).",
+            ("route", "method", "status"),
+            buckets=_LATENCY_BUCKETS,
+        ),
+        upstream_duration=Histogram(
+            "ahc_upstream_duration_seconds",
+            "Model calls by provider and outcome (one per usage event, cache hits excluded).",
+            ("provider", "status"),
+            buckets=_LATENCY_BUCKETS,
+        ),
+        upstream_errors=Counter(
+            "ahc_upstream_errors_total",
+            "Failed model calls by provider and error code.",
+            ("provider", "code"),
+        ),
+        tokens=Counter(
+            "ahc_tokens_total",
+            "Tokens used by organization, model and kind (prompt or completion).",
+            ("org", "model", "kind"),
+        ),
+        cost=Counter(
+            "ahc_cost_usd_total", "Cost in USD by organization and model.", ("org", "model")
+        ),
+        cache_hits=Counter(
+            "ahc_cache_hits_total", "Answers served from the response cache.", ("model",)
+        ),
+        limit_rejections=Counter(
+            "ahc_limit_rejections_total",
+            "Requests refused with 429 by a usage limit.",
+            ("limit", "scope"),
+        ),
+        jobs_queued=Gauge(
+            "ahc_jobs_queued",
+            "Background jobs waiting for a worker.",
+            ("task",),
+            multiprocess_mode="livesum",
+        ),
+        jobs_running=Gauge(
+            "ahc_jobs_running",
+            "Background jobs being run.",
+            ("task",),
+            multiprocess_mode="livesum",
+        ),
+        jobs_oldest_age=Gauge(
+            "ahc_jobs_oldest_queued_age_seconds",
+            "Age of the oldest waiting job (0 when none waits), set at each scrape.",
+            multiprocess_mode="livemax",
+        ),
+        jobs_finished=Counter(
+            "ahc_jobs_finished_total",
+            "Finished background jobs by task and state (ingestion throughput: "
+            'rate(ahc_jobs_finished_total{task="knowledge.ingest",state="done"})).',
+            ("task", "state"),
+        ),
+    )
+
+
+# --- hooks the layers call (cheap, never raise into a request) ---------------------------
+
+
+def observe_usage(
+    *,
+    org_id: str,
+    model: str,
+    provider: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    cost_usd: Decimal,
+    latency_ms: int,
+    cached: bool,
+    status: str,
+    error_code: str | None,
+) -> None:
+    """Count one usage event: every model call of every entry point passes here once."""
+    c = collectors()
+    if cached:
+        c.cache_hits.labels(model).inc()
+    else:
+        c.upstream_duration.labels(provider, status).observe(latency_ms / 1000)
+        if status != "ok":
+            c.upstream_errors.labels(provider, error_code or "unknown").inc()
+    if prompt_tokens:
+        c.tokens.labels(org_id, model, "prompt").inc(prompt_tokens)
+    if completion_tokens:
+        c.tokens.labels(org_id, model, "completion").inc(completion_tokens)
+    if cost_usd:
+        c.cost.labels(org_id, model).inc(float(cost_usd))
+
+
+def count_limit_rejection(limit: str, scope: str) -> None:
+    """A usage limit answered 429."""
+    collectors().limit_rejections.labels(limit, scope).inc()
+
+
+_scrape_hooks: list[Callable[[], float]] = []
+
+
+def watch_oldest_job(oldest_age: Callable[[], float]) -> Callable[[], None]:
+    """Report a job queue's oldest waiting age at each scrape; returns the way to stop."""
+    _scrape_hooks.append(oldest_age)
+    return lambda: _scrape_hooks.remove(oldest_age) if oldest_age in _scrape_hooks else None
+
+
+# --- the exposition ----------------------------------------------------------------------
+
+
+def render() -> bytes:
+    """The text exposition; in multiprocess mode, of every process writing to the directory."""
+    c = collectors()
+    c.jobs_oldest_age.set(max((hook() for hook in list(_scrape_hooks)), default=0.0))
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=directory)
+        return generate_latest(registry)
+    return generate_latest()
+
+
+class MetricsMiddleware:
+    """Times every HTTP request by route template, method and status (pure ASGI).
+
+    The route is read from the scope after the app ran (Starlette records the matched
+    route there); label children are cached, so a request costs two clock reads, one dict
+    lookup and one observation.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._children: dict[tuple[int, str, int], Callable[[float], None]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve and time the request."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # raised before any response: the server error handler answers 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")  # routes live as long as the app: their ids are stable
+            key = (id(route), scope["method"], status)
+            observe = self._children.get(key)
+            if observe is None:
+                observe = self._child(key, route)
+            observe(elapsed)
+
+    def _child(self, key: tuple[int, str, int], route: object) -> Callable[[float], None]:
+        template = getattr(route, "path", None) or "unmatched"
+        method = key[1] if key[1] in _METHODS else "OTHER"
+        observe = collectors().http_duration.labels(template, method, str(key[2])).observe
+        if method != "OTHER":  # a client's invented methods must not grow the cache
+            self._children[key] = observe
+        return observe
