@@ -185,14 +185,15 @@ def render() -> bytes:
 class MetricsMiddleware:
     """Times every HTTP request by route template, method and status (pure ASGI).
 
-    The route is read from the scope after the app ran (Starlette records the matched
-    route there); label children are cached, so a request costs two clock reads, one dict
-    lookup and one observation.
+    The route is read from the scope after the app ran (the router records the matched
+    route there); label children are cached by (route, method, status), so a request costs
+    two clock reads, one dict lookup and one observation.
     """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self._children: dict[tuple[int, str, int], Callable[[float], None]] = {}
+        self._templates: dict[int, str] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve and time the request."""
@@ -216,13 +217,36 @@ class MetricsMiddleware:
             key = (id(route), scope["method"], status)
             observe = self._children.get(key)
             if observe is None:
-                observe = self._child(key, route)
+                observe = self._child(key, route, scope)
             observe(elapsed)
 
-    def _child(self, key: tuple[int, str, int], route: object) -> Callable[[float], None]:
-        template = getattr(route, "path", None) or "unmatched"
+    def _child(
+        self, key: tuple[int, str, int], route: object, scope: Scope
+    ) -> Callable[[float], None]:
+        """The observation of a new (route, method, status): the cold path."""
+        if self._templates is None:
+            self._templates = _route_templates(scope.get("app"))
+        template = self._templates.get(key[0]) or getattr(route, "path", None) or "unmatched"
         method = key[1] if key[1] in _METHODS else "OTHER"
         observe = collectors().http_duration.labels(template, method, str(key[2])).observe
         if method != "OTHER":  # a client's invented methods must not grow the cache
             self._children[key] = observe
         return observe
+
+
+def _route_templates(app: object) -> dict[int, str]:
+    """Full path templates by route id: an included router's routes know only their own part.
+
+    (FastAPI records the router's route in the scope, ``/chat/completions``; its template
+    under the app is ``/api/chat/completions``.)
+    """
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # an older FastAPI: routes carry their full path themselves
+        return {}
+    routes = getattr(app, "routes", None) or []
+    templates: dict[int, str] = {}
+    for context in iter_route_contexts(routes):
+        if context.path_format:
+            templates.setdefault(id(context.original_route), context.path_format)
+    return templates
