@@ -342,6 +342,13 @@ class Settings(BaseSettings):
         default=None,
         description="Bearer token of `GET /metrics` (Prometheus); unset: the route answers 404.",
     )
+    prometheus_multiproc_dir: Path | None = Field(
+        default=None,
+        validation_alias="PROMETHEUS_MULTIPROC_DIR",
+        description="prometheus-client's multiprocess directory (several uvicorn workers): "
+        "every worker writes there and `/metrics` answers for all. It must be in the process "
+        "environment (prometheus-client reads it too), empty at start.",
+    )
 
     @field_validator("openai_api_key", "elevenlabs_api_key", "metrics_token")
     @classmethod

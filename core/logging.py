@@ -67,7 +67,9 @@ def configure_logging(level: str, *, json_logs: bool = True) -> None:
         else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
     root.setLevel(level)
-    for name in ("httpx", "httpx2", "httpcore", "chromadb"):
+    # aiosqlite too, even at DEBUG: it logs every statement with its parameters (document
+    # text, prompts, messages).
+    for name in ("httpx", "httpx2", "httpcore", "chromadb", "aiosqlite"):
         logging.getLogger(name).setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         # uvicorn's own handlers print plain text: route its records through ours.

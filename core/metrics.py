@@ -15,7 +15,6 @@ lists. Only ``org`` grows, with the customers: ``ahc_tokens_total`` and
 from __future__ import annotations
 
 import functools
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 if TYPE_CHECKING:
     from decimal import Decimal
+    from pathlib import Path
 
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -170,14 +170,13 @@ def watch_oldest_job(oldest_age: Callable[[], float]) -> Callable[[], None]:
 # --- the exposition ----------------------------------------------------------------------
 
 
-def render() -> bytes:
-    """The text exposition; in multiprocess mode, of every process writing to the directory."""
+def render(multiprocess_dir: Path | None = None) -> bytes:
+    """The text exposition; with a multiprocess directory, of every process writing there."""
     c = collectors()
     c.jobs_oldest_age.set(max((hook() for hook in list(_scrape_hooks)), default=0.0))
-    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if directory:
+    if multiprocess_dir is not None:
         registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=directory)
+        MultiProcessCollector(registry, path=str(multiprocess_dir))
         return generate_latest(registry)
     return generate_latest()
 

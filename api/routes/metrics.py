@@ -20,7 +20,8 @@ router = APIRouter(tags=["metrics"])
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
     """The process's metrics (every worker's in multiprocess mode)."""
-    secret = request.app.state.settings.metrics_token
+    settings = request.app.state.settings
+    secret = settings.metrics_token
     if secret is None:
         raise ApiError(404, "not_found", "Not Found")
     scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
@@ -32,4 +33,4 @@ async def metrics(request: Request) -> Response:
             "send 'Authorization: Bearer <AHC_METRICS_TOKEN>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    return Response(render(), media_type=CONTENT_TYPE)
+    return Response(render(settings.prometheus_multiproc_dir), media_type=CONTENT_TYPE)
