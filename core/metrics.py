@@ -5,7 +5,7 @@ so prometheus-client's multiprocess mode works as documented: with ``PROMETHEUS_
 in the environment, every worker writes its values there and a scrape of any worker answers
 for all of them (:func:`render`).
 
-Label cardinality is bounded on purpose: routes are templates (``/api/threads/{thread_id}``,
+Label cardinality is bounded on purpose: routes are templates (``/api/chat/threads/{thread_id}``,
 never the path), unmatched paths share ``route="unmatched"``, methods outside the usual set
 are ``OTHER``; models, providers, error codes and job tasks are the service's own short
 lists. Only ``org`` grows, with the customers: ``ahc_tokens_total`` and
