@@ -21,7 +21,7 @@ from langserve import add_routes
 from pydantic import BaseModel, ValidationError
 
 from api.router import router as api_router
-from api.routes import health
+from api.routes import health, metrics
 from api.runnable_turns import serialize_turns
 from api.turn_cleanup import TurnCleanupMiddleware
 from auth.cookie import TokenCookieMiddleware
@@ -32,6 +32,7 @@ from chains.prompt_playground import build_prompt_playground
 from core.config import Settings
 from core.errors import ApiError, install_error_handlers
 from core.logging import configure_logging
+from core.metrics import MetricsMiddleware
 from core.request_id import RequestIdMiddleware
 from db.models import RAG_THREAD_PREFIX
 from graphs.chat.graph import build_chat_graph
@@ -108,8 +109,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(TokenCookieMiddleware, verifier=verifier, secure=settings.cookie_secure)
     app.add_middleware(TurnCleanupMiddleware)  # ends the turns a response left open
+    if settings.metrics_token is not None:  # nobody can scrape otherwise: spare the hot path
+        app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)  # outermost: every response carries the id
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(api_router, prefix="/api")
     _add_runnable_routes(
         app,

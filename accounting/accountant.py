@@ -10,6 +10,7 @@ from accounting.callbacks import UsageCallbackHandler
 from accounting.events import CallContext, UsageRecord
 from accounting.pricing import PriceTable
 from accounting.recorder import UsageRecorder
+from core.metrics import observe_usage
 from core.tokenizer import count_text_tokens
 from providers.relay import RelayOutcome
 
@@ -31,7 +32,23 @@ class Accountant:
         self._provider_of = provider_of
 
     def record(self, context: CallContext, record: UsageRecord) -> None:
-        """Write the event, and settle the request's limit reservation with it."""
+        """Write the event, and settle the request's limit reservation with it.
+
+        Every entry point's model calls end here, so this is where they are counted for
+        ``/metrics`` too (once each, whichever path made them).
+        """
+        observe_usage(
+            org_id=record.org_id,
+            model=record.model,
+            provider=record.provider,
+            prompt_tokens=record.prompt_tokens,
+            completion_tokens=record.completion_tokens,
+            cost_usd=record.cost_usd,
+            latency_ms=record.latency_ms,
+            cached=record.cached,
+            status=record.status,
+            error_code=record.error_code,
+        )
         if not self.enabled:
             return
         self.recorder.record(record)

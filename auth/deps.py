@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 
 from auth.tokens import Principal, TokenVerifier
 from core.errors import ApiError
+from core.request_id import bind_caller
 
 COOKIE_NAME = "ahc_token"
 
@@ -46,6 +47,7 @@ def _authenticate(request: Request, token: str | None) -> Principal:
         )
     principal = _verifier(request).verify(token)
     request.state.principal = principal
+    bind_caller(principal.org_id, principal.user_id)  # the request's log lines name them
     return principal
 
 

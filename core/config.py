@@ -338,8 +338,19 @@ class Settings(BaseSettings):
     environment: Literal["development", "production", "test"] = "development"
     log_level: str = "INFO"
     json_logs: bool = Field(default=True, description="One JSON object per log line.")
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token of `GET /metrics` (Prometheus); unset: the route answers 404.",
+    )
+    prometheus_multiproc_dir: Path | None = Field(
+        default=None,
+        validation_alias="PROMETHEUS_MULTIPROC_DIR",
+        description="prometheus-client's multiprocess directory (several uvicorn workers): "
+        "every worker writes there and `/metrics` answers for all. It must be in the process "
+        "environment (prometheus-client reads it too), empty at start.",
+    )
 
-    @field_validator("openai_api_key", "elevenlabs_api_key")
+    @field_validator("openai_api_key", "elevenlabs_api_key", "metrics_token")
     @classmethod
     def _empty_key_is_none(cls, value: SecretStr | None) -> SecretStr | None:
         """An empty ``OPENAI_API_KEY=`` means "no key", not a key that fails upstream."""

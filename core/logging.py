@@ -1,4 +1,9 @@
-"""Structured logging: one JSON object per line, with the request id of the request."""
+"""Structured logging: one JSON object per line, with the request id and caller of the request.
+
+Log lines name the org and user (ids from the verified token), never the token itself,
+a key or a document's text: messages that could carry them are not written (tested in
+``tests/api/test_log_fields.py``).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import logging
 import re
 from datetime import UTC, datetime
 
-from core.request_id import current_request_id
+from core.request_id import current_caller, current_request_id
 
 _TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&\s\"]+")
 
@@ -28,7 +33,7 @@ class RedactTokens(logging.Filter):
 
 
 class JsonFormatter(logging.Formatter):
-    """``{"ts", "level", "logger", "message", "request_id", ...}`` per line."""
+    """``{"ts", "level", "logger", "message", "request_id", "org_id", "user_id", ...}``."""
 
     def format(self, record: logging.LogRecord) -> str:
         """Render one record as JSON."""
@@ -40,6 +45,9 @@ class JsonFormatter(logging.Formatter):
         }
         if (rid := current_request_id()) is not None:
             entry["request_id"] = rid
+        if (caller := current_caller()) is not None and caller.org_id is not None:
+            entry["org_id"] = caller.org_id
+            entry["user_id"] = caller.user_id
         if record.exc_info:
             entry["exc_info"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
@@ -59,7 +67,9 @@ def configure_logging(level: str, *, json_logs: bool = True) -> None:
         else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
     root.setLevel(level)
-    for name in ("httpx", "httpx2", "httpcore", "chromadb"):
+    # aiosqlite too, even at DEBUG: it logs every statement with its parameters (document
+    # text, prompts, messages).
+    for name in ("httpx", "httpx2", "httpcore", "chromadb", "aiosqlite"):
         logging.getLogger(name).setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         # uvicorn's own handlers print plain text: route its records through ours.

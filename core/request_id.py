@@ -1,4 +1,4 @@
-"""``x-request-id`` on every response, and in every log line of the request.
+"""``x-request-id`` on every response, and in every log line of the request (with its caller).
 
 Pure ASGI (no BaseHTTPMiddleware): a gateway pays for every microsecond. A client's own
 ``x-request-id`` (from ai-helper-back) is kept when it is sane, so one id follows a call
@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import uuid
 from contextvars import ContextVar
+from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,9 +20,34 @@ _VALID = re.compile(rb"^[A-Za-z0-9._:\-]{1,64}$")
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 
+@dataclass(slots=True)
+class Caller:
+    """Who the request is for, once authentication knows (for the log lines)."""
+
+    org_id: str | None = None
+    user_id: str | None = None
+
+
+caller_var: ContextVar[Caller | None] = ContextVar("caller", default=None)
+"""One mutable holder per request: authentication runs in a dependency, whose context
+changes would not reach the rest of the request; filling the shared holder does."""
+
+
 def current_request_id() -> str | None:
     """The id of the request being served (``None`` outside a request)."""
     return request_id_var.get()
+
+
+def current_caller() -> Caller | None:
+    """The caller of the request being served (``None`` outside a request)."""
+    return caller_var.get()
+
+
+def bind_caller(org_id: str, user_id: str) -> None:
+    """Name the authenticated caller of the current request in its log lines."""
+    caller = caller_var.get()
+    if caller is not None:
+        caller.org_id, caller.user_id = org_id, user_id
 
 
 class RequestIdMiddleware:
@@ -39,6 +65,7 @@ class RequestIdMiddleware:
         rid = incoming.decode() if incoming and _VALID.match(incoming) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = rid
         token = request_id_var.set(rid)
+        caller_token = caller_var.set(Caller())
         header = (HEADER, rid.encode())
 
         async def send_with_id(message: Message) -> None:
@@ -49,4 +76,5 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            caller_var.reset(caller_token)
             request_id_var.reset(token)

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.metrics import collectors, watch_oldest_job
 from jobs.queue import Handler, JobState
 
 logger = logging.getLogger(__name__)
@@ -27,6 +30,7 @@ class _Job:
     state: JobState = "queued"
     done: asyncio.Event = field(default_factory=asyncio.Event)
     runner: asyncio.Task[None] | None = None
+    queued_at: float = field(default_factory=time.monotonic)
 
 
 class InProcessJobQueue:
@@ -41,6 +45,7 @@ class InProcessJobQueue:
         self._keep_finished = keep_finished
         self._wakeup = asyncio.Condition()
         self._tasks: list[asyncio.Task[None]] = []
+        self._unwatch: Callable[[], None] | None = None
 
     def register(self, task: str, handler: Handler) -> None:
         """Make ``task`` runnable."""
@@ -59,6 +64,7 @@ class InProcessJobQueue:
         self._jobs[job_id] = job
         async with self._wakeup:
             self._queues.setdefault(org_id, deque()).append(job)
+            collectors().jobs_queued.labels(task).inc()
             self._wakeup.notify()
 
     async def cancel(self, job_id: str) -> bool:
@@ -70,6 +76,7 @@ class InProcessJobQueue:
             queue = self._queues.get(job.org_id)
             if queue is not None and job in queue:
                 queue.remove(job)
+                collectors().jobs_queued.labels(job.task).dec()
             self._finish(job, "cancelled")
             return True
         if job.runner is not None:
@@ -93,17 +100,25 @@ class InProcessJobQueue:
         return job.state if job is not None else "unknown"
 
     async def start(self) -> None:
-        """Start the workers."""
+        """Start the workers (and report the oldest waiting job's age to ``/metrics``)."""
+        self._unwatch = watch_oldest_job(self._oldest_age)
         self._tasks = [
             asyncio.create_task(self._work(), name=f"job-worker-{i}") for i in range(self._workers)
         ]
 
     async def aclose(self) -> None:
         """Cancel the workers and what they run."""
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        for queue in self._queues.values():  # they stay queued here, but no longer wait
+            for job in queue:
+                collectors().jobs_queued.labels(job.task).dec()
+        self._queues.clear()
 
     async def _next(self) -> _Job:
         """The next job, taking organizations in turn."""
@@ -115,6 +130,7 @@ class InProcessJobQueue:
                         del self._queues[org_id]
                         continue
                     job = queue.popleft()
+                    collectors().jobs_queued.labels(job.task).dec()
                     self._queues.move_to_end(org_id)  # this org goes to the back of the line
                     return job
                 await self._wakeup.wait()
@@ -123,6 +139,8 @@ class InProcessJobQueue:
         while True:
             job = await self._next()
             job.state = "running"
+            running = collectors().jobs_running.labels(job.task)
+            running.inc()
             job.runner = asyncio.create_task(
                 self._handlers[job.task](job.payload), name=f"job-{job.task}-{job.job_id}"
             )
@@ -139,10 +157,18 @@ class InProcessJobQueue:
             except Exception:
                 logger.exception("job %s (%s) failed", job.job_id, job.task)
                 self._finish(job, "failed")
+            finally:
+                running.dec()
+
+    def _oldest_age(self) -> float:
+        """Seconds the oldest waiting job has waited (0 when none waits)."""
+        heads = [queue[0].queued_at for queue in self._queues.values() if queue]
+        return time.monotonic() - min(heads) if heads else 0.0
 
     def _finish(self, job: _Job, state: JobState) -> None:
         job.state = state
         job.runner = None
+        collectors().jobs_finished.labels(job.task, state).inc()
         job.done.set()
         self._finished.append(job.job_id)
         while len(self._finished) > self._keep_finished:

@@ -23,6 +23,7 @@ from accounting.pricing import PriceTable
 from auth.tokens import Principal
 from core.errors import ApiError
 from core.keys import scoped_key
+from core.metrics import count_limit_rejection
 from core.tokenizer import count_text_tokens
 from limits.counters import Check, Counters
 from limits.store import LimitStore, LimitValues
@@ -216,6 +217,7 @@ class LimitEnforcer:
             window = plan.windows[_LIMITS[name][0]]
             whose = "organization's" if scope == "org" else "user's"
             limit = getattr(dict(scopes)[scope], name)
+            count_limit_rejection(name, scope)
             raise ApiError(
                 429,
                 "limit_exceeded",
