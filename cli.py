@@ -1,4 +1,4 @@
-"""The ``ai-helper-core`` command: ``serve``, ``token`` and ``db upgrade``."""
+"""The ``ai-helper-core`` command: ``serve``, ``worker``, ``token`` and ``db upgrade``."""
 
 from __future__ import annotations
 
@@ -40,6 +40,49 @@ def serve(
         reload=reload,
         log_level=settings.log_level.lower(),
         proxy_headers=True,
+    )
+
+
+@app.command()
+def worker(
+    concurrency: int = typer.Option(
+        None, min=1, help="Jobs run at once (default: AHC_KNOWLEDGE_WORKERS)."
+    ),
+    queues: str = typer.Option(
+        "", help="Queues to work, comma-separated: knowledge, prompt (default: all)."
+    ),
+    migrate: bool = typer.Option(False, help="Run `db upgrade` first."),
+    recover: bool = typer.Option(
+        False, help="First re-queue accepted, unfinished documents and evaluations."
+    ),
+) -> None:
+    """Run background jobs (ingestion, re-embedding, evaluations) from the shared queue."""
+    import asyncio
+
+    from pydantic import ValidationError
+
+    from core.logging import configure_logging
+    from jobs.procrastinate_queue import parse_queues
+    from services.worker import run_worker
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        messages = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        typer.echo(f"error: {messages}", err=True)
+        raise typer.Exit(2) from None
+    if settings.job_queue != "procrastinate":
+        typer.echo("error: `worker` needs AHC_JOB_QUEUE=procrastinate (and PostgreSQL)", err=True)
+        raise typer.Exit(2)
+    configure_logging(settings.log_level, json_logs=settings.json_logs)
+    asyncio.run(
+        run_worker(
+            settings,
+            concurrency=concurrency or settings.knowledge_workers,
+            queues=parse_queues([queues]),
+            migrate=migrate,
+            recover=recover,
+        )
     )
 
 
