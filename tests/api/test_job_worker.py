@@ -139,3 +139,36 @@ def test_worker_processes_run_jobs_survive_kill_9_and_obey_cancel(
 def embedding_calls(fake_openai: FakeOpenAI) -> int:
     """Embedding requests the fake upstream has received."""
     return sum(1 for r in fake_openai.requests if r.path.endswith("/embeddings"))
+
+
+def test_the_api_process_runs_jobs_itself_by_default(
+    tmp_path: Path, fake_openai: FakeOpenAI, pg_url: str
+) -> None:
+    factory = ServiceFactory(tmp_path, fake_openai.base_url, pg_url)
+    empty_service_tables(factory)
+    try:
+        api = factory.start(
+            job_queue="procrastinate",
+            job_schema=f"ahc_jobs_{uuid.uuid4().hex[:8]}",
+            knowledge_inline_max_bytes=200,
+            embedding_model="text-embedding-3-small",
+        )
+        small = upload(api, [("small.txt", b"The VPN client is GlobalProtect.")])
+        assert small.json()["documents"][0]["status"] == "ready"  # waited for inline
+        large = upload(api, [("vpn.txt", TEXT.encode())]).json()["documents"][0]
+        wait_until(lambda: status(api, large["id"])["status"] == "ready")
+    finally:
+        factory.close()
+
+
+def test_procrastinate_needs_postgresql(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    env = {"AHC_JOB_QUEUE": "procrastinate", "AHC_DATA_DIR": str(tmp_path)}
+    result = CliRunner().invoke(app, ["worker"], env=env)
+    assert result.exit_code == 2
+    assert "AHC_JOB_QUEUE=procrastinate needs PostgreSQL" in result.output
+    plain = CliRunner().invoke(app, ["worker"], env={"AHC_DATA_DIR": str(tmp_path)})
+    assert plain.exit_code == 2 and "AHC_JOB_QUEUE=procrastinate" in plain.output
