@@ -246,6 +246,12 @@ class Settings(BaseSettings):
     job_retry_backoff_max_seconds: float = Field(
         default=300.0, gt=0, description="Longest wait between two retries."
     )
+    job_shutdown_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="On SIGTERM a worker lets running jobs finish this long, then hands "
+        "them back to the queue (they run again, idempotently, elsewhere).",
+    )
     job_stalled_seconds: float = Field(
         default=30.0,
         gt=0,

@@ -100,6 +100,10 @@ class WorkerOptions:
     """A worker silent this long is dead: its running jobs go back to the queue."""
     poll_seconds: float = 2.0
     """Fallback fetch interval (new jobs normally arrive by LISTEN/NOTIFY)."""
+    shutdown_seconds: float = 10.0
+    """On stop, running jobs get this long to finish; then they go back to the queue."""
+    keep_hours: int = 24 * 7
+    """Finished jobs (their visible status) are deleted after this long."""
 
 
 class ProcrastinateJobQueue:
@@ -221,40 +225,33 @@ class ProcrastinateJobQueue:
             delay = min(delay * 2, 0.5)
 
     async def _latest(self, job_id: str) -> dict[str, Any] | None:
-        row: dict[str, Any] = await self._app.connector.execute_query_one_async(
-            "SELECT max(id) AS id FROM procrastinate_jobs WHERE lock = %(lock)s", lock=job_id
+        """The newest run of ``job_id`` (a retried or re-enqueued job has several)."""
+        rows: list[dict[str, Any]] = await self._app.connector.execute_query_all_async(
+            "SELECT id, status FROM procrastinate_jobs WHERE lock = %(lock)s "
+            "ORDER BY id DESC LIMIT 1",
+            lock=job_id,
         )
-        if row["id"] is None:
-            return None
-        status: dict[str, Any] = await self._app.connector.execute_query_one_async(
-            "SELECT id, status FROM procrastinate_jobs WHERE id = %(id)s", id=row["id"]
-        )
-        return status
+        return rows[0] if rows else None
 
     async def _work(self, options: WorkerOptions) -> None:
+        settings: dict[str, Any] = {
+            "concurrency": options.concurrency,
+            "install_signal_handlers": False,
+            "fetch_job_polling_interval": options.poll_seconds,
+            "abort_job_polling_interval": 1.0,
+            "update_heartbeat_interval": max(0.5, options.stalled_seconds / 4),
+            "stalled_worker_timeout": options.stalled_seconds,
+            "shutdown_graceful_timeout": options.shutdown_seconds,
+        }
         if options.queues:
-            await self._app.run_worker_async(
-                queues=list(options.queues),
-                concurrency=options.concurrency,
-                install_signal_handlers=False,
-                fetch_job_polling_interval=options.poll_seconds,
-                abort_job_polling_interval=1.0,
-                update_heartbeat_interval=max(0.5, options.stalled_seconds / 4),
-                stalled_worker_timeout=options.stalled_seconds,
-            )
-            return
-        await self._app.run_worker_async(
-            concurrency=options.concurrency,
-            install_signal_handlers=False,
-            fetch_job_polling_interval=options.poll_seconds,
-            abort_job_polling_interval=1.0,
-            update_heartbeat_interval=max(0.5, options.stalled_seconds / 4),
-            stalled_worker_timeout=options.stalled_seconds,
-        )
+            settings["queues"] = list(options.queues)
+        await self._app.run_worker_async(**settings)
 
     async def _sweep(self, options: WorkerOptions) -> None:
-        """Hand the jobs of dead workers (no heartbeat for ``stalled_seconds``) back."""
+        """Hand the jobs of dead workers back; forget finished jobs after ``keep_hours``."""
         manager = self._app.job_manager
+        loop = asyncio.get_running_loop()
+        next_cleanup = loop.time()
         while True:
             await asyncio.sleep(max(0.5, options.stalled_seconds / 2))
             try:
@@ -266,6 +263,14 @@ class ProcrastinateJobQueue:
                         continue
                     logger.warning("job %s (%s) lost its worker: re-queued", job.id, job.task_name)
                     await manager.retry_job(job)
+                if loop.time() >= next_cleanup:
+                    next_cleanup = loop.time() + 3600
+                    await manager.delete_old_jobs(
+                        nb_hours=options.keep_hours,
+                        include_failed=True,
+                        include_cancelled=True,
+                        include_aborted=True,
+                    )
             except Exception:
                 logger.exception("could not re-queue stalled jobs")
 

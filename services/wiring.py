@@ -120,7 +120,9 @@ def open_jobs(settings: Settings, *, worker: WorkerOptions | bool | None = None)
     options: WorkerOptions | None
     if worker is True:
         options = WorkerOptions(
-            concurrency=settings.knowledge_workers, stalled_seconds=settings.job_stalled_seconds
+            concurrency=settings.knowledge_workers,
+            stalled_seconds=settings.job_stalled_seconds,
+            shutdown_seconds=settings.job_shutdown_seconds,
         )
     else:
         options = worker or None

@@ -39,7 +39,10 @@ async def run_worker(
     """
     await prepare_runtime(settings, migrate=migrate)
     options = WorkerOptions(
-        concurrency=concurrency, queues=queues, stalled_seconds=settings.job_stalled_seconds
+        concurrency=concurrency,
+        queues=queues,
+        stalled_seconds=settings.job_stalled_seconds,
+        shutdown_seconds=settings.job_shutdown_seconds,
     )
     async with AsyncExitStack() as stack:
         storage = await open_storage(stack, settings)

@@ -56,6 +56,7 @@ def setup(
         "AHC_JOB_QUEUE": "procrastinate",
         "AHC_JOB_SCHEMA": schema,
         "AHC_JOB_STALLED_SECONDS": "2",
+        "AHC_JOB_SHUTDOWN_SECONDS": "1",
         "AHC_CHROMA_URL": chroma_server,
         "AHC_DATA_DIR": str(tmp_path / "worker-data"),
         "AHC_OPENAI_API_KEY": "sk-service-key",

@@ -35,7 +35,7 @@ async def queues(pg_url: str) -> AsyncIterator[QueueFactory]:
         await queue.aclose()
 
 
-FAST = WorkerOptions(concurrency=2, stalled_seconds=2.0, poll_seconds=0.2)
+FAST = WorkerOptions(concurrency=2, stalled_seconds=2.0, poll_seconds=0.2, shutdown_seconds=0.5)
 
 
 async def test_a_job_runs_once_and_its_state_is_visible(queues: QueueFactory) -> None:
@@ -130,3 +130,31 @@ async def test_orgs_take_turns(queues: QueueFactory) -> None:
     await worker.start()
     assert await api.wait("a3", 10) == "done"
     assert order[:2] == ["a0", "b0"]  # org-b's only job does not wait for org-a's bulk
+
+
+async def test_a_stopping_worker_hands_its_job_back(queues: QueueFactory) -> None:
+    started = asyncio.Event()
+    runs = 0
+
+    async def slow(payload: dict[str, Any]) -> None:
+        nonlocal runs
+        runs += 1
+        if runs == 1:
+            started.set()
+            await asyncio.sleep(30)
+
+    api = queues()
+    api.register("area.slow", slow)
+    await api.start()
+    first = queues(FAST)
+    first.register("area.slow", slow)
+    await first.start()
+    await api.enqueue("area.slow", {}, org_id="org-a", job_id="s")
+    await asyncio.wait_for(started.wait(), 10)
+    await first.aclose()  # a graceful stop (SIGTERM) mid-job
+    assert await api.state("s") == "queued"
+    second = queues(FAST)
+    second.register("area.slow", slow)
+    await second.start()
+    assert await api.wait("s", 10) == "done"
+    assert runs == 2
