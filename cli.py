@@ -106,13 +106,13 @@ def token(
 
 @db_app.command("upgrade")
 def db_upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> None:
-    """Apply migrations (also LangGraph's checkpoint tables)."""
+    """Apply migrations (also LangGraph's checkpoint tables and procrastinate's job tables)."""
     _upgrade(Settings(), revision)
     typer.echo(f"database at {revision}")
 
 
 def _upgrade(settings: Settings, revision: str) -> None:
-    """The service's migrations, then LangGraph's checkpoint tables."""
+    """The service's migrations, LangGraph's checkpoint tables, the job queue's tables."""
     import asyncio
 
     from db.migrate import upgrade
@@ -123,6 +123,10 @@ def _upgrade(settings: Settings, revision: str) -> None:
     async def _checkpointer() -> None:
         async with open_checkpointer(settings):
             pass
+        if settings.job_queue == "procrastinate":
+            from jobs.procrastinate_queue import ensure_schema, libpq_url
+
+            await ensure_schema(libpq_url(settings.resolved_database_url), settings.job_schema)
 
     asyncio.run(_checkpointer())
 

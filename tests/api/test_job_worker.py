@@ -173,3 +173,30 @@ def test_procrastinate_needs_postgresql(tmp_path: Path) -> None:
     assert "AHC_JOB_QUEUE=procrastinate needs PostgreSQL" in result.output
     plain = CliRunner().invoke(app, ["worker"], env={"AHC_DATA_DIR": str(tmp_path)})
     assert plain.exit_code == 2 and "AHC_JOB_QUEUE=procrastinate" in plain.output
+
+
+def test_db_upgrade_creates_the_job_tables_in_their_schema(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import sqlalchemy as sa
+    from typer.testing import CliRunner
+
+    from cli import app
+    from db.migrate import sync_url
+
+    schema = f"ahc_jobs_{uuid.uuid4().hex[:8]}"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AHC_DATABASE_URL", pg_url)
+    monkeypatch.setenv("AHC_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("AHC_JOB_QUEUE", "procrastinate")
+    monkeypatch.setenv("AHC_JOB_SCHEMA", schema)
+    for _ in range(2):  # idempotent
+        result = CliRunner().invoke(app, ["db", "upgrade"])
+        assert result.exit_code == 0, result.output
+    engine = sa.create_engine(sync_url(pg_url))
+    try:
+        inspector = sa.inspect(engine)
+        assert "procrastinate_jobs" in inspector.get_table_names(schema=schema)
+        assert not any(n.startswith("procrastinate") for n in inspector.get_table_names())
+    finally:
+        engine.dispose()
