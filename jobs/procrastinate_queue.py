@@ -47,12 +47,12 @@ _STATES: dict[str, JobState] = {
     "cancelled": "cancelled",
     "aborted": "cancelled",
 }
-_TRANSIENT: tuple[type[BaseException], ...] = (OSError, TimeoutError, asyncio.CancelledError)
+_TRANSIENT: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
 _FINISHED: frozenset[JobState] = frozenset({"done", "failed", "cancelled", "unknown"})
 
 
 def queue_for(task: str) -> str:
-    """The procrastinate queue of a task: its area (``knowledge``, ``evaluations``...)."""
+    """The procrastinate queue of a task: its area (``knowledge``, ``prompt``)."""
     return task.split(".", 1)[0] if "." in task else task
 
 
@@ -65,10 +65,12 @@ def libpq_url(database_url: str) -> str:
 def _transient(exception: BaseException) -> bool:
     """Whether a failure may pass by itself: network, timeouts, a dropped DB connection."""
     if isinstance(exception, _TRANSIENT):
-        return True  # a cancel that reaches here is a worker's shutdown: hand the job back
+        return True
+    import httpx
+    import psycopg
     from sqlalchemy.exc import DBAPIError, OperationalError
 
-    if isinstance(exception, OperationalError):
+    if isinstance(exception, OperationalError | psycopg.OperationalError | httpx.TransportError):
         return True
     return isinstance(exception, DBAPIError) and bool(exception.connection_invalidated)
 
@@ -82,7 +84,12 @@ class Backoff(BaseRetryStrategy):
     cap: float
 
     def get_retry_decision(self, *, exception: BaseException, job: Job) -> RetryDecision | None:
-        """A later retry for a transient failure, none for the rest."""
+        """A later retry for a transient failure, none for the rest.
+
+        A job stopped by its worker's shutdown always goes back, at once: that is no failure.
+        """
+        if isinstance(exception, asyncio.CancelledError):
+            return RetryDecision(retry_in={"seconds": 0})
         if job.attempts + 1 >= self.max_attempts or not _transient(exception):
             return None
         seconds = min(self.cap, self.first * 2**job.attempts)
@@ -304,6 +311,6 @@ async def ensure_schema(conninfo: str, schema: str) -> None:
 
 
 def parse_queues(values: Iterable[str]) -> tuple[str, ...] | None:
-    """``--queues knowledge,evaluations`` (repeatable) as a tuple; None for every queue."""
+    """``--queues knowledge,prompt`` as a tuple; None for every queue."""
     names = tuple(n.strip() for v in values for n in v.split(",") if n.strip())
     return names or None
