@@ -1,4 +1,4 @@
-"""The ``ai-helper-core`` command: ``serve``, ``token`` and ``db upgrade``."""
+"""The ``ai-helper-core`` command: ``serve``, ``worker``, ``token`` and ``db upgrade``."""
 
 from __future__ import annotations
 
@@ -44,6 +44,49 @@ def serve(
 
 
 @app.command()
+def worker(
+    concurrency: int = typer.Option(
+        None, min=1, help="Jobs run at once (default: AHC_KNOWLEDGE_WORKERS)."
+    ),
+    queues: str = typer.Option(
+        "", help="Queues to work, comma-separated: knowledge, prompt (default: all)."
+    ),
+    migrate: bool = typer.Option(False, help="Run `db upgrade` first."),
+    recover: bool = typer.Option(
+        False, help="First re-queue accepted, unfinished documents and evaluations."
+    ),
+) -> None:
+    """Run background jobs (ingestion, re-embedding, evaluations) from the shared queue."""
+    import asyncio
+
+    from pydantic import ValidationError
+
+    from core.logging import configure_logging
+    from jobs.procrastinate_queue import parse_queues
+    from services.worker import run_worker
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        messages = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        typer.echo(f"error: {messages}", err=True)
+        raise typer.Exit(2) from None
+    if settings.job_queue != "procrastinate":
+        typer.echo("error: `worker` needs AHC_JOB_QUEUE=procrastinate (and PostgreSQL)", err=True)
+        raise typer.Exit(2)
+    configure_logging(settings.log_level, json_logs=settings.json_logs)
+    asyncio.run(
+        run_worker(
+            settings,
+            concurrency=concurrency or settings.knowledge_workers,
+            queues=parse_queues([queues]),
+            migrate=migrate,
+            recover=recover,
+        )
+    )
+
+
+@app.command()
 def token(
     org: str = typer.Option(..., help="Organization id (the org_id claim)."),
     user: str = typer.Option(..., help="User id (the sub claim)."),
@@ -63,13 +106,13 @@ def token(
 
 @db_app.command("upgrade")
 def db_upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> None:
-    """Apply migrations (also LangGraph's checkpoint tables)."""
+    """Apply migrations (also LangGraph's checkpoint tables and procrastinate's job tables)."""
     _upgrade(Settings(), revision)
     typer.echo(f"database at {revision}")
 
 
 def _upgrade(settings: Settings, revision: str) -> None:
-    """The service's migrations, then LangGraph's checkpoint tables."""
+    """The service's migrations, LangGraph's checkpoint tables, the job queue's tables."""
     import asyncio
 
     from db.migrate import upgrade
@@ -80,6 +123,10 @@ def _upgrade(settings: Settings, revision: str) -> None:
     async def _checkpointer() -> None:
         async with open_checkpointer(settings):
             pass
+        if settings.job_queue == "procrastinate":
+            from jobs.procrastinate_queue import ensure_schema, libpq_url
+
+            await ensure_schema(libpq_url(settings.resolved_database_url), settings.job_schema)
 
     asyncio.run(_checkpointer())
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -222,6 +222,42 @@ class Settings(BaseSettings):
     knowledge_workers: int = Field(
         default=2, ge=1, description="Concurrent background ingestion jobs (fair between orgs)."
     )
+
+    # --- background jobs ---------------------------------------------------------------
+    job_queue: Literal["in_process", "procrastinate"] = Field(
+        default="in_process",
+        description="Where background jobs wait: in this process (the embedded default) or "
+        "in PostgreSQL with procrastinate (scale-out; needs a PostgreSQL database_url).",
+    )
+    job_schema: str = Field(
+        default="ahc_jobs", description="PostgreSQL schema of procrastinate's job tables."
+    )
+    job_run_in_api: bool = Field(
+        default=True,
+        description="With procrastinate: the API process also runs jobs (knowledge_workers "
+        "at a time); false leaves them to `ai-helper-core worker` processes.",
+    )
+    job_max_attempts: int = Field(
+        default=5, ge=1, description="Runs of a job that fails transiently (network, DB)."
+    )
+    job_retry_backoff_seconds: float = Field(
+        default=2.0, gt=0, description="Wait before the first retry; doubles each time."
+    )
+    job_retry_backoff_max_seconds: float = Field(
+        default=300.0, gt=0, description="Longest wait between two retries."
+    )
+    job_shutdown_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="On SIGTERM a worker lets running jobs finish this long, then hands "
+        "them back to the queue (they run again, idempotently, elsewhere).",
+    )
+    job_stalled_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="A worker without heartbeat this long is dead: its running jobs are "
+        "queued again (and re-run idempotently) by the live workers.",
+    )
     rag_min_similarity: dict[str, float] = Field(
         default={
             "local-use": 0.30,
@@ -357,6 +393,16 @@ class Settings(BaseSettings):
         if value is not None and not value.get_secret_value().strip():
             return None
         return value
+
+    @model_validator(mode="after")
+    def _job_queue_needs_postgres(self) -> Settings:
+        """Procrastinate keeps its jobs in PostgreSQL: refuse it on SQLite at start-up."""
+        if self.job_queue == "procrastinate" and not self.is_postgres:
+            raise ValueError(
+                "AHC_JOB_QUEUE=procrastinate needs PostgreSQL: set AHC_DATABASE_URL to a "
+                "postgresql+psycopg:// URL, or use AHC_JOB_QUEUE=in_process"
+            )
+        return self
 
     @property
     def resolved_database_url(self) -> str:

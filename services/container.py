@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from accounting.accountant import Accountant
 from core.config import Settings
 from core.vectorstore import ChromaClientProvider
-from jobs.in_process import InProcessJobQueue
+from jobs.queue import JobQueue
 from limits.enforcer import LimitEnforcer
 from providers.keys import ProviderKeyStore
 from providers.registry import ModelRegistry
@@ -32,6 +32,7 @@ from services.threads import ThreadStore
 from services.turn_locks import TurnLocks
 from services.wiring import (
     open_gateway,
+    open_jobs,
     open_knowledge,
     open_metering,
     open_models,
@@ -62,7 +63,7 @@ class Services:
     limits: LimitEnforcer
     provider_keys: ProviderKeyStore
     metering: MeteringGate
-    jobs: InProcessJobQueue
+    jobs: JobQueue
     knowledge: KnowledgeService
     knowledge_query: KnowledgeQuery
     embeddings: EmbeddingService
@@ -87,7 +88,7 @@ async def open_services(
         await open_models(stack, settings, registry)
         metering = await open_metering(stack, settings, storage, registry)
         speech = await open_speech(stack, settings, metering)
-        jobs = InProcessJobQueue(workers=settings.knowledge_workers)
+        jobs = open_jobs(settings)
         knowledge = await open_knowledge(stack, settings, storage, metering, jobs)
         prompt_templates = PromptTemplates(storage.sessions)
         prompt_evaluations = PromptEvaluations(
@@ -112,10 +113,15 @@ async def open_services(
         )
         await jobs.start()
         stack.push_async_callback(jobs.aclose)
-        if recovered := await knowledge.service.recover():
-            logger.info("re-queued %d documents accepted before the restart", recovered)
-        if evaluations := await prompt_evaluations.recover():
-            logger.info("re-queued %d prompt evaluations interrupted by the restart", evaluations)
+        if settings.job_queue == "in_process":
+            # The in-process queue forgets its jobs; a real queue keeps them (and
+            # `ai-helper-core worker --recover` re-queues what predates it, once).
+            if recovered := await knowledge.service.recover():
+                logger.info("re-queued %d documents accepted before the restart", recovered)
+            if evaluations := await prompt_evaluations.recover():
+                logger.info(
+                    "re-queued %d prompt evaluations interrupted by the restart", evaluations
+                )
         yield Services(
             settings=settings,
             engine=storage.engine,

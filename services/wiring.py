@@ -27,6 +27,8 @@ from core.vectorstore import ChromaClientProvider
 from db.migrate import upgrade
 from db.session import create_engine, create_sessionmaker
 from graphs.checkpointer import open_checkpointer
+from jobs.in_process import InProcessJobQueue
+from jobs.procrastinate_queue import Backoff, ProcrastinateJobQueue, WorkerOptions
 from jobs.queue import JobQueue
 from knowledge.vectors import VectorStore
 from limits.counters import Counters, MemoryCounters, RedisCounters
@@ -102,6 +104,38 @@ async def prepare_runtime(settings: Settings, *, migrate: bool) -> None:
     await asyncio.to_thread(encoding_for, "gpt-4o-mini")
     if migrate:
         await asyncio.to_thread(upgrade, settings)
+
+
+def open_jobs(settings: Settings, *, worker: WorkerOptions | bool | None = None) -> JobQueue:
+    """The job queue the settings choose (not started: register the job table first).
+
+    ``worker``: with procrastinate, how this process works jobs; ``None`` follows
+    ``job_run_in_api`` (the API process), ``False`` only enqueues. The in-process queue
+    always runs its jobs here. The caller starts it and closes it (``aclose``).
+    """
+    if settings.job_queue == "in_process":
+        return InProcessJobQueue(workers=settings.knowledge_workers)
+    if worker is None:
+        worker = settings.job_run_in_api
+    options: WorkerOptions | None
+    if worker is True:
+        options = WorkerOptions(
+            concurrency=settings.knowledge_workers,
+            stalled_seconds=settings.job_stalled_seconds,
+            shutdown_seconds=settings.job_shutdown_seconds,
+        )
+    else:
+        options = worker or None
+    return ProcrastinateJobQueue(
+        database_url=settings.resolved_database_url,
+        schema=settings.job_schema,
+        retry=Backoff(
+            max_attempts=settings.job_max_attempts,
+            first=settings.job_retry_backoff_seconds,
+            cap=settings.job_retry_backoff_max_seconds,
+        ),
+        worker=options,
+    )
 
 
 async def open_storage(stack: AsyncExitStack, settings: Settings) -> Storage:
