@@ -243,3 +243,18 @@ def test_deeply_nested_json_on_the_api_is_4xx(service: RunningService) -> None:
         timeout=30,
     )
     assert 400 <= response.status_code < 500, response.text[:200]
+
+
+# --- decompression bombs ------------------------------------------------------------------
+
+
+def test_docx_bomb_upload_is_413_naming_the_file_and_cap(services: ServiceFactory) -> None:
+    from tests.support.knowledge import upload
+    from tests.unit.test_loader_bombs import docx_bomb
+
+    service = services.start(embedding_model="text-embedding-3-small")
+    response = upload(service, [("bomb.docx", docx_bomb(80 * 1024 * 1024))])
+    assert response.status_code == 413, response.text
+    error = response.json()["error"]
+    assert error["code"] == "document_too_large"
+    assert "bomb.docx" in error["message"] and "cap" in error["message"]
