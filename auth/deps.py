@@ -56,24 +56,23 @@ async def _limited(request: Request, read_token: Callable[[], str | None]) -> Pr
     """Authenticate, counting rejected credentials per client address (``auth.failures``).
 
     A missing token is not counted (a client without one is not guessing); a malformed,
-    forged or expired one is. A blocked address gets 429 before any verification.
+    forged or expired one is, and past the limit it is answered 429 instead of 401. Valid
+    tokens pay nothing for this.
     """
-    limiter: AuthFailureLimiter | None = getattr(request.app.state, "auth_failures", None)
-    if limiter is None:
-        return _authenticate(request, read_token())
-    client = request.client.host if request.client else "unknown"
-    if (wait := await limiter.blocked_for(client)) > 0:
-        raise ApiError(
-            429,
-            "too_many_auth_failures",
-            "too many rejected credentials from this address; retry later",
-            headers={"Retry-After": str(max(1, math.ceil(wait)))},
-        )
     try:
         return _authenticate(request, read_token())
     except ApiError as exc:
-        if exc.status_code == 401 and exc.code != "missing_token":
-            await limiter.record_failure(client)
+        limiter: AuthFailureLimiter | None = getattr(request.app.state, "auth_failures", None)
+        if limiter is None or exc.status_code != 401 or exc.code == "missing_token":
+            raise
+        client = request.client.host if request.client else "unknown"
+        if (wait := await limiter.record_failure(client)) > 0:
+            raise ApiError(
+                429,
+                "too_many_auth_failures",
+                "too many rejected credentials from this address; retry later",
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            ) from exc
         raise
 
 

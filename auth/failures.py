@@ -1,11 +1,12 @@
 """Rate limiting of repeated authentication failures per client address.
 
 A client whose credentials were rejected ``limit`` times within ``window`` seconds gets
-429 (with ``Retry-After``) for every credentialed request until the window ends, so tokens
-cannot be guessed at line rate and a misconfigured client stops hammering the verifier.
-With ``AHC_REDIS_URL`` the counts live in Redis (fixed windows, ``INCR`` + ``EXPIRE``) and
-hold across instances; otherwise in process (bounded). A Redis outage lets requests
-through (logged): authentication itself still applies.
+429 (with ``Retry-After``) instead of 401 for every further rejected credential until the
+window ends: a guesser learns nothing more and a misconfigured client is told to back off.
+Only failures are counted, so a valid token costs nothing extra (no Redis round trip on
+the hot path). With ``AHC_REDIS_URL`` the counts live in Redis (fixed windows, ``INCR`` +
+``PEXPIRE NX``) and hold across instances; otherwise in process (bounded). A Redis outage
+degrades to plain 401s (logged).
 """
 
 from __future__ import annotations
@@ -28,12 +29,8 @@ MAX_TRACKED_CLIENTS = 100_000
 class AuthFailureLimiter(Protocol):
     """Counts rejected credentials per client address."""
 
-    async def blocked_for(self, client: str) -> float:
-        """Seconds ``client`` must still wait (0: not blocked)."""
-        ...
-
-    async def record_failure(self, client: str) -> None:
-        """Count one rejected credential of ``client``."""
+    async def record_failure(self, client: str) -> float:
+        """Count one rejected credential of ``client``: seconds it is blocked (0: not)."""
         ...
 
 
@@ -45,20 +42,8 @@ class MemoryAuthFailures:
         self._window = window
         self._windows: OrderedDict[str, tuple[float, int]] = OrderedDict()
 
-    async def blocked_for(self, client: str) -> float:
-        """Seconds left in a full window of ``client``."""
-        entry = self._windows.get(client)
-        if entry is None:
-            return 0.0
-        started, count = entry
-        left = started + self._window - time.monotonic()
-        if left <= 0:
-            del self._windows[client]
-            return 0.0
-        return left if count >= self._limit else 0.0
-
-    async def record_failure(self, client: str) -> None:
-        """Start or extend ``client``'s window."""
+    async def record_failure(self, client: str) -> float:
+        """Start or extend ``client``'s window; past the limit, the rest of the window."""
         now = time.monotonic()
         started, count = self._windows.get(client, (now, 0))
         if started + self._window <= now:
@@ -67,6 +52,7 @@ class MemoryAuthFailures:
         self._windows.move_to_end(client)
         while len(self._windows) > MAX_TRACKED_CLIENTS:
             self._windows.popitem(last=False)
+        return started + self._window - now if count + 1 > self._limit else 0.0
 
 
 class RedisAuthFailures:
@@ -78,32 +64,21 @@ class RedisAuthFailures:
         self._limit = limit
         self._window_ms = max(1, int(window * 1000))
 
-    def _key(self, client: str) -> str:
-        return self._prefix + scoped_key("auth-failures", client, sep=":")
-
-    async def blocked_for(self, client: str) -> float:
-        """Seconds left in a full window of ``client`` (0 when Redis does not answer)."""
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.get(self._key(client))
-                pipe.pttl(self._key(client))
-                count, ttl_ms = await pipe.execute()
-        except Exception:  # an outage must not lock every client out
-            logger.warning("auth failure counter unavailable (Redis)", exc_info=True)
-            return 0.0
-        if count is None or int(count) < self._limit or ttl_ms is None or ttl_ms <= 0:
-            return 0.0
-        return float(ttl_ms) / 1000
-
-    async def record_failure(self, client: str) -> None:
-        """Count the failure; the first of a window sets its expiry."""
+    async def record_failure(self, client: str) -> float:
+        """Count the failure (the window's first sets its expiry); 0 when Redis is down."""
+        key = self._prefix + scoped_key("auth-failures", client, sep=":")
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.incr(self._key(client))
-                pipe.pexpire(self._key(client), self._window_ms, nx=True)
-                await pipe.execute()
-        except Exception:  # likewise: counting is best effort
+                pipe.incr(key)
+                pipe.pexpire(key, self._window_ms, nx=True)
+                pipe.pttl(key)
+                count, _, ttl_ms = await pipe.execute()
+        except Exception:  # an outage must not turn every rejection into a 500
             logger.warning("auth failure counter unavailable (Redis)", exc_info=True)
+            return 0.0
+        if int(count) <= self._limit:
+            return 0.0
+        return max(float(ttl_ms), 1.0) / 1000
 
 
 @asynccontextmanager
