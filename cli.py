@@ -15,6 +15,23 @@ knowledge_app = typer.Typer(help="Knowledge-base maintenance.", no_args_is_help=
 app.add_typer(knowledge_app, name="knowledge")
 
 
+def checked_settings() -> Settings:
+    """The settings, checked; a bad one ends the command with one line and exit code 2.
+
+    Shared by the commands that start long-running processes (``serve``), so an operator
+    reads ``AHC_REDIS_URL: Redis does not answer (...)``, never a traceback.
+    """
+    from core.startup_checks import ConfigError, check_settings, load_settings
+
+    try:
+        settings = load_settings()
+        check_settings(settings)
+    except ConfigError as exc:
+        typer.echo(f"ai-helper-core: configuration error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    return settings
+
+
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to bind."),
@@ -27,7 +44,7 @@ def serve(
 
     import uvicorn
 
-    settings = Settings()
+    settings = checked_settings()
     if settings.migrate_on_start and (workers > 1 or reload):
         # Migrate once here, not concurrently in every worker process.
         _upgrade(settings, "head")

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any, cast
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from langchain_core.callbacks import BaseCallbackManager
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
 from langserve import add_routes
@@ -26,14 +27,17 @@ from api.runnable_turns import serialize_turns
 from api.turn_cleanup import TurnCleanupMiddleware
 from auth.cookie import TokenCookieMiddleware
 from auth.deps import runnable_principal
+from auth.failures import open_auth_failures
 from auth.tokens import TokenVerifier
 from chains.completion import build_completion_chain
 from chains.prompt_playground import build_prompt_playground
+from core.body_limit import BodySizeLimitMiddleware
 from core.config import Settings
 from core.errors import ApiError, install_error_handlers
 from core.logging import configure_logging
 from core.metrics import MetricsMiddleware
 from core.request_id import RequestIdMiddleware
+from core.security_headers import SecurityHeadersMiddleware
 from db.models import RAG_THREAD_PREFIX
 from graphs.chat.graph import build_chat_graph
 from graphs.rag.graph import build_rag_graph, build_retriever
@@ -87,10 +91,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_services(
-            settings, registry=registry, chat_graph=chat_graph, rag_graph=rag_graph
-        ) as services:
+        async with (
+            open_services(
+                settings, registry=registry, chat_graph=chat_graph, rag_graph=rag_graph
+            ) as services,
+            open_auth_failures(settings) as auth_failures,
+        ):
             app.state.services = services
+            app.state.auth_failures = auth_failures  # read by auth.deps
             # Everything imported and built so far lives as long as the process: move it out
             # of the garbage collector's sight, so full collections stop scanning LangChain's
             # large heap under load (measured: p95 spikes of ~250 ms at concurrency 50).
@@ -111,7 +119,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(TurnCleanupMiddleware)  # ends the turns a response left open
     if settings.metrics_token is not None:  # nobody can scrape otherwise: spare the hot path
         app.add_middleware(MetricsMiddleware)
-    app.add_middleware(RequestIdMiddleware)  # outermost: every response carries the id
+    # 413 before a non-multipart body is read whole (uploads keep their own caps).
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:  # closed by default: no CORS headers, browsers refuse
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["x-request-id", "retry-after"],
+        )
+    app.add_middleware(RequestIdMiddleware)  # every response carries the id
+    app.add_middleware(SecurityHeadersMiddleware)  # outermost: on every response
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(api_router, prefix="/api")
@@ -264,22 +283,70 @@ def _retriever_config_modifier(*, flow: str) -> ConfigModifier:
     return modify
 
 
-async def _json_object_body(request: Request) -> None:
-    """LangServe answers 500 to a POST whose body is not a JSON object: answer 422 first.
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of arrays and objects a LangServe body may have (inputs are messages and
+dicts a few levels deep; thousands of levels crash parsers and validators with
+RecursionError)."""
 
-    Starlette caches the parsed body on the request, so LangServe does not read it twice.
+
+async def _json_object_body(request: Request) -> None:
+    """LangServe answers 500 to bodies it did not expect: answer 422 first.
+
+    The body must be a JSON object, nested at most ``MAX_JSON_DEPTH`` deep, with object
+    ``config``/``kwargs``; a ``/batch`` body needs an ``inputs`` list and, when ``config``
+    is a list, one object per input. Starlette caches the parsed body on the request, so
+    LangServe does not read it twice.
     """
     if request.method != "POST":
         return
     try:
         body = await request.json()
+    except RecursionError as exc:
+        raise ApiError(422, "invalid_request", _too_deep()) from exc
     except ValueError as exc:
         raise ApiError(422, "invalid_request", "the body must be a JSON object") from exc
     if not isinstance(body, dict):
         raise ApiError(422, "invalid_request", "the body must be a JSON object")
+    if _too_nested(body, MAX_JSON_DEPTH):
+        raise ApiError(422, "invalid_request", _too_deep())
     for key in ("config", "kwargs"):
         if key in body and not isinstance(body[key], dict | list):
             raise ApiError(422, "invalid_request", f"'{key}' must be an object")
+    if request.url.path.endswith("/batch"):
+        _check_batch_body(body)
+
+
+def _check_batch_body(body: dict[str, Any]) -> None:
+    """``inputs`` is a list; a list ``config`` holds one object per input."""
+    inputs = body.get("inputs")
+    if not isinstance(inputs, list):
+        raise ApiError(422, "invalid_request", "'inputs' must be a list (one item per run)")
+    config = body.get("config")
+    if isinstance(config, list):
+        if len(config) != len(inputs):
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"'config' as a list needs one object per input ({len(inputs)}), got {len(config)}",
+            )
+        if not all(isinstance(item, dict) for item in config):
+            raise ApiError(422, "invalid_request", "each item of 'config' must be an object")
+
+
+def _too_nested(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests arrays/objects deeper than ``limit`` (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def _too_deep() -> str:
+    return f"the body nests arrays or objects deeper than {MAX_JSON_DEPTH} levels"
 
 
 def _add_runnable_routes(

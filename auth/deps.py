@@ -6,10 +6,13 @@ take the ``ahc_token`` cookie that the playground link sets (see ``auth.cookie``
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from auth.failures import AuthFailureLimiter
 from auth.tokens import Principal, TokenVerifier
 from core.errors import ApiError
 from core.request_id import bind_caller
@@ -51,19 +54,42 @@ def _authenticate(request: Request, token: str | None) -> Principal:
     return principal
 
 
+async def _limited(request: Request, read_token: Callable[[], str | None]) -> Principal:
+    """Authenticate, counting rejected credentials per client address (``auth.failures``).
+
+    A missing token is not counted (a client without one is not guessing); a malformed,
+    forged or expired one is, and past the limit it is answered 429 instead of 401. Valid
+    tokens pay nothing for this.
+    """
+    try:
+        return _authenticate(request, read_token())
+    except ApiError as exc:
+        limiter: AuthFailureLimiter | None = getattr(request.app.state, "auth_failures", None)
+        if limiter is None or exc.status_code != 401 or exc.code == "missing_token":
+            raise
+        client = request.client.host if request.client else "unknown"
+        if (wait := await limiter.record_failure(client)) > 0:
+            raise ApiError(
+                429,
+                "too_many_auth_failures",
+                "too many rejected credentials from this address; retry later",
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            ) from exc
+        raise
+
+
 async def current_principal(request: Request) -> Principal:
     """Authenticate an API request by its bearer token.
 
     Async on purpose: FastAPI runs sync dependencies in a thread pool, a thread hop per
     request that cost ~10% of the relay's CPU.
     """
-    return _authenticate(request, _bearer(request))
+    return await _limited(request, lambda: _bearer(request))
 
 
 async def runnable_principal(request: Request) -> Principal:
     """Authenticate a runnable request: bearer token, else the playground cookie."""
-    token = _bearer(request) or request.cookies.get(COOKIE_NAME)
-    return _authenticate(request, token)
+    return await _limited(request, lambda: _bearer(request) or request.cookies.get(COOKIE_NAME))
 
 
 async def require_admin(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:

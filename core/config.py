@@ -11,8 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from cryptography.fernet import Fernet
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.database_url import normalize_database_url
 
 
 class Settings(BaseSettings):
@@ -33,8 +36,8 @@ class Settings(BaseSettings):
     )
     database_url: str | None = Field(
         default=None,
-        description="SQLAlchemy URL. Default: SQLite in data_dir. PostgreSQL: "
-        "postgresql+psycopg://user@host/db.",
+        description="Database URL. Default: SQLite in data_dir. Accepts postgresql://, "
+        "postgres://, postgresql+psycopg://, sqlite:///path (the async driver is chosen here).",
     )
     migrate_on_start: bool = Field(
         default=True, description="Run `db upgrade` on start-up (the embedded default)."
@@ -370,6 +373,27 @@ class Settings(BaseSettings):
     batch_max_items: int = Field(default=100, ge=1)
     batch_concurrency: int = Field(default=8, ge=1)
 
+    # --- hardening -----------------------------------------------------------------
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1,
+        description="Largest request body that is not a multipart upload (413 above; uploads "
+        "keep their own caps).",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description='Origins browsers may call the API from (JSON list, e.g. ["https://app.'
+        'example.com"], or ["*"]); none by default (CORS closed).',
+    )
+    auth_failure_limit: int = Field(
+        default=30,
+        ge=1,
+        description="Rejected credentials one client address may send per window; then 429.",
+    )
+    auth_failure_window_seconds: float = Field(
+        default=60.0, gt=0, description="Window of auth_failure_limit (and the block's length)."
+    )
+
     # --- misc ----------------------------------------------------------------------
     environment: Literal["development", "production", "test"] = "development"
     log_level: str = "INFO"
@@ -392,6 +416,27 @@ class Settings(BaseSettings):
         """An empty ``OPENAI_API_KEY=`` means "no key", not a key that fails upstream."""
         if value is not None and not value.get_secret_value().strip():
             return None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_database_url(cls, value: str | None) -> str | None:
+        """Operators' URL forms (``postgres://``, ``sqlite:///``) get the async driver."""
+        if value is None or not value.strip():
+            return None
+        return normalize_database_url(value)
+
+    @field_validator("encryption_keys")
+    @classmethod
+    def _fernet_keys(cls, value: list[SecretStr]) -> list[SecretStr]:
+        """A malformed key stops the start-up, not the first request that stores a key."""
+        for number, key in enumerate(value, start=1):
+            try:
+                Fernet(key.get_secret_value())
+            except (ValueError, TypeError):
+                raise ValueError(
+                    f"entry {number} is not a Fernet key (32 url-safe base64-encoded bytes)"
+                ) from None
         return value
 
     @model_validator(mode="after")

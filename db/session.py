@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -18,9 +20,11 @@ from core.config import Settings
 
 def create_engine(settings: Settings) -> AsyncEngine:
     """An async engine for the configured URL; SQLite gets WAL, a busy timeout, a page cache."""
-    url = settings.resolved_database_url
+    url = settings.resolved_database_url  # normalized to an async driver by Settings
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # An operator's sqlite:///path may point outside data_dir: its folder must exist.
+        Path(make_url(url).database or settings.data_dir).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine.sync_engine, "connect")

@@ -8,7 +8,13 @@ stable ``code``, an HTTP ``status`` and a message naming the file. Nothing here 
 FastAPI or touches a database, and the heavy parsing libraries load only when used.
 """
 
-from loaders.errors import EmptyDocument, LoaderError, UnparseableDocument, UnsupportedType
+from loaders.errors import (
+    DocumentTooLarge,
+    EmptyDocument,
+    LoaderError,
+    UnparseableDocument,
+    UnsupportedType,
+)
 from loaders.parsers import ParsedDocument, Section, parse
 from loaders.sniff import CONTENT_TYPES, sniff_type
 from loaders.splitter import Chunk, split
@@ -16,6 +22,7 @@ from loaders.splitter import Chunk, split
 __all__ = [
     "CONTENT_TYPES",
     "Chunk",
+    "DocumentTooLarge",
     "EmptyDocument",
     "LoaderError",
     "ParsedDocument",

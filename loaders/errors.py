@@ -40,3 +40,14 @@ class UnparseableDocument(LoaderError):
 
     code = "unparseable_document"
     status = 422
+
+
+class DocumentTooLarge(LoaderError):
+    """The document expands past a cap: decompressed size, extracted text, pages, members.
+
+    Small files can unpack to hundreds of megabytes (a ``.docx`` is a ZIP of XML); the caps
+    refuse them before a parser holds them in memory.
+    """
+
+    code = "document_too_large"
+    status = 413

@@ -17,13 +17,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from loaders.errors import EmptyDocument, LoaderError, UnparseableDocument
+from loaders.errors import DocumentTooLarge, EmptyDocument, LoaderError, UnparseableDocument
 from loaders.sniff import CONTENT_TYPES, csv_dialect, decode_text, sniff_type
 
 if TYPE_CHECKING:
     from bs4 import Tag
 
 CSV_ROWS_PER_SECTION = 20
+MAX_TEXT_CHARS = 20_000_000
+"""Most characters of text one document may yield (~5M tokens): beyond it the document is
+refused (413) rather than chunked and embedded for hours."""
+MAX_PDF_PAGES = 5_000
 _MD_HEADINGS = [("#", "h1"), ("##", "h2"), ("###", "h3")]
 _HTML_DROPPED = ("script", "style", "nav", "head", "noscript", "template", "svg", "iframe")
 _HTML_PARAGRAPHS = frozenset(
@@ -64,16 +68,26 @@ def parse(data: bytes, filename: str, declared: str | None = None) -> ParsedDocu
     kind = sniff_type(data, filename, declared)
     try:
         sections = _PARSERS[kind](data)
+    except DocumentTooLarge as exc:  # raised inside a parser, which knows no file name
+        raise DocumentTooLarge(filename, exc.reason) from None
     except LoaderError:
         raise
     except Exception as exc:
         reason = (str(exc) or type(exc).__name__)[:300]
         raise UnparseableDocument(filename, f"cannot read it as {kind}: {reason}") from exc
+    if sum(len(s.text) for s in sections) > MAX_TEXT_CHARS:
+        raise _too_much_text(filename)
     kept = [s for s in sections if s.text.strip()]
     if not kept:
         hint = " (a scanned PDF has no text layer)" if kind == "pdf" else ""
         raise EmptyDocument(filename, f"no text found in the {kind} file{hint}")
     return ParsedDocument(kind=kind, content_type=CONTENT_TYPES[kind], sections=kept)
+
+
+def _too_much_text(filename: str) -> DocumentTooLarge:
+    return DocumentTooLarge(
+        filename, f"more than {MAX_TEXT_CHARS} characters of text (the cap per document)"
+    )
 
 
 def _parse_txt(data: bytes) -> list[Section]:
@@ -149,10 +163,17 @@ def _parse_pdf(data: bytes) -> list[Section]:
         raise ValueError("the PDF is password-protected")
     if not reader.pages:
         raise ValueError("the PDF has no pages")
-    return [
-        Section(page.extract_text() or "", page=number)
-        for number, page in enumerate(reader.pages, start=1)
-    ]
+    if len(reader.pages) > MAX_PDF_PAGES:
+        raise DocumentTooLarge("", f"more than {MAX_PDF_PAGES} pages (the cap)")
+    sections: list[Section] = []
+    total = 0
+    for number, page in enumerate(reader.pages, start=1):
+        text = page.extract_text() or ""
+        total += len(text)
+        if total > MAX_TEXT_CHARS:  # stop extracting: the rest would be refused anyway
+            raise _too_much_text("")
+        sections.append(Section(text, page=number))
+    return sections
 
 
 def _parse_docx(data: bytes) -> list[Section]:

@@ -18,7 +18,13 @@ import re
 import zipfile
 from pathlib import PurePath
 
-from loaders.errors import EmptyDocument, UnparseableDocument, UnsupportedType
+from loaders.errors import DocumentTooLarge, EmptyDocument, UnparseableDocument, UnsupportedType
+
+MAX_DECOMPRESSED_BYTES = 64 * 1024 * 1024
+"""Largest total uncompressed size of an archive-based document's members. ``zipfile``
+never reads a member past its declared size, so the declared sizes bound what parsers
+read."""
+MAX_ARCHIVE_MEMBERS = 5_000
 
 CONTENT_TYPES: dict[str, str] = {
     "txt": "text/plain",
@@ -173,18 +179,35 @@ def _hint(filename: str, declared: str | None) -> str | None:
 def _sniff_zip(data: bytes, filename: str, declared: str | None) -> str:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            names = set(archive.namelist())
+            members = archive.infolist()
     except (zipfile.BadZipFile, ValueError, OSError) as exc:
         claimed = (declared or "").split(";")[0].strip().lower() == CONTENT_TYPES["docx"]
         if claimed or PurePath(filename).suffix.lower() == ".docx":
             raise UnparseableDocument(filename, f"the DOCX file is damaged ({exc})") from exc
         raise UnsupportedType(filename, f"a damaged ZIP archive is not supported ({exc})") from exc
+    names = {member.filename for member in members}
     if _DOCX_PART in names:
+        check_archive_size(members, filename)
         return "docx"
     what = next((kind for part, kind in _ZIP_KINDS.items() if part in names), "a ZIP archive")
     raise UnsupportedType(
         filename, f"{what} is not supported (of ZIP-based formats only .docx is read)"
     )
+
+
+def check_archive_size(members: list[zipfile.ZipInfo], filename: str) -> None:
+    """Refuse an archive with too many members or too many bytes once decompressed."""
+    if len(members) > MAX_ARCHIVE_MEMBERS:
+        raise DocumentTooLarge(
+            filename, f"the archive has more than {MAX_ARCHIVE_MEMBERS} members (the cap)"
+        )
+    expanded = sum(member.file_size for member in members)
+    if expanded > MAX_DECOMPRESSED_BYTES:
+        raise DocumentTooLarge(
+            filename,
+            f"it expands to {expanded} bytes, more than the {MAX_DECOMPRESSED_BYTES}-byte "
+            "cap on decompressed size",
+        )
 
 
 def _binary_mime(data: bytes) -> str | None:
