@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, Self, cast
 
 from langchain_core.embeddings import Embeddings
 from langchain_core.runnables import RunnableConfig
@@ -159,25 +159,19 @@ class MeteringGate:
 
 
 @dataclass(slots=True)
-class MeteredInput:
-    """One held call without a reply: for whom, and its accounted embedder."""
+class _Held:
+    """A call's hold on the caller's limits, given back on exit unless its usage settled it."""
 
     context: CallContext
     """Who and where, carrying the limit reservation (settled by the call's usage)."""
     gate: MeteringGate
-
-    def embeddings(self, inner: Embeddings, spec: EmbeddingSpec) -> AccountedEmbeddings:
-        """``inner`` accounted to this call: each call one usage event, settling the hold."""
-        return AccountedEmbeddings(
-            inner, spec=spec, accountant=self.gate.accountant, context=self.context
-        )
 
     def release(self) -> None:
         """Give the hold back (a no-op once the call's usage settled it)."""
         if self.context.reservation is not None:
             self.context.reservation.release()
 
-    async def __aenter__(self) -> MeteredInput:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
@@ -190,31 +184,23 @@ class MeteredInput:
 
 
 @dataclass(slots=True)
-class MeteredCall:
+class MeteredInput(_Held):
+    """One held call without a reply: for whom, and its accounted embedder."""
+
+    def embeddings(self, inner: Embeddings, spec: EmbeddingSpec) -> AccountedEmbeddings:
+        """``inner`` accounted to this call: each call one usage event, settling the hold."""
+        return AccountedEmbeddings(
+            inner, spec=spec, accountant=self.gate.accountant, context=self.context
+        )
+
+
+@dataclass(slots=True)
+class MeteredCall(_Held):
     """One held model call: what to call, for whom, with which cap; its accounting."""
 
     route: ModelRoute
-    context: CallContext
-    """Who and where, carrying the limit reservation (settled by the call's usage)."""
     cap: int | None
     """The reply cap to send when the request set none (so the hold is a real bound)."""
-    gate: MeteringGate
-
-    def release(self) -> None:
-        """Give the hold back (a no-op once the call's usage settled it)."""
-        if self.context.reservation is not None:
-            self.context.reservation.release()
-
-    async def __aenter__(self) -> MeteredCall:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
 
     # -- LangChain --------------------------------------------------------------------
     def chat_model(self) -> ChatOpenAI:
