@@ -27,7 +27,6 @@ from api.runnable_turns import serialize_turns
 from api.turn_cleanup import TurnCleanupMiddleware
 from auth.cookie import TokenCookieMiddleware
 from auth.deps import runnable_principal
-from auth.failures import open_auth_failures
 from auth.tokens import TokenVerifier
 from chains.completion import build_completion_chain
 from chains.prompt_playground import build_prompt_playground
@@ -91,14 +90,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with (
-            open_services(
-                settings, registry=registry, chat_graph=chat_graph, rag_graph=rag_graph
-            ) as services,
-            open_auth_failures(settings) as auth_failures,
-        ):
+        async with open_services(
+            settings, registry=registry, chat_graph=chat_graph, rag_graph=rag_graph
+        ) as services:
             app.state.services = services
-            app.state.auth_failures = auth_failures  # read by auth.deps
+            app.state.auth_failures = services.auth_failures  # read by auth.deps
             # Everything imported and built so far lives as long as the process: move it out
             # of the garbage collector's sight, so full collections stop scanning LangChain's
             # large heap under load (measured: p95 spikes of ~250 ms at concurrency 50).

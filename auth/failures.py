@@ -14,8 +14,6 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 from core.config import Settings
@@ -81,17 +79,9 @@ class RedisAuthFailures:
         return max(float(ttl_ms), 1.0) / 1000
 
 
-@asynccontextmanager
-async def open_auth_failures(settings: Settings) -> AsyncIterator[AuthFailureLimiter]:
-    """The limiter the settings ask for (Redis with ``redis_url``), closed on exit."""
+def auth_failure_limiter(settings: Settings, redis: Any | None) -> AuthFailureLimiter:
+    """The limiter the settings ask for: on the service's Redis client when it has one."""
     limit, window = settings.auth_failure_limit, settings.auth_failure_window_seconds
-    if not settings.redis_url:
-        yield MemoryAuthFailures(limit, window)
-        return
-    from redis.asyncio import Redis
-
-    redis = Redis.from_url(settings.redis_url)
-    try:
-        yield RedisAuthFailures(redis, settings.redis_prefix, limit, window)
-    finally:
-        await redis.aclose()
+    if redis is None:
+        return MemoryAuthFailures(limit, window)
+    return RedisAuthFailures(redis, settings.redis_prefix, limit, window)

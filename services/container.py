@@ -12,6 +12,7 @@ from langgraph.graph.state import CompiledStateGraph
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from accounting.accountant import Accountant
+from auth.failures import AuthFailureLimiter, auth_failure_limiter
 from core.config import Settings
 from core.vectorstore import ChromaClientProvider
 from jobs.queue import JobQueue
@@ -70,6 +71,7 @@ class Services:
     prompt_templates: PromptTemplates
     prompt_evaluations: PromptEvaluations
     speech: SpeechService
+    auth_failures: AuthFailureLimiter
     started_at: int
 
 
@@ -124,6 +126,7 @@ async def open_services(
                 )
         yield Services(
             settings=settings,
+            auth_failures=auth_failure_limiter(settings, storage.redis),
             engine=storage.engine,
             sessions=storage.sessions,
             registry=registry,

@@ -7,6 +7,7 @@ translate HTTP to ``services.speech`` and back.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, UploadFile
@@ -76,9 +77,7 @@ async def transcribe(
     transcript = await services.speech.transcribe(
         principal, data, filename, TranscribeOptions(model, language, prompt)
     )
-    if response_format in ("json", "verbose_json"):
-        return JSONResponse(as_json(transcript, verbose=response_format == "verbose_json"))
-    return _text_answer(transcript, response_format)
+    return _answer(transcript, response_format, as_json)
 
 
 @router.post("/audio/transcriptions", operation_id="audio-transcriptions", responses=_ERRORS)
@@ -96,9 +95,7 @@ async def openai_transcriptions(
     transcript = await services.speech.transcribe(
         principal, data, filename, TranscribeOptions(model, language, prompt)
     )
-    if response_format in ("json", "verbose_json"):
-        return JSONResponse(as_openai(transcript, verbose=response_format == "verbose_json"))
-    return _text_answer(transcript, response_format)
+    return _answer(transcript, response_format, as_openai)
 
 
 @router.post("/audio/translations", operation_id="audio-translations", responses=_ERRORS)
@@ -116,15 +113,23 @@ async def openai_translations(
     transcript = await services.speech.transcribe(
         principal, data, filename, options, route=TRANSLATE_ROUTE
     )
+    return _answer(transcript, response_format, _as_openai_translation)
+
+
+def _as_openai_translation(transcript: Any, *, verbose: bool) -> dict[str, Any]:
+    """OpenAI's translation body (its verbose form names the task)."""
+    body = as_openai(transcript, verbose=verbose)
+    if "task" in body:
+        body["task"] = "translate"
+    return body
+
+
+def _answer(
+    transcript: Any, response_format: str, as_body: Callable[..., dict[str, Any]]
+) -> Response:
+    """The transcript in ``response_format``: JSON through ``as_body``, else text or subtitles."""
     if response_format in ("json", "verbose_json"):
-        body = as_openai(transcript, verbose=response_format == "verbose_json")
-        if "task" in body:
-            body["task"] = "translate"
-        return JSONResponse(body)
-    return _text_answer(transcript, response_format)
-
-
-def _text_answer(transcript: Any, response_format: str) -> Response:
+        return JSONResponse(as_body(transcript, verbose=response_format == "verbose_json"))
     if response_format == "text":
         return PlainTextResponse(transcript.text)
     kind: Literal["srt", "vtt"] = "srt" if response_format == "srt" else "vtt"

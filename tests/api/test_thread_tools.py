@@ -11,7 +11,6 @@ import time
 from typing import Any
 
 import httpx
-import openai
 from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
@@ -19,27 +18,7 @@ from pydantic import BaseModel
 
 from tests.fakes.openai_server import FakeOpenAI
 from tests.support.service import RunningService
-
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
-CLOCK = {
-    "type": "function",
-    "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}},
-}
-ASK = [{"role": "user", "content": "weather in Paris?"}]
-
-
-def sdk(service: RunningService) -> openai.OpenAI:
-    return openai.OpenAI(base_url=service.api, api_key=service.token(), max_retries=0)
+from tests.support.tools import ASK, CLOCK, WEATHER, sdk
 
 
 def thread_messages(service: RunningService, thread: str) -> list[dict[str, Any]]:
