@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.metrics import collectors, watch_oldest_job
-from jobs.queue import Handler, JobState
+from jobs.queue import Abandon, Handler, JobState
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +47,8 @@ class InProcessJobQueue:
         self._tasks: list[asyncio.Task[None]] = []
         self._unwatch: Callable[[], None] | None = None
 
-    def register(self, task: str, handler: Handler) -> None:
-        """Make ``task`` runnable."""
+    def register(self, task: str, handler: Handler, abandon: Abandon | None = None) -> None:
+        """Make ``task`` runnable (``abandon`` is unused: a death here is the process's)."""
         self._handlers[task] = handler
 
     async def enqueue(

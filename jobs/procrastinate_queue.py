@@ -14,6 +14,10 @@ orgs' n-th: one org's bulk upload waits behind itself, not in front of the other
 A worker that dies (kill -9) stops its heartbeat; any live worker hands its running jobs back
 to the queue after ``stalled_seconds``. Handlers are idempotent per job (ingestion is atomic
 per document, evaluations move status conditionally), so the re-run leaves no duplicate.
+A poison job (one whose every delivery kills its worker: an out-of-memory parse, a native
+crash) would otherwise take the workers down one after another forever: a job is delivered
+at most ``max_attempts`` times, stalls included, and then marked failed, and its task's
+``abandon`` hook records why where users look.
 """
 
 from __future__ import annotations
@@ -28,12 +32,12 @@ from typing import Any
 from procrastinate import App, JobContext, PsycopgConnector, RetryDecision
 from procrastinate.exceptions import AlreadyEnqueued, JobAborted
 from procrastinate.job_context import AbortReason
-from procrastinate.jobs import Job
+from procrastinate.jobs import Job, Status
 from procrastinate.retry import BaseRetryStrategy
 from psycopg import AsyncConnection, sql
 from sqlalchemy.engine import make_url
 
-from jobs.queue import Handler, JobState
+from jobs.queue import Abandon, Handler, JobState
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +142,7 @@ class ProcrastinateJobQueue:
             )
         )
         self._tasks: dict[str, Any] = {}
+        self._abandon: dict[str, Abandon] = {}
         self._running: list[asyncio.Task[None]] = []
         self._opened = False
 
@@ -146,8 +151,10 @@ class ProcrastinateJobQueue:
         """The procrastinate app (its job manager lists and inspects jobs)."""
         return self._app
 
-    def register(self, task: str, handler: Handler) -> None:
+    def register(self, task: str, handler: Handler, abandon: Abandon | None = None) -> None:
         """Make ``task`` a procrastinate task of the queue named after its area."""
+        if abandon is not None:
+            self._abandon[task] = abandon
 
         async def run(context: JobContext, *, payload: dict[str, Any], **_: Any) -> None:
             try:
@@ -268,8 +275,7 @@ class ProcrastinateJobQueue:
                 for job in stalled:
                     if options.queues and job.queue not in options.queues:
                         continue
-                    logger.warning("job %s (%s) lost its worker: re-queued", job.id, job.task_name)
-                    await manager.retry_job(job)
+                    await self._requeue_or_abandon(job)
                 if loop.time() >= next_cleanup:
                     next_cleanup = loop.time() + 3600
                     await manager.delete_old_jobs(
@@ -280,6 +286,22 @@ class ProcrastinateJobQueue:
                     )
             except Exception:
                 logger.exception("could not re-queue stalled jobs")
+
+    async def _requeue_or_abandon(self, job: Job) -> None:
+        """A stalled job goes back to the queue, unless it has had all its deliveries."""
+        manager = self._app.job_manager
+        deliveries = job.attempts + 1
+        if deliveries < self._retry.max_attempts:
+            logger.warning("job %s (%s) lost its worker: re-queued", job.id, job.task_name)
+            await manager.retry_job(job)
+            return
+        reason = f"its worker stopped during each of {deliveries} attempts"
+        logger.error("job %s (%s): %s; given up", job.id, job.task_name, reason)
+        await manager.finish_job(job, status=Status.FAILED, delete_job=False)
+        abandon = self._abandon.get(job.task_name)
+        if abandon is not None:
+            payload = job.task_kwargs.get("payload")
+            await abandon(payload if isinstance(payload, dict) else {}, reason)
 
 
 async def ensure_schema(conninfo: str, schema: str) -> None:

@@ -8,6 +8,10 @@ from typing import Any, Literal, Protocol
 Handler = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
 """A task's body: gets the JSON payload it was enqueued with."""
 
+Abandon = Callable[[dict[str, Any], str], Coroutine[Any, Any, None]]
+"""What a task's owner does when the queue gives up on a job (payload, why): record it as
+failed where users look (the document, the evaluation), so it never stays "processing"."""
+
 JobState = Literal["queued", "running", "done", "failed", "cancelled", "unknown"]
 
 
@@ -19,8 +23,12 @@ class JobQueue(Protocol):
     was accepted and not finished.
     """
 
-    def register(self, task: str, handler: Handler) -> None:
-        """Make ``task`` runnable; handlers are registered before :meth:`start`."""
+    def register(self, task: str, handler: Handler, abandon: Abandon | None = None) -> None:
+        """Make ``task`` runnable; handlers are registered before :meth:`start`.
+
+        ``abandon`` runs when the queue gives up on a job whose workers keep dying in it
+        (a poison job: each delivery kills the process, so the handler cannot record it).
+        """
         ...
 
     async def enqueue(

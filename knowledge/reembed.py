@@ -132,6 +132,19 @@ async def _copy_pass(
             done.update(chunk.id for chunk, _ in batch)
 
 
+async def abandon_rebuild(
+    collection_id: str,
+    *,
+    sessions: async_sessionmaker[AsyncSession],
+    vectors: VectorStore,
+) -> None:
+    """Give up a rebuild that cannot finish (its job was abandoned): keep the old vectors."""
+    async with sessions() as session:
+        collection = await session.get(KnowledgeCollection, collection_id)
+    if collection is not None and collection.building_collection:
+        await _abandon(collection_id, collection.building_collection, sessions, vectors)
+
+
 async def _abandon(
     collection_id: str,
     target: str,

@@ -22,7 +22,7 @@ from providers.registry import ModelRegistry
 from providers.relay import OpenAIRelay
 from services.chat import ChatService
 from services.embeddings import EmbeddingService
-from services.job_table import job_handlers, register_jobs
+from services.job_table import job_abandoners, job_handlers, register_jobs
 from services.knowledge import KnowledgeService
 from services.knowledge_query import KnowledgeQuery
 from services.metering import MeteringGate
@@ -111,7 +111,9 @@ async def open_services(
             rag_graph=rag_graph,
         )
         register_jobs(
-            jobs, job_handlers(knowledge=knowledge.service, prompt_evaluations=prompt_evaluations)
+            jobs,
+            job_handlers(knowledge=knowledge.service, prompt_evaluations=prompt_evaluations),
+            job_abandoners(knowledge=knowledge.service, prompt_evaluations=prompt_evaluations),
         )
         await jobs.start()
         stack.push_async_callback(jobs.aclose)

@@ -8,7 +8,7 @@ its entries.
 
 from __future__ import annotations
 
-from jobs.queue import Handler, JobQueue
+from jobs.queue import Abandon, Handler, JobQueue
 from services.knowledge import INGEST_TASK, REEMBED_TASK, KnowledgeService
 from services.prompt_evaluations import EVALUATE_TASK, PromptEvaluations
 
@@ -28,7 +28,24 @@ def job_handlers(
     return table
 
 
-def register_jobs(jobs: JobQueue, handlers: dict[str, Handler]) -> None:
+def job_abandoners(
+    *,
+    knowledge: KnowledgeService | None = None,
+    prompt_evaluations: PromptEvaluations | None = None,
+) -> dict[str, Abandon]:
+    """What each task's owner records when the queue gives up on one of its jobs."""
+    table: dict[str, Abandon] = {}
+    if knowledge is not None:
+        table[INGEST_TASK] = knowledge.abandon_ingest_job
+        table[REEMBED_TASK] = knowledge.abandon_reembed_job
+    if prompt_evaluations is not None:
+        table[EVALUATE_TASK] = prompt_evaluations.abandon_job
+    return table
+
+
+def register_jobs(
+    jobs: JobQueue, handlers: dict[str, Handler], abandoners: dict[str, Abandon] | None = None
+) -> None:
     """Register every handler of ``handlers`` on ``jobs`` (before ``jobs.start()``)."""
     for task, handler in handlers.items():
-        jobs.register(task, handler)
+        jobs.register(task, handler, (abandoners or {}).get(task))

@@ -29,6 +29,8 @@ This module is the facade the routes use; the work is split by job:
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from auth.tokens import Principal
@@ -67,6 +69,12 @@ class PromptEvaluations:
     def job_handler(self) -> Handler:
         """The body of task :data:`EVALUATE_TASK` (``services.job_table`` registers it)."""
         return self._runner.run
+
+    async def abandon_job(self, payload: dict[str, Any], reason: str) -> None:
+        """The queue gave up on the job: the evaluation ends ``failed``, saying why."""
+        await self._store.set_status(
+            str(payload["evaluation_id"]), "failed", error=f"the evaluation {reason}"
+        )
 
     async def start(
         self, principal: Principal, name: str, draft: EvaluationDraft

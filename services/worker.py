@@ -16,7 +16,7 @@ from contextlib import AsyncExitStack
 from core.config import Settings
 from jobs.procrastinate_queue import ProcrastinateJobQueue, WorkerOptions
 from providers.registry import ModelRegistry
-from services.job_table import job_handlers, register_jobs
+from services.job_table import job_abandoners, job_handlers, register_jobs
 from services.prompt_evaluations import PromptEvaluations
 from services.prompt_templates import PromptTemplates
 from services.wiring import open_jobs, open_knowledge, open_metering, open_storage, prepare_runtime
@@ -62,7 +62,9 @@ async def run_worker(
             jobs=jobs,
         )
         register_jobs(
-            jobs, job_handlers(knowledge=knowledge.service, prompt_evaluations=evaluations)
+            jobs,
+            job_handlers(knowledge=knowledge.service, prompt_evaluations=evaluations),
+            job_abandoners(knowledge=knowledge.service, prompt_evaluations=evaluations),
         )
         await jobs.start()
         stack.push_async_callback(jobs.aclose)

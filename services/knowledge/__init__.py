@@ -228,3 +228,11 @@ class KnowledgeService:
     async def run_reembed_job(self, payload: dict[str, Any]) -> None:
         """The :data:`REEMBED_TASK` job: rebuild a collection's vectors and swap."""
         await self._reembedding.run(payload)
+
+    async def abandon_ingest_job(self, payload: dict[str, Any], reason: str) -> None:
+        """The queue gave up on an ingestion: the document ends ``failed``, saying why."""
+        await self._ingest.abandon(payload, reason)
+
+    async def abandon_reembed_job(self, payload: dict[str, Any], reason: str) -> None:
+        """The queue gave up on a re-embedding: the collection keeps its vectors."""
+        await self._reembedding.abandon(payload, reason)

@@ -11,11 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from accounting.events import CallContext
 from core.config import Settings
 from core.errors import ApiError
-from db.models import KnowledgeDocument
+from db.models import KnowledgeCollection, KnowledgeDocument
 from db.session import session_scope
 from knowledge import registry
 from knowledge.ingest import DocumentGone, VectorTarget, ingest_document
-from knowledge.vectors import VectorStore
+from knowledge.vectors import VectorStore, space_of
 from loaders import LoaderError
 from services.knowledge.embedders import KnowledgeEmbedders
 from services.knowledge.intake import INGEST_TASK
@@ -39,6 +39,37 @@ class IngestJob:
         self._vectors = vectors
         self._embedders = embedders
 
+    async def abandon(self, payload: dict[str, Any], reason: str) -> None:
+        """The queue gave up (its workers kept dying): ``failed``, minus dead runs' vectors."""
+        document_id = str(payload["document_id"])
+        async with session_scope(self._sessions) as session:
+            document = await session.get(KnowledgeDocument, document_id, with_for_update=True)
+            if document is None or document.status != "processing":
+                return
+            message = f"{document.filename}: {reason}; the file may be too large or malformed"
+            await registry.set_status(
+                session, document_id, "failed", error=("job_abandoned", message)
+            )
+            collection = await registry.collection_by_id(session, document.collection_id)
+        if collection is not None:
+            await self._drop_orphans(document_id, collection)
+
+    async def _drop_orphans(self, document_id: str, collection: KnowledgeCollection) -> None:
+        """Delete the document's vectors the registry does not know.
+
+        A run writes vectors before it registers them; one killed in between (kill -9, out
+        of memory) leaves vectors no chunk row names, which a vector search would return
+        next to the re-run's. One run of a job at a time, so no live run's vectors are here.
+        """
+        async with self._sessions() as session:
+            known = set(await registry.chunk_ids(session, document_id))
+        space = space_of(collection.distance)
+        for name in filter(None, (collection.vector_collection, collection.building_collection)):
+            found = await self._vectors.ids_matching(name, space, {"document_id": document_id})
+            if orphans := found - known:
+                logger.warning("dropping %d vectors of a dead run of %s", len(orphans), document_id)
+                await self._vectors.delete(name, space, sorted(orphans))
+
     async def run(self, payload: dict[str, Any]) -> None:
         """Index one document; a failure is recorded on it (``failed`` with its error)."""
         document_id = str(payload["document_id"])
@@ -50,6 +81,7 @@ class IngestJob:
             data = await registry.read_file(session, document_id)
         if collection is None or data is None:
             return
+        await self._drop_orphans(document_id, collection)
         context = CallContext(
             org_id=document.org_id,
             user_id=document.created_by,

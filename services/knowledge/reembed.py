@@ -13,7 +13,7 @@ from db.models import KnowledgeCollection
 from db.session import session_scope
 from jobs.queue import JobQueue
 from knowledge import registry
-from knowledge.reembed import rebuild_collection
+from knowledge.reembed import abandon_rebuild, rebuild_collection
 from knowledge.vectors import VectorStore
 from services.knowledge.collections import Collections
 from services.knowledge.embedders import KnowledgeEmbedders
@@ -79,6 +79,12 @@ class Reembedding:
         found = await self._collections.fresh(principal.org_id, collection_name)
         assert found is not None
         return found
+
+    async def abandon(self, payload: dict[str, Any], _reason: str) -> None:
+        """The queue gave up: drop the half-built collection, keep the one in use."""
+        collection_id = str(payload["collection_id"])
+        await abandon_rebuild(collection_id, sessions=self._sessions, vectors=self._vectors)
+        self._collections.forget(collection_id)
 
     async def run(self, payload: dict[str, Any]) -> None:
         """The job body (the CLI calls it directly): rebuild, then swap."""

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 from jobs.in_process import InProcessJobQueue
-from services.job_table import job_handlers, register_jobs
+from services.job_table import job_abandoners, job_handlers, register_jobs
 from services.knowledge import INGEST_TASK, REEMBED_TASK, KnowledgeService
 
 
@@ -39,3 +39,12 @@ async def test_register_jobs_registers_every_entry() -> None:
     queue = InProcessJobQueue(workers=1)
     register_jobs(queue, job_handlers(knowledge=_knowledge()))
     assert set(queue._handlers) == {INGEST_TASK, REEMBED_TASK}
+
+
+def test_every_knowledge_job_has_an_abandon_hook() -> None:
+    knowledge = _knowledge()
+    assert job_abandoners(knowledge=knowledge) == {
+        INGEST_TASK: knowledge.abandon_ingest_job,
+        REEMBED_TASK: knowledge.abandon_reembed_job,
+    }
+    assert job_abandoners() == {}

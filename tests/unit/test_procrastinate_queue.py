@@ -158,3 +158,36 @@ async def test_a_stopping_worker_hands_its_job_back(queues: QueueFactory) -> Non
     await second.start()
     assert await api.wait("s", 10) == "done"
     assert runs == 2
+
+
+async def test_a_job_whose_workers_keep_dying_is_abandoned(queues: QueueFactory) -> None:
+    """Stalls count as deliveries: the last one is not re-queued but handed to ``abandon``."""
+    runs: list[str] = []
+    abandoned: list[tuple[dict[str, Any], str]] = []
+    done = asyncio.Event()
+
+    async def work(payload: dict[str, Any]) -> None:
+        runs.append(payload["name"])
+
+    async def abandon(payload: dict[str, Any], reason: str) -> None:
+        abandoned.append((payload, reason))
+        done.set()
+
+    api = queues()  # max_attempts=3
+    api.register("area.poison", work, abandon)
+    await api.start()
+    for name in ("poison", "survivor"):
+        await api.enqueue("area.poison", {"name": name}, org_id="org-a", job_id=name)
+    # As a dead worker leaves them: running, with no live worker; "poison" already died twice.
+    await api.app.connector.execute_query_async(
+        "UPDATE procrastinate_jobs SET status = 'doing', worker_id = NULL, "
+        "attempts = CASE lock WHEN 'poison' THEN 2 ELSE 0 END"
+    )
+    worker = queues(FAST)
+    worker.register("area.poison", work, abandon)
+    await worker.start()
+    assert await api.wait("survivor", 15) == "done"  # re-queued and run
+    await asyncio.wait_for(done.wait(), 15)
+    assert await api.state("poison") == "failed"
+    assert runs == ["survivor"]
+    assert abandoned == [({"name": "poison"}, "its worker stopped during each of 3 attempts")]
