@@ -11,7 +11,7 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, cast
 
 from fastapi import Depends, FastAPI, Request
@@ -37,6 +37,7 @@ from core.logging import configure_logging
 from core.metrics import MetricsMiddleware
 from core.request_id import RequestIdMiddleware
 from core.security_headers import SecurityHeadersMiddleware
+from core.telemetry import Telemetry
 from db.models import RAG_THREAD_PREFIX
 from graphs.chat.graph import build_chat_graph
 from graphs.rag.graph import build_rag_graph, build_retriever
@@ -88,11 +89,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         default_model=registry.default_model,
     )
 
+    telemetry = Telemetry(settings)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_services(
-            settings, registry=registry, chat_graph=chat_graph, rag_graph=rag_graph
-        ) as services:
+        telemetry.start()
+        async with AsyncExitStack() as stack:
+            stack.callback(telemetry.shutdown)
+            services = await stack.enter_async_context(
+                open_services(
+                    settings,
+                    registry=registry,
+                    chat_graph=chat_graph,
+                    rag_graph=rag_graph,
+                    tracer=telemetry.tracer,
+                )
+            )
             app.state.services = services
             app.state.auth_failures = services.auth_failures  # read by auth.deps
             # Everything imported and built so far lives as long as the process: move it out
@@ -111,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.token_verifier = verifier = TokenVerifier(settings)
     install_error_handlers(app)
+    telemetry.instrument(app)  # outermost: the server span covers every middleware
     app.add_middleware(TokenCookieMiddleware, verifier=verifier, secure=settings.cookie_secure)
     app.add_middleware(TurnCleanupMiddleware)  # ends the turns a response left open
     if settings.metrics_token is not None:  # nobody can scrape otherwise: spare the hot path

@@ -6,11 +6,14 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from opentelemetry.trace import Tracer
+
 from accounting.callbacks import UsageCallbackHandler
 from accounting.events import CallContext, UsageRecord
 from accounting.pricing import PriceTable
 from accounting.recorder import UsageRecorder
 from core.metrics import observe_usage
+from core.telemetry import record_model_call
 from core.tokenizer import count_text_tokens
 from providers.relay import RelayOutcome
 
@@ -25,8 +28,10 @@ class Accountant:
         provider_of: Callable[[str], str],
         *,
         enabled: bool = True,
+        tracer: Tracer | None = None,
     ) -> None:
         self.enabled = enabled
+        self._tracer = tracer
         self.recorder = recorder
         self.prices = prices
         self._provider_of = provider_of
@@ -49,6 +54,24 @@ class Accountant:
             status=record.status,
             error_code=record.error_code,
         )
+        if self._tracer is not None:
+            end = time.time_ns()
+            record_model_call(
+                self._tracer,
+                route=record.route,
+                model=record.model,
+                provider=record.provider,
+                org_id=record.org_id,
+                user_id=record.user_id,
+                prompt_tokens=record.prompt_tokens,
+                completion_tokens=record.completion_tokens,
+                latency_ms=record.latency_ms,
+                cached=record.cached,
+                status=record.status,
+                error_code=record.error_code,
+                start_ns=end - record.latency_ms * 1_000_000,
+                end_ns=end,
+            )
         if not self.enabled:
             return
         self.recorder.record(record)

@@ -402,6 +402,14 @@ class Settings(BaseSettings):
         default=None,
         description="Bearer token of `GET /metrics` (Prometheus); unset: the route answers 404.",
     )
+    otel_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP collector base URL (e.g. http://otel-collector:4318): traces of "
+        "requests and model calls go to <url>/v1/traces. Unset: no OpenTelemetry.",
+    )
+    otel_service_name: str = Field(
+        default="ai-helper-core", description="`service.name` of the traces."
+    )
     prometheus_multiproc_dir: Path | None = Field(
         default=None,
         validation_alias="PROMETHEUS_MULTIPROC_DIR",

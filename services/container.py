@@ -9,6 +9,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 from langgraph.graph.state import CompiledStateGraph
+from opentelemetry.trace import Tracer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from accounting.accountant import Accountant
@@ -82,13 +83,14 @@ async def open_services(
     registry: ModelRegistry,
     chat_graph: CompiledStateGraph,
     rag_graph: CompiledStateGraph,
+    tracer: Tracer | None = None,
 ) -> AsyncIterator[Services]:
     """Migrate, connect, start the local model; tear everything down on exit."""
     await prepare_runtime(settings, migrate=settings.migrate_on_start)
     async with AsyncExitStack() as stack:
         storage = await open_storage(stack, settings)
         await open_models(stack, settings, registry)
-        metering = await open_metering(stack, settings, storage, registry)
+        metering = await open_metering(stack, settings, storage, registry, tracer=tracer)
         speech = await open_speech(stack, settings, metering)
         jobs = open_jobs(settings)
         knowledge = await open_knowledge(stack, settings, storage, metering, jobs)

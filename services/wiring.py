@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
+from opentelemetry.trace import Tracer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from accounting.accountant import Accountant
@@ -158,6 +159,7 @@ async def open_metering(
     registry: ModelRegistry,
     *,
     hold_limits: bool | None = None,
+    tracer: Tracer | None = None,
 ) -> Metering:
     """The usage recorder (started), prices, limits, org keys and the metering gate.
 
@@ -174,7 +176,9 @@ async def open_metering(
     await recorder.start()
     stack.push_async_callback(recorder.aclose)
     prices = PriceTable(settings.prices)
-    accountant = Accountant(recorder, prices, registry.owner, enabled=settings.accounting_enabled)
+    accountant = Accountant(
+        recorder, prices, registry.owner, enabled=settings.accounting_enabled, tracer=tracer
+    )
     counters: Counters = (
         RedisCounters(storage.redis, settings.redis_prefix)
         if storage.redis is not None
