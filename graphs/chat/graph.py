@@ -22,7 +22,13 @@ from langgraph.graph.state import CompiledStateGraph
 
 from chains.trimming import prompt_budget, trim_history
 from graphs.chat.state import ChatInput, ChatState
-from graphs.configuration import ChatConfigurable, ChatConfiguration, LlmFactory
+from graphs.configuration import (
+    ChatConfigurable,
+    ChatConfiguration,
+    LlmFactory,
+    ServerKeys,
+    server_owned,
+)
 
 if TYPE_CHECKING:
     from providers.registry import ModelRoute
@@ -35,11 +41,23 @@ def build_chat_graph(
     llm_factory: LlmFactory,
     context_window: ContextWindow = lambda _model: 8192,
     reply_reserve: int = 512,
+    server_keys: ServerKeys | None = None,
 ) -> CompiledStateGraph:
-    """Compile the chat graph (without a checkpointer: the service attaches its own)."""
+    """Compile the chat graph (without a checkpointer: the service attaches its own).
+
+    ``server_keys``: ``configurable`` keys that win over the run's (a graph compiled for
+    one run under LangGraph's server, ``graphs.configuration.server_owned``).
+    """
 
     async def call_model(state: ChatState, config: RunnableConfig) -> dict[str, list]:
         """Answer the conversation's last message."""
+        if not state.get("messages"):
+            # LangGraph's server does not validate the input schema: never call the model
+            # with nothing to answer.
+            raise ValueError(
+                "the input has no message: send {'messages': [{'role': 'user', 'content': ...}]}"
+            )
+        config = server_owned(config, server_keys)
         configuration = ChatConfiguration.from_runnable_config(config)
         llm = configuration.chat_model(llm_factory)
         model_name = configuration.model or getattr(llm, "model_name", "") or ""

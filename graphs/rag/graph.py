@@ -32,7 +32,7 @@ from chains.rag import (
     format_context,
     snippet,
 )
-from graphs.configuration import LlmFactory
+from graphs.configuration import LlmFactory, ServerKeys, server_owned
 from graphs.rag.configuration import RagConfigurable, RagConfiguration, RetrievalQuery, SearchFn
 from graphs.rag.state import Citation, Hit, InputState, OutputState, State
 
@@ -66,8 +66,14 @@ def build_rag_graph(
     llm_factory: LlmFactory,
     search: SearchFn,
     checkpointer: BaseCheckpointSaver | None = None,
+    server_keys: ServerKeys | None = None,
 ) -> CompiledStateGraph:
-    """Compile the RAG graph (the service attaches its checkpointer when it starts)."""
+    """Compile the RAG graph (the service attaches its checkpointer when it starts).
+
+    ``server_keys``: ``configurable`` keys that win over the run's (a graph compiled for
+    one run under LangGraph's server, ``graphs.configuration.server_owned``): the org
+    whose knowledge base is searched among them.
+    """
 
     def model_for(configuration: RagConfiguration, **overrides: Any) -> Runnable:
         llm = configuration.chat_model(llm_factory)
@@ -76,7 +82,10 @@ def build_rag_graph(
 
     async def rewrite(state: State, config: RunnableConfig) -> dict[str, Any]:
         """The standalone search query: the question itself, or its rewrite from history."""
-        question = state["question"]
+        config = server_owned(config, server_keys)
+        question = state.get("question") or ""
+        if not question.strip():  # LangGraph's server does not validate the input schema
+            raise ValueError("the input has no question: send {'question': '...'}")
         history = list(state.get("messages") or [])[-HISTORY_MESSAGES:]
         if not history:
             return {"search_query": question}
@@ -89,6 +98,7 @@ def build_rag_graph(
 
     async def retrieve(state: State, config: RunnableConfig) -> dict[str, Any]:
         """Search the org's knowledge base (identity from the server-set configurable)."""
+        config = server_owned(config, server_keys)
         configuration = RagConfiguration.from_runnable_config(config)
         query = state.get("search_query") or state["question"]
         try:
@@ -101,6 +111,7 @@ def build_rag_graph(
 
     async def generate(state: State, config: RunnableConfig) -> dict[str, Any]:
         """Answer from the relevant chunks; say so, without a model call, when there are none."""
+        config = server_owned(config, server_keys)
         configuration = RagConfiguration.from_runnable_config(config)
         question = HumanMessage(state["question"])
         relevant = relevant_hits(state.get("hits") or [], configuration)
@@ -121,6 +132,7 @@ def build_rag_graph(
 
     async def cite(state: State, config: RunnableConfig) -> dict[str, Any]:
         """The chunks the answer cites as ``[n]``; every relevant one when it cites none."""
+        config = server_owned(config, server_keys)
         configuration = RagConfiguration.from_runnable_config(config)
         relevant = relevant_hits(state.get("hits") or [], configuration)
         if not relevant:
