@@ -30,9 +30,11 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 from langgraph_sdk.runtime import ServerRuntime
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException
 
 from accounting.events import CallContext
 from auth.tokens import Principal
+from core.errors import ApiError
 from graphs.chat.graph import build_chat_graph
 from graphs.rag.graph import build_rag_graph
 from graphs.rag.state import Hit
@@ -85,14 +87,15 @@ def principal_of(user: Any) -> Principal:
     """The service's caller from LangGraph's authenticated user (``auth.langgraph_auth``).
 
     Raises:
-        PermissionError: the user did not come from the service's auth handler.
+        HTTPException: 403, the user did not come from the service's auth handler.
     """
     try:
         org_id, user_id, role = user["org_id"], user["user_id"], user["role"]
     except (KeyError, TypeError) as exc:
-        raise PermissionError(
+        raise HTTPException(
+            403,
             "the run has no caller from the service's token: langgraph.json must name the "
-            'auth handler ("auth": {"path": "./auth/langgraph_auth.py:auth"})'
+            'auth handler ("auth": {"path": "./auth/langgraph_auth.py:auth"})',
         ) from exc
     return Principal(org_id=org_id, user_id=user_id, role=role)
 
@@ -110,6 +113,20 @@ async def _metered_run(
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise ValueError(f"configurable.{where}: {first['msg']}") from exc
+    async with _shown_errors():
+        call = await _hold(services, principal, configurable, client, flow)
+    async with call:
+        yield call
+
+
+async def _hold(
+    services: Services,
+    principal: Principal,
+    configurable: Mapping[str, Any],
+    client: RunnableConfigurable,
+    flow: str,
+) -> MeteredCall:
+    """Resolve the model for the caller's org and hold the call against its limits."""
     gate = services.metering
     route = await gate.resolve(principal.org_id, client.model)
     thread_id = configurable.get("thread_id")
@@ -122,11 +139,22 @@ async def _metered_run(
     )
     # The input is not known here (LangGraph hands the factory the config only): the hold
     # reserves the reply cap; the call's usage settles it to the real tokens.
-    call = await gate.hold(
+    return await gate.hold(
         principal, context, route, prompt=lambda: "", messages=1, reply_limit=client.max_tokens
     )
-    async with call:
-        yield call
+
+
+@asynccontextmanager
+async def _shown_errors() -> AsyncIterator[None]:
+    """The service's 4xx (a limit's 429, an unknown model's 400) as errors LangGraph shows.
+
+    LangGraph's server reports a failed run's message only for the exception types it
+    trusts (HTTP exceptions among them); any other reads "An internal error occurred".
+    """
+    try:
+        yield
+    except ApiError as exc:
+        raise HTTPException(exc.status_code, f"{exc.code}: {exc.message}", exc.headers) from exc
 
 
 def _server_keys(call: MeteredCall) -> dict[str, Any]:

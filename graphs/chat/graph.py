@@ -5,8 +5,9 @@ budget (see ``chains.trimming``), calls the model named in ``configurable.model`
 the turn's tools and response format bound, ``configurable.tool_params``) and appends the
 answer, tool calls included: the client's tool results come in the next turn. The
 checkpointer (SQLite or PostgreSQL) is attached by the service when it starts, keyed by
-``configurable.thread_id``; the same graph object serves the REST routes, the LangServe
-route ``/runnables/chat`` and ``langgraph dev`` (``langgraph.json``).
+``configurable.thread_id``; the same graph object serves the REST routes and the LangServe
+route ``/runnables/chat``. Under ``langgraph dev`` (``langgraph.json``) each run gets one
+compiled with the caller's keys (``services.langgraph_server``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
@@ -31,7 +31,7 @@ from graphs.configuration import (
 )
 
 if TYPE_CHECKING:
-    from providers.registry import ModelRoute
+    pass
 
 ContextWindow = Callable[[str | None], int]
 
@@ -83,14 +83,3 @@ def build_chat_graph(
     graph = builder.compile()
     graph.name = "chat"
     return graph
-
-
-def _default_llm_factory(model: ModelRoute | str | None) -> BaseChatModel:
-    """Models from the environment's settings, for ``langgraph dev`` (the service's key)."""
-    from core.config import Settings
-    from providers.registry import ModelRegistry
-
-    return ModelRegistry(Settings()).chat_model(model)
-
-
-graph = build_chat_graph(llm_factory=_default_llm_factory)

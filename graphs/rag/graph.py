@@ -17,7 +17,6 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.documents import Document
-from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -33,11 +32,11 @@ from chains.rag import (
     snippet,
 )
 from graphs.configuration import LlmFactory, ServerKeys, server_owned
-from graphs.rag.configuration import RagConfigurable, RagConfiguration, RetrievalQuery, SearchFn
+from graphs.rag.configuration import RagConfigurable, RagConfiguration, SearchFn
 from graphs.rag.state import Citation, Hit, InputState, OutputState, State
 
 if TYPE_CHECKING:
-    from providers.registry import ModelRoute
+    pass
 
 
 HISTORY_MESSAGES = 8
@@ -208,19 +207,3 @@ def build_retriever(search: SearchFn) -> Runnable:
         input_type=str,
         output_type=list[Document],
     )
-
-
-def _default_llm_factory(model: ModelRoute | str | None) -> BaseChatModel:
-    """Models from the environment's settings, for ``langgraph dev`` (the service's key)."""
-    from core.config import Settings
-    from providers.registry import ModelRegistry
-
-    return ModelRegistry(Settings()).chat_model(model)
-
-
-async def _no_knowledge_base(query: RetrievalQuery) -> list[Hit]:
-    """Outside the service there is no knowledge base to search."""
-    raise RuntimeError("the knowledge base is available only inside the service (server.py)")
-
-
-graph = build_rag_graph(llm_factory=_default_llm_factory, search=_no_knowledge_base)
