@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -78,6 +79,7 @@ def studio(_fake_openai_session: FakeOpenAI) -> Iterator[Studio]:
         "AHC_OPENAI_API_KEY": "sk-service-key",
         "AHC_OPENAI_BASE_URL": upstream,
         "AHC_LOCAL_MODEL_BASE_URL": upstream,
+        "AHC_EMBEDDING_MODEL": "text-embedding-3-small",  # the fake's: no local model to load
         "AHC_UPSTREAM_BACKOFF_SECONDS": "0.01",
         "AHC_USAGE_FLUSH_INTERVAL_SECONDS": "0.05",
         "AHC_LOG_LEVEL": "WARNING",
@@ -86,7 +88,7 @@ def studio(_fake_openai_session: FakeOpenAI) -> Iterator[Studio]:
         "LANGGRAPH_DISABLE_FILE_PERSISTENCE": "true",  # no ./.langgraph_api left behind
     }
     log = work / "langgraph-dev.log"
-    binary = shutil.which("langgraph", path=str(Path(os.sys.executable).parent))  # type: ignore[attr-defined]
+    binary = shutil.which("langgraph", path=str(Path(sys.executable).parent))
     assert binary, "langgraph-cli is not installed (the `studio` dependency group)"
     command = [binary, "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--config", str(ROOT / "langgraph.json")]
@@ -124,7 +126,12 @@ def _texts(messages: list[dict[str, Any]]) -> list[str]:
 
 
 def test_anonymous_and_bad_tokens_are_401(studio: Studio) -> None:
-    for headers in ({}, {"Authorization": "Bearer not-a-jwt"}, {"Authorization": "Basic x"}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer not-a-jwt"},
+        {"Authorization": "Basic x"},
+        {"x-auth-scheme": "langsmith"},  # langgraph dev's Studio bypass is off
+    ):
         response = httpx.post(f"{studio.url}/assistants/search", json={}, headers=headers)
         assert response.status_code == 401, response.text
     # The REST API on the same port keeps its own auth.
