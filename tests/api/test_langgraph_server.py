@@ -141,8 +141,15 @@ def test_anonymous_and_bad_tokens_are_401(studio: Studio) -> None:
 
 
 async def test_assistants_are_listed(studio: Studio) -> None:
-    assistants = await studio.client().assistants.search()
-    assert {"chat", "rag"} <= {a["graph_id"] for a in assistants}
+    client = studio.client()
+    assistants = {a["graph_id"]: a for a in await client.assistants.search()}
+    assert {"chat", "rag"} <= set(assistants)
+    # What Studio draws and the forms it shows: the graphs' shapes, no model call.
+    drawing = await client.assistants.get_graph(assistants["rag"]["assistant_id"])
+    nodes = {node["id"] for node in drawing["nodes"]}
+    assert {"rewrite", "retrieve", "generate", "cite"} <= nodes
+    schemas = await client.assistants.get_schemas(assistants["chat"]["assistant_id"])
+    assert "messages" in schemas["input_schema"]["properties"]
 
 
 async def test_chat_thread_remembers_two_turns(studio: Studio, fake_openai: FakeOpenAI) -> None:
@@ -163,6 +170,8 @@ async def test_chat_thread_remembers_two_turns(studio: Studio, fake_openai: Fake
         "Who am I?",
         "echo: Who am I?",
     ]
+    state = await client.threads.get_state(thread["thread_id"])  # Studio's thread view
+    assert len(state["values"]["messages"]) == 4
     sent = fake_openai.requests[-1].body["messages"]
     assert [m["content"] for m in sent] == ["I am Bob", "echo: I am Bob", "Who am I?"]
     # Every call went out on the service's key, capped by the hold.
