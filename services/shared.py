@@ -26,7 +26,9 @@ def published(services: Services) -> Iterator[None]:
     try:
         yield
     finally:
-        _published.remove(services)
+        # By identity: Services is a dataclass, and == would compare every field.
+        index = next(i for i, item in enumerate(_published) if item is services)
+        del _published[index]
 
 
 def current_services() -> Services:
