@@ -1,4 +1,8 @@
-"""LangServe runs of one thread, one at a time (``/runnables/chat``, ``/runnables/rag``).
+"""The runnables LangServe serves; runs of one thread, one at a time (``/runnables/chat``...).
+
+:func:`served` wraps each runnable once: it shows the runnable's own config schema
+(LangGraph's included: a plain binding would show only its ``config_specs``), applies the
+server's config factories and, given ``locks_of``, serializes the runs of one thread.
 
 The served graph reads the thread's checkpoint, calls the model and writes the checkpoint
 back; two runs of one thread at the same time would lose a turn. Every run whose
@@ -31,11 +35,11 @@ LocksOf = Callable[[], TurnLocks]
 
 
 # (The ignore: the pydantic mypy plugin trips over RunnableBinding's own `kwargs` field.)
-class SerializedTurns(RunnableBinding[Any, Any]):  # type: ignore[no-redef]
-    """The bound graph, run under its thread's turn lock."""
+class ServedRunnable(RunnableBinding[Any, Any]):  # type: ignore[no-redef]
+    """The bound runnable, with its own schemas; run under its thread's turn lock if asked."""
 
     locks_of: Any = None
-    """Returns the app's turn locks (built in the lifespan, after the routes)."""
+    """Returns the app's turn locks (built in the lifespan, after the routes); None: no lock."""
 
     def config_schema(self, *, include: Sequence[str] | None = None) -> type[BaseModel]:
         """The bound runnable's."""
@@ -141,6 +145,18 @@ class _Gate:
             self._semaphore.release()
 
 
+def served(
+    runnable: Runnable,
+    *,
+    locks_of: LocksOf | None = None,
+    config_factories: Sequence[Callable[[RunnableConfig], RunnableConfig]] = (),
+) -> Runnable:
+    """``runnable`` as LangServe serves it (``locks_of``: one run at a time per thread)."""
+    return ServedRunnable(
+        bound=runnable, locks_of=locks_of, config_factories=list(config_factories)
+    )
+
+
 def serialize_turns(runnable: Runnable, locks_of: LocksOf) -> Runnable:
     """``runnable`` with one run at a time per ``configurable.thread_id``."""
-    return SerializedTurns(bound=runnable, locks_of=locks_of)
+    return served(runnable, locks_of=locks_of)

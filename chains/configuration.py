@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 LlmFactory: TypeAlias = "Callable[[ModelRoute | str | None], BaseChatModel]"
 """The chat model for a resolved route (a service run), else for a model name (``None``:
-the default) on the service's key (``langgraph dev``): ``ModelRegistry.chat_model``."""
+the default) on the service's key (a unit test): ``ModelRegistry.chat_model``."""
 
 
 class ChatConfigurable(TypedDict, total=False):

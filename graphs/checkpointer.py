@@ -7,6 +7,7 @@ migrations there (``setup()``), at start-up and in ``ai-helper-core db upgrade``
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -34,7 +35,7 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointS
         return
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(settings.data_dir.mkdir, parents=True, exist_ok=True)
     path = settings.data_dir / "checkpoints.sqlite"
     async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
         await saver.setup()

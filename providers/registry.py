@@ -135,7 +135,7 @@ class ModelRegistry:
 
         The graphs' and chains' model factory: a service run carries its route (resolved
         with the org's own key) in ``configurable.model_route``; a run without one
-        (``langgraph dev``, a unit test) names a model, served on the service's key.
+        (a unit test) names a model, served on the service's key.
         """
         route = model if isinstance(model, ModelRoute) else self.resolve(model)
         return self.chat_model_for(route)

@@ -22,7 +22,7 @@ from accounting.accountant import Accountant
 from accounting.pricing import PriceTable
 from accounting.recorder import UsageRecorder
 from core.config import Settings
-from core.tokenizer import encoding_for, install_offline_encodings
+from core.tokenizer import install_offline_encodings, preload_encodings
 from core.tracing import RelayTracer, tracing_enabled
 from core.vectorstore import ChromaClientProvider
 from db.migrate import upgrade
@@ -102,7 +102,7 @@ async def prepare_runtime(settings: Settings, *, migrate: bool) -> None:
     The first BPE load takes ~0.35 s: done here, it never blocks the first request.
     """
     await asyncio.to_thread(install_offline_encodings, settings.data_dir / "tiktoken")
-    await asyncio.to_thread(encoding_for, "gpt-4o-mini")
+    await asyncio.to_thread(preload_encodings)  # o200k and cl100k (`local` counts with it)
     if migrate:
         await asyncio.to_thread(upgrade, settings)
 
@@ -141,7 +141,7 @@ def open_jobs(settings: Settings, *, worker: WorkerOptions | bool | None = None)
 
 async def open_storage(stack: AsyncExitStack, settings: Settings) -> Storage:
     """The SQLAlchemy engine and sessions, and Redis when configured."""
-    engine = create_engine(settings)
+    engine = await asyncio.to_thread(create_engine, settings)  # it may create the data dir
     stack.push_async_callback(engine.dispose)
     redis = None
     if settings.redis_url:
@@ -191,9 +191,8 @@ async def open_metering(
         settings.limits_default_max_tokens,
         enabled=settings.accounting_enabled if hold_limits is None else hold_limits,
     )
-    provider_keys = ProviderKeyStore(
-        storage.sessions, load_vault(settings), ttl=settings.org_cache_seconds
-    )
+    vault = await asyncio.to_thread(load_vault, settings)  # reads or creates the key file
+    provider_keys = ProviderKeyStore(storage.sessions, vault, ttl=settings.org_cache_seconds)
     gate = MeteringGate(
         registry=registry, provider_keys=provider_keys, limits=limits, accountant=accountant
     )

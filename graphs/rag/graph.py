@@ -17,7 +17,6 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.documents import Document
-from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -32,12 +31,12 @@ from chains.rag import (
     format_context,
     snippet,
 )
-from graphs.configuration import LlmFactory
-from graphs.rag.configuration import RagConfigurable, RagConfiguration, RetrievalQuery, SearchFn
+from graphs.configuration import LlmFactory, ServerKeys, server_owned
+from graphs.rag.configuration import RagConfigurable, RagConfiguration, SearchFn
 from graphs.rag.state import Citation, Hit, InputState, OutputState, State
 
 if TYPE_CHECKING:
-    from providers.registry import ModelRoute
+    pass
 
 
 HISTORY_MESSAGES = 8
@@ -66,8 +65,14 @@ def build_rag_graph(
     llm_factory: LlmFactory,
     search: SearchFn,
     checkpointer: BaseCheckpointSaver | None = None,
+    server_keys: ServerKeys | None = None,
 ) -> CompiledStateGraph:
-    """Compile the RAG graph (the service attaches its checkpointer when it starts)."""
+    """Compile the RAG graph (the service attaches its checkpointer when it starts).
+
+    ``server_keys``: ``configurable`` keys that win over the run's (a graph compiled for
+    one run under LangGraph's server, ``graphs.configuration.server_owned``): the org
+    whose knowledge base is searched among them.
+    """
 
     def model_for(configuration: RagConfiguration, **overrides: Any) -> Runnable:
         llm = configuration.chat_model(llm_factory)
@@ -76,7 +81,10 @@ def build_rag_graph(
 
     async def rewrite(state: State, config: RunnableConfig) -> dict[str, Any]:
         """The standalone search query: the question itself, or its rewrite from history."""
-        question = state["question"]
+        config = server_owned(config, server_keys)
+        question = state.get("question") or ""
+        if not question.strip():  # LangGraph's server does not validate the input schema
+            raise ValueError("the input has no question: send {'question': '...'}")
         history = list(state.get("messages") or [])[-HISTORY_MESSAGES:]
         if not history:
             return {"search_query": question}
@@ -89,6 +97,7 @@ def build_rag_graph(
 
     async def retrieve(state: State, config: RunnableConfig) -> dict[str, Any]:
         """Search the org's knowledge base (identity from the server-set configurable)."""
+        config = server_owned(config, server_keys)
         configuration = RagConfiguration.from_runnable_config(config)
         query = state.get("search_query") or state["question"]
         try:
@@ -101,6 +110,7 @@ def build_rag_graph(
 
     async def generate(state: State, config: RunnableConfig) -> dict[str, Any]:
         """Answer from the relevant chunks; say so, without a model call, when there are none."""
+        config = server_owned(config, server_keys)
         configuration = RagConfiguration.from_runnable_config(config)
         question = HumanMessage(state["question"])
         relevant = relevant_hits(state.get("hits") or [], configuration)
@@ -121,6 +131,7 @@ def build_rag_graph(
 
     async def cite(state: State, config: RunnableConfig) -> dict[str, Any]:
         """The chunks the answer cites as ``[n]``; every relevant one when it cites none."""
+        config = server_owned(config, server_keys)
         configuration = RagConfiguration.from_runnable_config(config)
         relevant = relevant_hits(state.get("hits") or [], configuration)
         if not relevant:
@@ -196,19 +207,3 @@ def build_retriever(search: SearchFn) -> Runnable:
         input_type=str,
         output_type=list[Document],
     )
-
-
-def _default_llm_factory(model: ModelRoute | str | None) -> BaseChatModel:
-    """Models from the environment's settings, for ``langgraph dev`` (the service's key)."""
-    from core.config import Settings
-    from providers.registry import ModelRegistry
-
-    return ModelRegistry(Settings()).chat_model(model)
-
-
-async def _no_knowledge_base(query: RetrievalQuery) -> list[Hit]:
-    """Outside the service there is no knowledge base to search."""
-    raise RuntimeError("the knowledge base is available only inside the service (server.py)")
-
-
-graph = build_rag_graph(llm_factory=_default_llm_factory, search=_no_knowledge_base)
