@@ -99,6 +99,12 @@ class UsageEvent(Base):
     thread_id: Mapped[str | None] = mapped_column(String(128), default=None)
     template_name: Mapped[str | None] = mapped_column(String(128), default=None)
     template_version: Mapped[int | None] = mapped_column(Integer, default=None)
+    audio_seconds: Mapped[Decimal] = mapped_column(
+        Numeric(12, 3), default=Decimal(0), nullable=False
+    )
+    """Speech to text: the audio's decoded duration."""
+    tts_characters: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    """Text to speech: the characters spoken."""
 
     __table_args__ = (
         Index("ix_ahc_usage_events_org_time", "org_id", "created_at"),
@@ -122,6 +128,8 @@ class OrgLimit(Base):
     tokens_per_day: Mapped[int | None] = mapped_column(BigInteger, default=None)
     tokens_per_month: Mapped[int | None] = mapped_column(BigInteger, default=None)
     cost_usd_per_month: Mapped[Decimal | None] = mapped_column(Numeric(18, 6), default=None)
+    audio_seconds_per_month: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    tts_characters_per_month: Mapped[int | None] = mapped_column(BigInteger, default=None)
     updated_at: Mapped[datetime] = mapped_column(
         UtcDateTime(), default=utcnow, onupdate=utcnow, nullable=False
     )

@@ -37,11 +37,25 @@ class SpeechAccess:
         return Upstream(provider, base_url.rstrip("/"), key, organization)
 
     async def hold(
-        self, principal: Principal, flow: str, route: ModelRoute, cost: Decimal
+        self,
+        principal: Principal,
+        flow: str,
+        route: ModelRoute,
+        cost: Decimal,
+        *,
+        audio_seconds: float = 0.0,
+        characters: int = 0,
     ) -> MeteredCall:
-        """Reserve one call of ``cost`` against the caller's limits (429 when over)."""
+        """Reserve one call of ``cost`` and its size against the caller's limits (429)."""
         context = CallContext.for_principal(principal, flow, request_id=current_request_id())
-        return await self.gate.hold_priced(principal, context, route, lambda: cost)
+        return await self.gate.hold_priced(
+            principal,
+            context,
+            route,
+            lambda: cost,
+            audio_seconds=audio_seconds,
+            characters=characters,
+        )
 
 
 def error_code(exc: BaseException) -> str:

@@ -48,7 +48,11 @@ class SpeechService:
         self._openai = openai_audio
         self._elevenlabs = elevenlabs
         access = SpeechAccess(settings, gate)
-        prices = SpeechPrices(settings.speech_prices)
+        prices = SpeechPrices(
+            settings.speech_prices,
+            stt_models=[settings.speech_local_stt_model, *settings.speech_openai_stt_models],
+        )
+        self.prices = prices
         self.transcription = Transcription(
             settings, access, local=local, openai_audio=openai_audio, prices=prices
         )

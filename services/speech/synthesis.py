@@ -91,7 +91,7 @@ class Synthesis:
             for piece in split_for_synthesis(text, source.max_characters)
         ]
         cost = self._prices.synthesis(model, len(text))
-        call = await self._access.hold(principal, route, model_route, cost)
+        call = await self._access.hold(principal, route, model_route, cost, characters=len(text))
         started = time.perf_counter()
         chunks = _speak(source, requests, model_route.upstream, wav=options.format == "wav")
         try:
@@ -103,7 +103,7 @@ class Synthesis:
             content_type=AUDIO_CONTENT_TYPES[options.format],
             provider=provider,
             model=model,
-            chunks=_relay(chunks, first, call, started, cost),
+            chunks=_relay(chunks, first, call, started, cost, len(text)),
         )
 
     async def _route(
@@ -165,6 +165,7 @@ async def _relay(
     call: MeteredCall,
     started: float,
     cost: Decimal,
+    characters: int,
 ) -> AsyncIterator[bytes]:
     """Pass the provider's chunks on; account the call when the stream ends either way."""
     error: str | None = "client_disconnected"
@@ -182,7 +183,8 @@ async def _relay(
         raise
     finally:
         await chunks.aclose()
-        call.record(started, cost=cost, error=error)  # the provider bills what it made
+        # the provider bills what it made, even for a listener who hung up
+        call.record(started, cost=cost, error=error, characters=characters)
 
 
 async def _speak(

@@ -94,7 +94,9 @@ class Transcription:
         transcriber, model_route = await self.transcriber(principal.org_id, model)
         audio = await self.decode(data, filename)
         cost = self._prices.transcription(model, audio.duration_s)
-        call = await self._access.hold(principal, route, model_route, cost)
+        call = await self._access.hold(
+            principal, route, model_route, cost, audio_seconds=audio.duration_s
+        )
         request = SttRequest(
             data=data,
             filename=upload_name(filename, audio.container),
@@ -112,7 +114,7 @@ class Transcription:
         except BaseException as exc:
             call.record(started, error=error_code(exc))
             raise
-        call.record(started, cost=cost)
+        call.record(started, cost=cost, audio_seconds=audio.duration_s)
         return transcript
 
     async def hold_stream(self, principal: Principal, flow: str) -> MeteredCall:
