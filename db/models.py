@@ -10,6 +10,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -392,4 +393,38 @@ class PromptEvaluation(Base):
     __table_args__ = (
         Index("ix_ahc_prompt_evaluations_template", "org_id", "template_name", "created_at"),
         Index("ix_ahc_prompt_evaluations_status", "status"),
+    )
+
+
+class SpeechTranscription(Base):
+    """A long audio file accepted for transcription as a job, with its audio until it ends.
+
+    ``audio`` holds the upload as received (so a restart re-runs the job; cleared when it
+    ends); ``options`` the model, language, prompt and response format asked for.
+    ``status``: ``queued`` → ``running`` → ``done`` (``result``: the transcript with its
+    segments) or ``failed`` (``error_code``, ``error``).
+    """
+
+    __tablename__ = "ahc_speech_transcriptions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    org_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    user_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    request_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    filename: Mapped[str] = mapped_column(String(255), nullable=False)
+    model: Mapped[str] = mapped_column(String(128), nullable=False)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    duration_s: Mapped[float] = mapped_column(Float, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    error_code: Mapped[str | None] = mapped_column(String(64), default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    audio: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, nullable=False)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+
+    __table_args__ = (
+        Index("ix_ahc_speech_transcriptions_org_time", "org_id", "created_at"),
+        Index("ix_ahc_speech_transcriptions_status", "status"),
     )

@@ -89,8 +89,8 @@ async def open_services(
         storage = await open_storage(stack, settings)
         await open_models(stack, settings, registry)
         metering = await open_metering(stack, settings, storage, registry)
-        speech = await open_speech(stack, settings, metering)
         jobs = open_jobs(settings)
+        speech = await open_speech(stack, settings, storage, metering, jobs)
         knowledge = await open_knowledge(stack, settings, storage, metering, jobs)
         prompt_templates = PromptTemplates(storage.sessions)
         prompt_evaluations = PromptEvaluations(
@@ -111,7 +111,10 @@ async def open_services(
             rag_graph=rag_graph,
         )
         register_jobs(
-            jobs, job_handlers(knowledge=knowledge.service, prompt_evaluations=prompt_evaluations)
+            jobs,
+            job_handlers(
+                knowledge=knowledge.service, prompt_evaluations=prompt_evaluations, speech=speech
+            ),
         )
         await jobs.start()
         stack.push_async_callback(jobs.aclose)
@@ -123,6 +126,10 @@ async def open_services(
             if evaluations := await prompt_evaluations.recover():
                 logger.info(
                     "re-queued %d prompt evaluations interrupted by the restart", evaluations
+                )
+            if transcriptions := await speech.transcription_jobs.recover():
+                logger.info(
+                    "re-queued %d transcriptions interrupted by the restart", transcriptions
                 )
         yield Services(
             settings=settings,

@@ -13,13 +13,16 @@ from services.speech.options import (
     TranscribeOptions,
 )
 from services.speech.service import SpeechService
+from services.speech.transcription_jobs import TRANSCRIBE_TASK, stored_transcript
 
 __all__ = [
     "SYNTHESIZE_ROUTE",
     "TRANSCRIBE_ROUTE",
+    "TRANSCRIBE_TASK",
     "TRANSLATE_ROUTE",
     "SpeechAudio",
     "SpeechService",
     "SynthesisOptions",
     "TranscribeOptions",
+    "stored_transcript",
 ]

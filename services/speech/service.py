@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from auth.tokens import Principal
 from core.config import Settings
+from db.models import SpeechTranscription
+from jobs.queue import JobQueue
 from providers.speech.elevenlabs_tts import ElevenLabsSpeech
 from providers.speech.local_whisper import LocalWhisper
 from providers.speech.openai_audio import OpenAIAudio
@@ -27,6 +31,7 @@ from services.speech.options import (
 )
 from services.speech.synthesis import Synthesis
 from services.speech.transcription import Transcription
+from services.speech.transcription_jobs import TranscriptionJobs
 from speech.decode import DecodedAudio
 from speech.pricing import SpeechPrices
 
@@ -42,6 +47,8 @@ class SpeechService:
         openai_audio: OpenAIAudio,
         elevenlabs: ElevenLabsSpeech,
         gate: MeteringGate,
+        sessions: async_sessionmaker[AsyncSession],
+        jobs: JobQueue,
     ) -> None:
         self.settings = settings
         self.local = local
@@ -59,9 +66,19 @@ class SpeechService:
         self.synthesis = Synthesis(
             settings, access, openai_audio=openai_audio, elevenlabs=elevenlabs, prices=prices
         )
+        self.transcription_jobs = TranscriptionJobs(
+            settings, sessions=sessions, transcription=self.transcription, gate=gate, jobs=jobs
+        )
 
     @classmethod
-    def build(cls, settings: Settings, *, gate: MeteringGate) -> SpeechService:
+    def build(
+        cls,
+        settings: Settings,
+        *,
+        gate: MeteringGate,
+        sessions: async_sessionmaker[AsyncSession],
+        jobs: JobQueue,
+    ) -> SpeechService:
         """The service with its providers made from the settings (nothing loaded yet)."""
         local = LocalWhisper(
             cache_dir=settings.data_dir / "models",
@@ -77,6 +94,8 @@ class SpeechService:
             openai_audio=OpenAIAudio(settings),
             elevenlabs=ElevenLabsSpeech(settings),
             gate=gate,
+            sessions=sessions,
+            jobs=jobs,
         )
 
     async def aclose(self) -> None:
@@ -104,6 +123,26 @@ class SpeechService:
     ) -> Transcript:
         """Transcribe one uploaded file (``data`` may be one byte over the cap: 413)."""
         return await self.transcription.transcribe(principal, data, filename, options, route=route)
+
+    async def submit(
+        self,
+        principal: Principal,
+        data: bytes,
+        filename: str,
+        options: TranscribeOptions,
+        *,
+        response_format: str = "json",
+    ) -> Transcript | SpeechTranscription:
+        """A short file's transcript at once; a long one's job (``speech_sync_max_seconds``)."""
+        return await self.transcription_jobs.submit(
+            principal, data, filename, options, response_format=response_format
+        )
+
+    async def transcription_job(
+        self, principal: Principal, transcription_id: str
+    ) -> SpeechTranscription:
+        """A transcription job of the caller's (404 otherwise)."""
+        return await self.transcription_jobs.get(principal, transcription_id)
 
     async def hold_stream(self, principal: Principal, flow: str) -> MeteredCall:
         """Hold a live transcription session (the embedded model: one request, free)."""

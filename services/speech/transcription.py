@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -21,10 +22,21 @@ from providers.speech.types import SttRequest, Transcriber, Transcript
 from services.metering import MeteredCall
 from services.speech.access import SpeechAccess, error_code
 from services.speech.options import TRANSCRIBE_ROUTE, TranscribeOptions
+from services.speech.pieces import PieceTranscriber
 from speech.decode import SAMPLE_RATE, DecodedAudio, decode_audio
 from speech.errors import AudioTooLarge
 from speech.pricing import SpeechPrices
 from speech.sniff import CONTENT_TYPES, EXTENSIONS
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A checked, decoded transcription: who serves it, what is sent, what it costs."""
+
+    transcriber: Transcriber
+    route: ModelRoute
+    request: SttRequest
+    cost: Decimal
 
 
 class Transcription:
@@ -45,6 +57,7 @@ class Transcription:
         self._openai = openai_audio
         self._prices = prices
         self._decodes = asyncio.Semaphore(settings.speech_concurrency)
+        self._pieces = PieceTranscriber(settings)
 
     async def models(self, org_id: str) -> list[str]:
         """The transcription models this org may name (the default first)."""
@@ -80,23 +93,13 @@ class Transcription:
                 max_seconds=self.settings.speech_max_audio_seconds,
             )
 
-    async def transcribe(
-        self,
-        principal: Principal,
-        data: bytes,
-        filename: str,
-        options: TranscribeOptions,
-        *,
-        route: str = TRANSCRIBE_ROUTE,
-    ) -> Transcript:
-        """Transcribe one uploaded file (``data`` may be one byte over the cap: 413)."""
+    async def prepare(
+        self, org_id: str, data: bytes, filename: str, options: TranscribeOptions
+    ) -> Prepared:
+        """Check the model, decode the audio: what one transcription will send, and its price."""
         model = options.model or self.settings.speech_stt_default_model
-        transcriber, model_route = await self.transcriber(principal.org_id, model)
+        transcriber, model_route = await self.transcriber(org_id, model)
         audio = await self.decode(data, filename)
-        cost = self._prices.transcription(model, audio.duration_s)
-        call = await self._access.hold(
-            principal, route, model_route, cost, audio_seconds=audio.duration_s
-        )
         request = SttRequest(
             data=data,
             filename=upload_name(filename, audio.container),
@@ -108,14 +111,45 @@ class Transcription:
             prompt=options.prompt or None,
             task=options.task,
         )
+        cost = self._prices.transcription(model, audio.duration_s)
+        return Prepared(transcriber, model_route, request, cost)
+
+    async def hold(self, principal: Principal, prepared: Prepared, route: str) -> MeteredCall:
+        """Reserve the transcription's seconds and cost on the caller's limits (429)."""
+        return await self._access.hold(
+            principal,
+            route,
+            prepared.route,
+            prepared.cost,
+            audio_seconds=prepared.request.duration_s,
+        )
+
+    async def run(self, prepared: Prepared, call: MeteredCall) -> Transcript:
+        """Transcribe (in pieces when long) and record the call's one usage event."""
         started = time.perf_counter()
         try:
-            transcript = await transcriber.transcribe(request, upstream=model_route.upstream)
+            transcript = await self._pieces.transcribe(
+                prepared.transcriber, prepared.request, prepared.route.upstream
+            )
         except BaseException as exc:
             call.record(started, error=error_code(exc))
             raise
-        call.record(started, cost=cost, audio_seconds=audio.duration_s)
+        call.record(started, cost=prepared.cost, audio_seconds=prepared.request.duration_s)
         return transcript
+
+    async def transcribe(
+        self,
+        principal: Principal,
+        data: bytes,
+        filename: str,
+        options: TranscribeOptions,
+        *,
+        route: str = TRANSCRIBE_ROUTE,
+    ) -> Transcript:
+        """Transcribe one uploaded file (``data`` may be one byte over the cap: 413)."""
+        prepared = await self.prepare(principal.org_id, data, filename, options)
+        call = await self.hold(principal, prepared, route)
+        return await self.run(prepared, call)
 
     async def hold_stream(self, principal: Principal, flow: str) -> MeteredCall:
         """Hold a live transcription session (the embedded model: one request, free)."""
