@@ -379,6 +379,11 @@ class Settings(BaseSettings):
     elevenlabs_default_voice: str = Field(
         default="21m00Tcm4TlvDq8ikWAM", description="ElevenLabs voice id used when none is named."
     )
+    speech_piper_enabled: bool = Field(
+        default=True,
+        description="Speak English offline with Piper (model `piper`) when the optional extra "
+        "`piper` is installed (GPL-3.0); false: never.",
+    )
     speech_max_tts_characters: int = Field(
         default=4096, ge=1, description="Longest text one synthesis accepts (413 above)."
     )

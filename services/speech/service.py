@@ -19,6 +19,7 @@ from jobs.queue import JobQueue
 from providers.speech.elevenlabs_tts import ElevenLabsSpeech
 from providers.speech.local_whisper import LocalWhisper
 from providers.speech.openai_audio import OpenAIAudio
+from providers.speech.piper_tts import PiperSpeech
 from providers.speech.types import Transcript, Voice
 from services.metering import MeteredCall, MeteringGate
 from services.speech.access import SpeechAccess
@@ -64,7 +65,12 @@ class SpeechService:
             settings, access, local=local, openai_audio=openai_audio, prices=prices
         )
         self.synthesis = Synthesis(
-            settings, access, openai_audio=openai_audio, elevenlabs=elevenlabs, prices=prices
+            settings,
+            access,
+            openai_audio=openai_audio,
+            elevenlabs=elevenlabs,
+            piper=PiperSpeech(enabled=settings.speech_piper_enabled),
+            prices=prices,
         )
         self.transcription_jobs = TranscriptionJobs(
             settings, sessions=sessions, transcription=self.transcription, gate=gate, jobs=jobs

@@ -17,6 +17,7 @@ from providers.registry import ModelRoute, Upstream
 from providers.speech.elevenlabs_tts import ElevenLabsSpeech
 from providers.speech.openai_audio import VOICES as OPENAI_VOICES
 from providers.speech.openai_audio import OpenAIAudio
+from providers.speech.piper_tts import PIPER_LANGUAGES, PIPER_VOICE, PiperSpeech
 from providers.speech.types import (
     AUDIO_CONTENT_TYPES,
     PCM_SAMPLE_RATE,
@@ -34,7 +35,9 @@ from speech.wav import wav_header
 
 #: Who can speak when no provider is configured (the offline answer names them).
 TTS_PROVIDERS = ("elevenlabs", "openai")
-_SPEED_RANGES = {"openai": (0.25, 4.0), "elevenlabs": (0.7, 1.2)}
+#: The model name of the offline English voice (the optional extra ``piper``).
+PIPER_MODEL = "piper"
+_SPEED_RANGES = {"openai": (0.25, 4.0), "elevenlabs": (0.7, 1.2), "piper": (0.5, 2.0)}
 
 
 class Synthesis:
@@ -47,12 +50,14 @@ class Synthesis:
         *,
         openai_audio: OpenAIAudio,
         elevenlabs: ElevenLabsSpeech,
+        piper: PiperSpeech,
         prices: SpeechPrices,
     ) -> None:
         self.settings = settings
         self._access = access
         self._openai = openai_audio
         self._elevenlabs = elevenlabs
+        self._piper = piper
         self._prices = prices
 
     async def synthesize(
@@ -77,7 +82,12 @@ class Synthesis:
                 raise ApiError(
                     422, "invalid_request", f"{provider} speaks at speeds {low} to {high}"
                 )
-        source: Synthesizer = self._elevenlabs if provider == "elevenlabs" else self._openai
+        sources: dict[str, Synthesizer] = {
+            "elevenlabs": self._elevenlabs,
+            "openai": self._openai,
+            "piper": self._piper,
+        }
+        source = sources[provider]
         requests = [
             TtsRequest(
                 text=piece,
@@ -122,7 +132,20 @@ class Synthesis:
             if openai_upstream is not None:
                 default = settings.speech_openai_tts_models[0]
                 return ModelRoute(default, default, openai_upstream)
-            raise _offline(language)
+            if self._piper.available and language in (None, *PIPER_LANGUAGES):
+                return ModelRoute(PIPER_MODEL, PIPER_MODEL, self._piper.upstream)
+            raise _offline(language, piper=self._piper.available)
+        if model == PIPER_MODEL:
+            if not self._piper.available:
+                raise ApiError(
+                    422,
+                    "provider_unavailable",
+                    "the offline voice 'piper' is not installed (the optional extra `piper`)",
+                    details={"providers": list(TTS_PROVIDERS)},
+                )
+            if language not in (None, *PIPER_LANGUAGES):
+                raise _offline(language, piper=True)
+            return ModelRoute(PIPER_MODEL, PIPER_MODEL, self._piper.upstream)
         if model in settings.elevenlabs_models:
             if eleven is None:
                 raise _not_keyed("elevenlabs", model)
@@ -131,7 +154,9 @@ class Synthesis:
             if openai_upstream is None:
                 raise _not_keyed("openai", model)
             return ModelRoute(model, model, openai_upstream)
-        known = ", ".join([*settings.elevenlabs_models, *settings.speech_openai_tts_models])
+        known = ", ".join(
+            [*settings.elevenlabs_models, *settings.speech_openai_tts_models, PIPER_MODEL]
+        )
         raise ApiError(
             400, "unknown_model", f"unknown synthesis model '{model}'; known models: {known}"
         )
@@ -139,6 +164,12 @@ class Synthesis:
     def _voice(self, provider: str, voice: str | None) -> str:
         if provider == "elevenlabs":
             return voice or self.settings.elevenlabs_default_voice
+        if provider == "piper":
+            if voice not in (None, PIPER_VOICE):
+                raise ApiError(
+                    422, "unknown_voice", f"Piper has no voice '{voice}'; its voice: {PIPER_VOICE}"
+                )
+            return PIPER_VOICE
         voice = voice or self.settings.speech_openai_default_voice
         if voice not in OPENAI_VOICES:
             raise ApiError(
@@ -149,14 +180,14 @@ class Synthesis:
         return voice
 
     async def voices(self, principal: Principal) -> list[Voice]:
-        """Every voice the org can use now: its ElevenLabs account's, OpenAI's built-in ones."""
+        """Every voice the org can use now: its ElevenLabs account's, OpenAI's, Piper's."""
         found: list[Voice] = []
         eleven = await self._access.upstream(principal.org_id, "elevenlabs")
         if eleven is not None:
             found += await self._elevenlabs.voices(eleven)
         if await self._access.upstream(principal.org_id, "openai") is not None:
             found += [Voice(id=v, name=v, provider="openai") for v in OPENAI_VOICES]
-        return found
+        return found + self._piper.voices()
 
 
 async def _relay(
@@ -202,8 +233,8 @@ async def _speak(
             await pieces.aclose()
 
 
-def _offline(language: str | None) -> ApiError:
-    """No synthesis provider is configured: say who could speak, never send bad audio."""
+def _offline(language: str | None, *, piper: bool = False) -> ApiError:
+    """No provider speaks it: say who could, never send unintelligible audio."""
     how = (
         "configure ElevenLabs (AHC_ELEVENLABS_API_KEY or the org's `elevenlabs` key) "
         "or OpenAI (OPENAI_API_KEY or the org's `openai` key)"
@@ -216,10 +247,11 @@ def _offline(language: str | None) -> ApiError:
             f"no offline voice speaks '{language}'; {', '.join(TTS_PROVIDERS)} can: {how}",
             details=details,
         )
+    local = "the offline voice speaks only English" if piper else "no local voice is installed"
     return ApiError(
         422,
         "provider_unavailable",
-        "no speech synthesis provider is configured (no local voice is bundled); "
+        f"no speech synthesis provider is configured ({local}); "
         f"{', '.join(TTS_PROVIDERS)} can: {how}",
         details=details,
     )
