@@ -78,7 +78,8 @@ class TranscriptionJobs:
         except BaseException:
             call.release()
             raise
-        self._holds[row.id] = call
+        if self._settings.job_queue == "in_process":
+            self._holds[row.id] = call  # settled by the job's usage event, in this process
         await self._enqueue(row)
         return row
 
