@@ -39,3 +39,12 @@ async def test_register_jobs_registers_every_entry() -> None:
     queue = InProcessJobQueue(workers=1)
     register_jobs(queue, job_handlers(knowledge=_knowledge()))
     assert set(queue._handlers) == {INGEST_TASK, REEMBED_TASK}
+
+
+def test_speech_transcription_jobs_are_in_the_table() -> None:
+    from services.speech import TRANSCRIBE_TASK, SpeechService
+
+    speech = cast(Any, SimpleNamespace(transcription_jobs=SimpleNamespace(run_job=object())))
+    table = job_handlers(speech=cast(SpeechService, speech))
+    assert table == {TRANSCRIBE_TASK: speech.transcription_jobs.run_job}
+    assert TRANSCRIBE_TASK == "speech.transcribe"  # procrastinate queue `speech`
