@@ -124,13 +124,23 @@ class Transcription:
             audio_seconds=prepared.request.duration_s,
         )
 
-    async def run(self, prepared: Prepared, call: MeteredCall) -> Transcript:
-        """Transcribe (in pieces when long) and record the call's one usage event."""
+    async def run(
+        self, prepared: Prepared, call: MeteredCall, *, account_cancel: bool = True
+    ) -> Transcript:
+        """Transcribe (in pieces when long) and record the call's one usage event.
+
+        ``account_cancel=False`` (a job stopped by a shutdown, to run again after it): a
+        cancelled call records nothing and its hold stays, so the job is accounted once.
+        """
         started = time.perf_counter()
         try:
             transcript = await self._pieces.transcribe(
                 prepared.transcriber, prepared.request, prepared.route.upstream
             )
+        except asyncio.CancelledError:
+            if account_cancel:
+                call.record(started, error="client_disconnected")
+            raise
         except BaseException as exc:
             call.record(started, error=error_code(exc))
             raise

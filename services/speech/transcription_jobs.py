@@ -174,7 +174,7 @@ class TranscriptionJobs:
             context = CallContext(org_id, user_id, TRANSCRIBE_ROUTE, request_id=request_id)
             call = MeteredCall(context=context, gate=self._gate, route=prepared.route, cap=None)
         try:
-            transcript = await self._transcription.run(prepared, call)  # records the usage
+            transcript = await self._transcription.run(prepared, call, account_cancel=False)
         except ApiError as exc:
             await self._finish(transcription_id, error=(exc.code, exc.message))
             return

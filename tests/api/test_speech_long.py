@@ -62,6 +62,11 @@ def piece_seconds(fake: FakeOpenAI) -> list[float]:
     return [(len(data) - 44) / 32_000 for _, data in sent]
 
 
+def usage_lines(export: str, headers: dict[str, str]) -> list[str]:
+    """The usage events of the CSV export (no header)."""
+    return httpx.get(export, headers=headers).text.splitlines()[1:]
+
+
 def assert_cuts_in_pauses(lengths: list[float], pauses: list[tuple[float, float]]) -> None:
     offset = 0.0
     for length in lengths[:-1]:
@@ -176,6 +181,17 @@ def test_an_accepted_job_survives_a_restart(
     restarted = db_services.start(**settings)
     done = poll(restarted, accepted.headers["location"]).json()
     assert done["status"] == "done" and done["text"] == "transcript of long.wav"
+    # accounted once: the run the restart cut short recorded nothing (the first service
+    # flushed its events when it stopped), the run after it one event
+    admin = restarted.headers("org-a", "boss", "admin")
+    export = f"{restarted.api}/usage/export"
+    deadline = time.monotonic() + 10
+    events = usage_lines(export, admin)
+    while not any(",ok," in line for line in events):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+        events = usage_lines(export, admin)
+    assert len(events) == 1 and ",ok," in events[0]
 
 
 @pytest.mark.slow
