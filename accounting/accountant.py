@@ -76,7 +76,12 @@ class Accountant:
             return
         self.recorder.record(record)
         if context.reservation is not None:
-            context.reservation.account(record.total_tokens, record.cost_usd)
+            context.reservation.account(
+                record.total_tokens,
+                record.cost_usd,
+                audio_seconds=record.audio_seconds,
+                characters=record.tts_characters,
+            )
 
     def callback(self, context: CallContext) -> UsageCallbackHandler:
         """A LangChain callback accounting every model call of one request."""

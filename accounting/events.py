@@ -15,8 +15,10 @@ if TYPE_CHECKING:
 class Settlement(Protocol):
     """A request's hold on its limits (``limits.enforcer.Reservation``), settled by usage."""
 
-    def account(self, tokens: int, cost: Decimal) -> None:
-        """Apply a call's real usage."""
+    def account(
+        self, tokens: int, cost: Decimal, *, audio_seconds: float = 0.0, characters: int = 0
+    ) -> None:
+        """Apply a call's real usage (speech: audio seconds transcribed, characters spoken)."""
 
     def release(self) -> None:
         """Give the hold back when no usage will come."""
@@ -43,6 +45,10 @@ class UsageRecord:
     thread_id: str | None = None
     template_name: str | None = None
     template_version: int | None = None
+    audio_seconds: float = 0.0
+    """Speech to text: the audio's decoded duration."""
+    tts_characters: int = 0
+    """Text to speech: the characters spoken."""
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 

@@ -185,6 +185,8 @@ class UsageNumbers(BaseModel):
     completion_tokens: int
     total_tokens: int
     cost_usd: float
+    audio_seconds: float = Field(description="Seconds of audio transcribed.")
+    tts_characters: int = Field(description="Characters of text spoken.")
     errors: int
     cache_hits: int
 
@@ -193,6 +195,13 @@ class UsageGroup(UsageNumbers):
     """Usage of one model, user, day or route."""
 
     key: str
+
+
+class SpeechPriceTable(BaseModel):
+    """What speech costs: per minute of audio transcribed, per 1M characters spoken."""
+
+    transcription_usd_per_minute: dict[str, float]
+    synthesis_usd_per_million_characters: dict[str, float]
 
 
 class UsageReport(BaseModel):
@@ -204,6 +213,9 @@ class UsageReport(BaseModel):
     to: datetime
     totals: UsageNumbers
     groups: list[UsageGroup]
+    speech_prices: SpeechPriceTable = Field(
+        description="The speech prices in force (AHC_SPEECH_PRICES over the shipped ones)."
+    )
 
 
 class BatchRequest(BaseModel):
@@ -246,6 +258,12 @@ class LimitsUpdate(BaseModel):
     tokens_per_day: int | None = Field(default=None, ge=0, le=10**12)
     tokens_per_month: int | None = Field(default=None, ge=0, le=10**12)
     cost_usd_per_month: Decimal | None = Field(default=None, ge=0, le=10**9, decimal_places=6)
+    audio_seconds_per_month: int | None = Field(
+        default=None, ge=0, le=10**10, description="Seconds of audio transcribed."
+    )
+    tts_characters_per_month: int | None = Field(
+        default=None, ge=0, le=10**12, description="Characters of text spoken."
+    )
     user_id: str | None = Field(
         default=None, min_length=1, max_length=128, description="Set a per-user limit."
     )
@@ -260,6 +278,8 @@ class LimitsView(BaseModel):
     tokens_per_day: int | None
     tokens_per_month: int | None
     cost_usd_per_month: float | None
+    audio_seconds_per_month: int | None
+    tts_characters_per_month: int | None
     updated_at: datetime
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -76,3 +77,31 @@ class VoicesPublic(BaseModel):
     """``GET /api/speech/voices``."""
 
     data: list[VoicePublic]
+
+
+class TranscriptionJobError(BaseModel):
+    """Why a transcription job failed."""
+
+    code: str
+    message: str
+
+
+class TranscriptionJobPublic(BaseModel):
+    """A long transcription (``202`` of ``POST /api/speech/transcribe``, and its ``GET``).
+
+    ``status``: ``queued`` → ``running`` → ``done`` (with the transcript: ``text``,
+    ``language``, ``duration_s``, ``segments`` for verbose_json) or ``failed`` (``error``).
+    """
+
+    id: str
+    status: Literal["queued", "running", "done", "failed"]
+    filename: str
+    model: str
+    duration_s: float = Field(description="The audio's length in seconds.")
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: TranscriptionJobError | None = None
+    text: str | None = None
+    language: str | None = None
+    segments: list[SegmentPublic] | None = None

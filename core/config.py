@@ -308,6 +308,26 @@ class Settings(BaseSettings):
     speech_max_audio_seconds: float = Field(
         default=900.0, gt=0, description="Longest accepted audio, in seconds (413 above)."
     )
+    speech_sync_max_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="Longer uploads to POST /api/speech/transcribe are transcribed as a job "
+        "(202 + Location: /api/speech/transcriptions/{id}); shorter ones answer at once.",
+    )
+    speech_piece_max_seconds: float = Field(
+        default=600.0,
+        ge=1,
+        description="Longer audio is cut in its pauses (Silero VAD) into pieces this long at "
+        "most, transcribed separately and stitched with the file's times.",
+    )
+    speech_piece_concurrency: int = Field(
+        default=2, ge=1, description="Pieces of one long file transcribed at once."
+    )
+    speech_openai_max_file_bytes: int = Field(
+        default=25 * 1024 * 1024,
+        ge=1024,
+        description="Largest file OpenAI transcribes; larger audio is sent in pieces.",
+    )
     speech_stt_default_model: str = Field(
         default="whisper-base",
         description="Transcription model when a request names none: `whisper-base` (embedded, "
@@ -358,6 +378,11 @@ class Settings(BaseSettings):
     )
     elevenlabs_default_voice: str = Field(
         default="21m00Tcm4TlvDq8ikWAM", description="ElevenLabs voice id used when none is named."
+    )
+    speech_piper_enabled: bool = Field(
+        default=True,
+        description="Speak English offline with Piper (model `piper`) when the optional extra "
+        "`piper` is installed (GPL-3.0); false: never.",
     )
     speech_max_tts_characters: int = Field(
         default=4096, ge=1, description="Longest text one synthesis accepts (413 above)."

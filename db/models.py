@@ -10,6 +10,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -99,6 +100,12 @@ class UsageEvent(Base):
     thread_id: Mapped[str | None] = mapped_column(String(128), default=None)
     template_name: Mapped[str | None] = mapped_column(String(128), default=None)
     template_version: Mapped[int | None] = mapped_column(Integer, default=None)
+    audio_seconds: Mapped[Decimal] = mapped_column(
+        Numeric(12, 3), default=Decimal(0), nullable=False
+    )
+    """Speech to text: the audio's decoded duration."""
+    tts_characters: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    """Text to speech: the characters spoken."""
 
     __table_args__ = (
         Index("ix_ahc_usage_events_org_time", "org_id", "created_at"),
@@ -122,6 +129,8 @@ class OrgLimit(Base):
     tokens_per_day: Mapped[int | None] = mapped_column(BigInteger, default=None)
     tokens_per_month: Mapped[int | None] = mapped_column(BigInteger, default=None)
     cost_usd_per_month: Mapped[Decimal | None] = mapped_column(Numeric(18, 6), default=None)
+    audio_seconds_per_month: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    tts_characters_per_month: Mapped[int | None] = mapped_column(BigInteger, default=None)
     updated_at: Mapped[datetime] = mapped_column(
         UtcDateTime(), default=utcnow, onupdate=utcnow, nullable=False
     )
@@ -384,4 +393,38 @@ class PromptEvaluation(Base):
     __table_args__ = (
         Index("ix_ahc_prompt_evaluations_template", "org_id", "template_name", "created_at"),
         Index("ix_ahc_prompt_evaluations_status", "status"),
+    )
+
+
+class SpeechTranscription(Base):
+    """A long audio file accepted for transcription as a job, with its audio until it ends.
+
+    ``audio`` holds the upload as received (so a restart re-runs the job; cleared when it
+    ends); ``options`` the model, language, prompt and response format asked for.
+    ``status``: ``queued`` → ``running`` → ``done`` (``result``: the transcript with its
+    segments) or ``failed`` (``error_code``, ``error``).
+    """
+
+    __tablename__ = "ahc_speech_transcriptions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    org_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    user_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    request_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    filename: Mapped[str] = mapped_column(String(255), nullable=False)
+    model: Mapped[str] = mapped_column(String(128), nullable=False)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    duration_s: Mapped[float] = mapped_column(Float, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    error_code: Mapped[str | None] = mapped_column(String(64), default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    audio: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, nullable=False)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+
+    __table_args__ = (
+        Index("ix_ahc_speech_transcriptions_org_time", "org_id", "created_at"),
+        Index("ix_ahc_speech_transcriptions_status", "status"),
     )

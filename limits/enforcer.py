@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from calendar import monthrange
 from collections.abc import Callable
@@ -63,37 +64,64 @@ _LIMITS = {
     "tokens_per_day": ("day", "tokens"),
     "tokens_per_month": ("month", "tokens"),
     "cost_usd_per_month": ("month", "cost"),
+    "audio_seconds_per_month": ("month", "audio"),
+    "tts_characters_per_month": ("month", "characters"),
 }
+#: The units a call's usage settles (requests are never given back).
+_SETTLED = ("tokens", "cost", "audio", "characters")
+
+
+@dataclass(frozen=True, slots=True)
+class Amounts:
+    """What one call holds: tokens, cost, audio seconds (speech to text), characters (TTS)."""
+
+    tokens: int = 0
+    cost: Decimal = Decimal(0)
+    audio_seconds: float = 0.0
+    characters: int = 0
+
+    def units(self) -> dict[str, int]:
+        """The counters' integer units: micro-dollars, audio milliseconds (rounded up)."""
+        return {
+            "requests": 1,
+            "tokens": self.tokens,
+            "cost": micro_usd(self.cost),
+            "audio": math.ceil(self.audio_seconds * 1000),
+            "characters": self.characters,
+        }
+
+
+def _bound(unit: str, limit: int | Decimal) -> int:
+    """A limit in its counter's unit."""
+    if unit == "cost":
+        return micro_usd(Decimal(limit))
+    if unit == "audio":
+        return int(limit) * 1000
+    return int(limit)
 
 
 class Reservation:
     """What one request holds against its limits until its usage is known."""
 
     def __init__(
-        self,
-        counters: Counters,
-        token_keys: list[tuple[str, int]],
-        cost_keys: list[tuple[str, int]],
-        tokens: int,
-        cost: int,
+        self, counters: Counters, keys: dict[str, list[tuple[str, int]]], held: dict[str, int]
     ) -> None:
         self._counters = counters
-        self._token_keys = token_keys
-        self._cost_keys = cost_keys
-        self._tokens = tokens
-        self._cost = cost
+        self._keys = keys
+        self._held = held
         self._settled = False
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def account(self, tokens: int, cost: Decimal) -> None:
+    def account(
+        self, tokens: int, cost: Decimal, *, audio_seconds: float = 0.0, characters: int = 0
+    ) -> None:
         """Apply a call's real usage (the first one replaces the reservation)."""
-        token_delta, cost_delta = tokens, micro_usd(cost)
-        if not self._settled:
-            self._settled = True
-            token_delta -= self._tokens
-            cost_delta -= self._cost
-        deltas = [(k, token_delta, ttl) for k, ttl in self._token_keys if token_delta]
-        deltas += [(k, cost_delta, ttl) for k, ttl in self._cost_keys if cost_delta]
+        used = Amounts(tokens, cost, audio_seconds, characters).units()
+        deltas: list[tuple[str, int, int]] = []
+        for unit in _SETTLED:
+            delta = used[unit] - (0 if self._settled else self._held.get(unit, 0))
+            deltas += [(k, delta, ttl) for k, ttl in self._keys.get(unit, ()) if delta]
+        self._settled = True
         if deltas:
             task = asyncio.get_running_loop().create_task(self._adjust(deltas))
             self._tasks.add(task)
@@ -150,12 +178,8 @@ class LimitEnforcer:
             return context, None
         prompt_tokens = count_text_tokens(prompt(), model) + 3 * messages + 3
         reply = reply_limit or self._default_reply
-        reservation = await self.reserve(
-            principal,
-            scopes,
-            tokens=prompt_tokens + reply,
-            cost=self._prices.cost(model, prompt_tokens, reply),
-        )
+        amounts = Amounts(prompt_tokens + reply, self._prices.cost(model, prompt_tokens, reply))
+        reservation = await self.reserve(principal, scopes, amounts)
         return replace(context, reservation=reservation), (reply if reply_limit is None else None)
 
     async def applicable(self, principal: Principal) -> list[tuple[str, LimitValues]]:
@@ -175,11 +199,19 @@ class LimitEnforcer:
         ``(0, 0)`` admits work whose size is not known yet (an upload): it is refused only
         when a limit is already used up, or by ``requests_per_minute``.
         """
+        return await self.hold_amounts(principal, context, lambda: Amounts(*size()))
+
+    async def hold_amounts(
+        self, principal: Principal, context: CallContext, size: Callable[[], Amounts]
+    ) -> CallContext:
+        """Reserve a call of a known size (speech: audio seconds, characters), or raise 429.
+
+        ``size`` is computed only when the caller has limits.
+        """
         scopes = await self.applicable(principal) if self.enabled else []
         if not scopes:
             return context
-        tokens, cost = size()
-        reservation = await self.reserve(principal, scopes, tokens=tokens, cost=cost)
+        reservation = await self.reserve(principal, scopes, size())
         return replace(context, reservation=reservation)
 
     async def tab(self, context: CallContext) -> CallContext:
@@ -194,23 +226,15 @@ class LimitEnforcer:
         scopes = await self.applicable(principal)
         if not scopes:
             return context
-        plan = _plan(principal, scopes, tokens=0, cost_micro=0, now=time.time())
-        return replace(
-            context,
-            reservation=Reservation(self.counters, plan.token_keys, plan.cost_keys, 0, 0),
-        )
+        plan = _plan(principal, scopes, Amounts().units(), now=time.time())
+        return replace(context, reservation=Reservation(self.counters, plan.keys, {}))
 
     async def reserve(
-        self,
-        principal: Principal,
-        scopes: list[tuple[str, LimitValues]],
-        *,
-        tokens: int,
-        cost: Decimal,
+        self, principal: Principal, scopes: list[tuple[str, LimitValues]], amounts: Amounts
     ) -> Reservation:
-        """Hold one request, ``tokens`` and ``cost`` against every limit, or raise 429."""
-        cost_micro = micro_usd(cost)
-        plan = _plan(principal, scopes, tokens=tokens, cost_micro=cost_micro, now=time.time())
+        """Hold one request and ``amounts`` against every limit, or raise 429."""
+        units = amounts.units()
+        plan = _plan(principal, scopes, units, now=time.time())
         failed = await self.counters.reserve(plan.checks) if plan.checks else None
         if failed is not None:
             scope, name = plan.names[failed]
@@ -225,7 +249,7 @@ class LimitEnforcer:
                 headers={"Retry-After": str(max(window.resets_in, 1))},
                 details={"limit": name, "scope": scope},
             )
-        return Reservation(self.counters, plan.token_keys, plan.cost_keys, tokens, cost_micro)
+        return Reservation(self.counters, plan.keys, units)
 
 
 @dataclass(slots=True)
@@ -235,16 +259,14 @@ class _Plan:
     windows: dict[str, _Window]
     checks: list[Check] = field(default_factory=list)
     names: list[tuple[str, str]] = field(default_factory=list)  # (scope, limit) per check
-    token_keys: list[tuple[str, int]] = field(default_factory=list)
-    cost_keys: list[tuple[str, int]] = field(default_factory=list)
+    keys: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # unit → counters
 
 
 def _plan(
     principal: Principal,
     scopes: list[tuple[str, LimitValues]],
+    units: dict[str, int],
     *,
-    tokens: int,
-    cost_micro: int,
     now: float,
 ) -> _Plan:
     plan = _Plan(_windows(now))
@@ -258,12 +280,8 @@ def _plan(
                 continue
             window = plan.windows[window_name]
             key = scoped_key(*owner, name, window.bucket, sep=":")
-            amount = {"requests": 1, "tokens": tokens, "cost": cost_micro}[unit]
-            bound = micro_usd(Decimal(limit)) if unit == "cost" else int(limit)
-            plan.checks.append(Check(key, amount, bound, window.ttl))
+            plan.checks.append(Check(key, units[unit], _bound(unit, limit), window.ttl))
             plan.names.append((scope, name))
-            if unit == "tokens":
-                plan.token_keys.append((key, window.ttl))
-            elif unit == "cost":
-                plan.cost_keys.append((key, window.ttl))
+            if unit in _SETTLED:
+                plan.keys.setdefault(unit, []).append((key, window.ttl))
     return plan

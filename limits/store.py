@@ -24,6 +24,8 @@ class LimitValues:
     tokens_per_day: int | None = None
     tokens_per_month: int | None = None
     cost_usd_per_month: Decimal | None = None
+    audio_seconds_per_month: int | None = None
+    tts_characters_per_month: int | None = None
 
     @classmethod
     def of(cls, row: OrgLimit) -> LimitValues | None:
@@ -34,6 +36,8 @@ class LimitValues:
             tokens_per_day=row.tokens_per_day,
             tokens_per_month=row.tokens_per_month,
             cost_usd_per_month=row.cost_usd_per_month,
+            audio_seconds_per_month=row.audio_seconds_per_month,
+            tts_characters_per_month=row.tts_characters_per_month,
         )
         return None if values == cls() else values
 
@@ -86,6 +90,8 @@ class LimitStore:
                     "tokens_per_day": values.tokens_per_day,
                     "tokens_per_month": values.tokens_per_month,
                     "cost_usd_per_month": values.cost_usd_per_month,
+                    "audio_seconds_per_month": values.audio_seconds_per_month,
+                    "tts_characters_per_month": values.tts_characters_per_month,
                     "updated_by": updated_by,
                     "updated_at": utcnow(),
                 },

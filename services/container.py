@@ -91,8 +91,8 @@ async def open_services(
         storage = await open_storage(stack, settings)
         await open_models(stack, settings, registry)
         metering = await open_metering(stack, settings, storage, registry, tracer=tracer)
-        speech = await open_speech(stack, settings, metering)
         jobs = open_jobs(settings)
+        speech = await open_speech(stack, settings, storage, metering, jobs)
         knowledge = await open_knowledge(stack, settings, storage, metering, jobs)
         prompt_templates = PromptTemplates(storage.sessions)
         prompt_evaluations = PromptEvaluations(
@@ -114,8 +114,12 @@ async def open_services(
         )
         register_jobs(
             jobs,
-            job_handlers(knowledge=knowledge.service, prompt_evaluations=prompt_evaluations),
-            job_abandoners(knowledge=knowledge.service, prompt_evaluations=prompt_evaluations),
+            job_handlers(
+                knowledge=knowledge.service, prompt_evaluations=prompt_evaluations, speech=speech
+            ),
+            job_abandoners(
+                knowledge=knowledge.service, prompt_evaluations=prompt_evaluations, speech=speech
+            ),
         )
         await jobs.start()
         stack.push_async_callback(jobs.aclose)
@@ -127,6 +131,10 @@ async def open_services(
             if evaluations := await prompt_evaluations.recover():
                 logger.info(
                     "re-queued %d prompt evaluations interrupted by the restart", evaluations
+                )
+            if transcriptions := await speech.transcription_jobs.recover():
+                logger.info(
+                    "re-queued %d transcriptions interrupted by the restart", transcriptions
                 )
         yield Services(
             settings=settings,

@@ -11,12 +11,14 @@ from __future__ import annotations
 from jobs.queue import Abandon, Handler, JobQueue
 from services.knowledge import INGEST_TASK, REEMBED_TASK, KnowledgeService
 from services.prompt_evaluations import EVALUATE_TASK, PromptEvaluations
+from services.speech import TRANSCRIBE_TASK, SpeechService
 
 
 def job_handlers(
     *,
     knowledge: KnowledgeService | None = None,
     prompt_evaluations: PromptEvaluations | None = None,
+    speech: SpeechService | None = None,
 ) -> dict[str, Handler]:
     """The handlers of the given services' jobs, by task name."""
     table: dict[str, Handler] = {}
@@ -25,6 +27,8 @@ def job_handlers(
         table[REEMBED_TASK] = knowledge.run_reembed_job
     if prompt_evaluations is not None:
         table[EVALUATE_TASK] = prompt_evaluations.job_handler
+    if speech is not None:
+        table[TRANSCRIBE_TASK] = speech.transcription_jobs.run_job
     return table
 
 
@@ -32,6 +36,7 @@ def job_abandoners(
     *,
     knowledge: KnowledgeService | None = None,
     prompt_evaluations: PromptEvaluations | None = None,
+    speech: SpeechService | None = None,
 ) -> dict[str, Abandon]:
     """What each task's owner records when the queue gives up on one of its jobs."""
     table: dict[str, Abandon] = {}
@@ -40,6 +45,8 @@ def job_abandoners(
         table[REEMBED_TASK] = knowledge.abandon_reembed_job
     if prompt_evaluations is not None:
         table[EVALUATE_TASK] = prompt_evaluations.abandon_job
+    if speech is not None:
+        table[TRANSCRIBE_TASK] = speech.transcription_jobs.abandon_job
     return table
 
 

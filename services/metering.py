@@ -44,7 +44,7 @@ from accounting.embeddings import AccountedEmbeddings
 from accounting.events import CallContext, UsageRecord
 from auth.tokens import Principal
 from core.tracing import run_metadata
-from limits.enforcer import LimitEnforcer
+from limits.enforcer import Amounts, LimitEnforcer
 from providers.embeddings import EmbeddingSpec
 from providers.keys import ProviderKeyStore
 from providers.registry import ModelRegistry, ModelRoute
@@ -148,13 +148,20 @@ class MeteringGate:
         context: CallContext,
         route: ModelRoute,
         cost: Callable[[], Decimal],
+        *,
+        audio_seconds: float = 0.0,
+        characters: int = 0,
     ) -> MeteredCall:
         """Reserve a call priced by its caller, not in tokens (speech: seconds, characters).
 
-        One request and ``cost()`` (computed only when the caller has limits) are held; the
-        call's :meth:`MeteredCall.record` settles them.
+        One request, ``cost()`` (computed only when the caller has limits) and the audio
+        seconds or characters are held; the call's :meth:`MeteredCall.record` settles them.
         """
-        held = await self._limits.hold_tokens(principal, context, lambda: (0, cost()))
+
+        def size() -> Amounts:
+            return Amounts(cost=cost(), audio_seconds=audio_seconds, characters=characters)
+
+        held = await self._limits.hold_amounts(principal, context, size)
         return MeteredCall(route=route, context=held, cap=None, gate=self)
 
 
@@ -258,9 +265,18 @@ class MeteredCall(_Held):
 
     # -- calls priced by the caller (speech) ----------------------------------------------
     def record(
-        self, started: float, *, cost: Decimal = Decimal(0), error: str | None = None
+        self,
+        started: float,
+        *,
+        cost: Decimal = Decimal(0),
+        error: str | None = None,
+        audio_seconds: float = 0.0,
+        characters: int = 0,
     ) -> None:
-        """The call's one usage event (it settles the hold): its price, or why it failed."""
+        """The call's one usage event (it settles the hold): its price and size, or its error.
+
+        A call that failed before the provider made anything passes no size (counts nothing).
+        """
         self.gate.accountant.record(
             self.context,
             UsageRecord.of(
@@ -268,6 +284,8 @@ class MeteredCall(_Held):
                 model=self.route.name,
                 provider=self.route.upstream.provider,
                 cost_usd=cost,
+                audio_seconds=audio_seconds,
+                tts_characters=characters,
                 latency_ms=round((time.perf_counter() - started) * 1000),
                 status="ok" if error is None else "error",
                 error_code=error,

@@ -30,6 +30,8 @@ def _aggregates() -> list[Any]:
         func.coalesce(func.sum(UsageEvent.completion_tokens), 0).label("completion_tokens"),
         func.coalesce(func.sum(UsageEvent.total_tokens), 0).label("total_tokens"),
         func.coalesce(func.sum(UsageEvent.cost_usd), 0).label("cost_usd"),
+        func.coalesce(func.sum(UsageEvent.audio_seconds), 0).label("audio_seconds"),
+        func.coalesce(func.sum(UsageEvent.tts_characters), 0).label("tts_characters"),
         func.coalesce(func.sum(case((UsageEvent.status == "error", 1), else_=0)), 0).label(
             "errors"
         ),
@@ -70,6 +72,8 @@ def _numbers(row: Any) -> dict[str, Any]:
         "completion_tokens": int(row.completion_tokens),
         "total_tokens": int(row.total_tokens),
         "cost_usd": round(float(row.cost_usd), 8),
+        "audio_seconds": round(float(row.audio_seconds), 3),
+        "tts_characters": int(row.tts_characters),
         "errors": int(row.errors),
         "cache_hits": int(row.cache_hits),
     }

@@ -231,10 +231,10 @@ async def open_knowledge(
 
 
 async def open_speech(
-    stack: AsyncExitStack, settings: Settings, metering: Metering
+    stack: AsyncExitStack, settings: Settings, storage: Storage, metering: Metering, jobs: JobQueue
 ) -> SpeechService:
     """Transcription and synthesis (the local Whisper model loads on first use)."""
-    speech = SpeechService.build(settings, gate=metering.gate)
+    speech = SpeechService.build(settings, gate=metering.gate, sessions=storage.sessions, jobs=jobs)
     stack.push_async_callback(speech.aclose)
     return speech
 

@@ -19,7 +19,14 @@ from providers.registry import ModelRegistry
 from services.job_table import job_abandoners, job_handlers, register_jobs
 from services.prompt_evaluations import PromptEvaluations
 from services.prompt_templates import PromptTemplates
-from services.wiring import open_jobs, open_knowledge, open_metering, open_storage, prepare_runtime
+from services.wiring import (
+    open_jobs,
+    open_knowledge,
+    open_metering,
+    open_speech,
+    open_storage,
+    prepare_runtime,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -61,17 +68,28 @@ async def run_worker(
             embeddings=knowledge.embeddings,
             jobs=jobs,
         )
+        speech = await open_speech(stack, settings, storage, metering, jobs)
         register_jobs(
             jobs,
-            job_handlers(knowledge=knowledge.service, prompt_evaluations=evaluations),
-            job_abandoners(knowledge=knowledge.service, prompt_evaluations=evaluations),
+            job_handlers(
+                knowledge=knowledge.service, prompt_evaluations=evaluations, speech=speech
+            ),
+            job_abandoners(
+                knowledge=knowledge.service, prompt_evaluations=evaluations, speech=speech
+            ),
         )
         await jobs.start()
         stack.push_async_callback(jobs.aclose)
         if recover:
             documents = await knowledge.service.recover()
             runs = await evaluations.recover()
-            logger.info("re-queued %d documents and %d evaluations", documents, runs)
+            transcriptions = await speech.transcription_jobs.recover()
+            logger.info(
+                "re-queued %d documents, %d evaluations and %d transcriptions",
+                documents,
+                runs,
+                transcriptions,
+            )
         loop = asyncio.get_running_loop()
         work = asyncio.ensure_future(jobs.run_worker())
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -6,6 +6,7 @@ are priced only when configured (``AHC_SPEECH_PRICES``). Unpriced models cost no
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import Decimal
 
 #: USD per minute of audio.
@@ -19,9 +20,21 @@ _MILLION = Decimal(1_000_000)
 class SpeechPrices:
     """Shipped prices merged with the configured ones (same unit per model kind)."""
 
-    def __init__(self, overrides: dict[str, float] | None = None) -> None:
+    def __init__(
+        self, overrides: dict[str, float] | None = None, stt_models: Iterable[str] = ()
+    ) -> None:
         merged = {**STT_PRICES, **TTS_PRICES, **(overrides or {})}
         self._prices = {model: Decimal(str(price)) for model, price in merged.items()}
+        self._stt = {*STT_PRICES, *stt_models}
+
+    def table(self) -> dict[str, dict[str, float]]:
+        """The prices in force, by kind (shown with the usage report)."""
+        stt = {m: float(p) for m, p in sorted(self._prices.items()) if m in self._stt}
+        tts = {m: float(p) for m, p in sorted(self._prices.items()) if m not in self._stt}
+        return {
+            "transcription_usd_per_minute": stt,
+            "synthesis_usd_per_million_characters": tts,
+        }
 
     def transcription(self, model: str, seconds: float) -> Decimal:
         """USD for ``seconds`` of audio transcribed by ``model``."""

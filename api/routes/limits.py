@@ -23,6 +23,8 @@ def _public(row: OrgLimit) -> LimitsView:
         cost_usd_per_month=float(row.cost_usd_per_month)
         if row.cost_usd_per_month is not None
         else None,
+        audio_seconds_per_month=row.audio_seconds_per_month,
+        tts_characters_per_month=row.tts_characters_per_month,
         updated_at=row.updated_at,
     )
 

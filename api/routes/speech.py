@@ -10,22 +10,32 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Path, Query, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from api.deps import ServicesDep
 from api.routes import speech_stream
 from api.speech_schemas import (
     OpenAISpeechRequest,
+    SegmentPublic,
     SynthesizeRequest,
+    TranscriptionJobError,
+    TranscriptionJobPublic,
     TranscriptionPublic,
     VoicePublic,
     VoicesPublic,
 )
 from auth.deps import CurrentPrincipal
 from core.errors import ApiError
+from db.models import SpeechTranscription
 from providers.speech.types import AUDIO_CONTENT_TYPES
-from services.speech import TRANSLATE_ROUTE, SpeechAudio, SynthesisOptions, TranscribeOptions
+from services.speech import (
+    TRANSLATE_ROUTE,
+    SpeechAudio,
+    SynthesisOptions,
+    TranscribeOptions,
+    stored_transcript,
+)
 from speech.render import MEDIA_TYPES, ResponseFormat, as_json, as_openai, as_subtitles
 from speech.wav import fix_wav_sizes
 
@@ -61,7 +71,13 @@ async def _read(services: ServicesDep, upload: UploadFile) -> tuple[bytes, str]:
     operation_id="speech-transcribe",
     response_model=TranscriptionPublic,
     response_model_exclude_none=True,
-    responses=_ERRORS,
+    responses={
+        **_ERRORS,
+        202: {
+            "model": TranscriptionJobPublic,
+            "description": "Long audio: accepted as a job; poll the Location",
+        },
+    },
 )
 async def transcribe(
     principal: CurrentPrincipal,
@@ -72,12 +88,84 @@ async def transcribe(
     model: Annotated[str | None, Form(max_length=100)] = None,
     response_format: FormatField = "json",
 ) -> Response:
-    """Audio → ``{text, language, duration_s, segments?}`` (or text, srt, vtt)."""
+    """Audio → ``{text, language, duration_s, segments?}`` (or text, srt, vtt).
+
+    Audio longer than ``AHC_SPEECH_SYNC_MAX_SECONDS`` is transcribed as a job: ``202`` with
+    ``Location: /api/speech/transcriptions/{id}`` to poll.
+    """
     data, filename = await _read(services, file)
-    transcript = await services.speech.transcribe(
-        principal, data, filename, TranscribeOptions(model, language, prompt)
+    outcome = await services.speech.submit(
+        principal,
+        data,
+        filename,
+        TranscribeOptions(model, language, prompt),
+        response_format=response_format,
     )
-    return _answer(transcript, response_format, as_json)
+    if isinstance(outcome, SpeechTranscription):
+        return JSONResponse(
+            _job_public(outcome, verbose=False).model_dump(mode="json", exclude_none=True),
+            status_code=202,
+            headers={"Location": transcription_location(outcome.id)},
+        )
+    return _answer(outcome, response_format, as_json)
+
+
+def transcription_location(transcription_id: str) -> str:
+    """Where a transcription job is polled."""
+    return f"/api/speech/transcriptions/{transcription_id}"
+
+
+def _job_public(row: SpeechTranscription, *, verbose: bool) -> TranscriptionJobPublic:
+    job = TranscriptionJobPublic(
+        id=row.id,
+        status=row.status,
+        filename=row.filename,
+        model=row.model,
+        duration_s=row.duration_s,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        error=TranscriptionJobError(code=row.error_code or "failed", message=row.error or "")
+        if row.status == "failed"
+        else None,
+    )
+    if row.status == "done" and row.result is not None:
+        body = as_json(stored_transcript(row.result), verbose=verbose)
+        job.text, job.language = body["text"], body["language"]
+        if verbose:
+            job.segments = [SegmentPublic(**s) for s in body["segments"]]
+    return job
+
+
+@router.get(
+    "/speech/transcriptions/{transcription_id}",
+    operation_id="speech-transcription-get",
+    response_model=TranscriptionJobPublic,
+    response_model_exclude_none=True,
+    responses={
+        200: {
+            "content": {"text/plain": {}, "application/x-subrip": {}, "text/vtt": {}},
+            "description": "The job's state; when done, the transcript in response_format",
+        },
+        404: {"description": "No such transcription of the caller's"},
+    },
+)
+async def get_transcription(
+    transcription_id: Annotated[str, Path(max_length=36)],
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    response_format: Annotated[
+        ResponseFormat | None, Query(description="Default: the one the upload asked for.")
+    ] = None,
+) -> Response:
+    """A long transcription's state; once done, its transcript in ``response_format``."""
+    row = await services.speech.transcription_job(principal, transcription_id)
+    kind = response_format or row.options.get("response_format") or "json"
+    if row.status == "done" and row.result is not None and kind not in ("json", "verbose_json"):
+        return _answer(stored_transcript(row.result), kind, as_json)
+    headers = {} if row.status in ("done", "failed") else {"Retry-After": "2"}
+    job = _job_public(row, verbose=kind == "verbose_json")
+    return JSONResponse(job.model_dump(mode="json", exclude_none=True), headers=headers)
 
 
 @router.post("/audio/transcriptions", operation_id="audio-transcriptions", responses=_ERRORS)

@@ -48,12 +48,16 @@ async def usage_report(
     to: To = None,
     group_by: Annotated[usage.GroupBy | None, Query(description="How to group.")] = None,
 ) -> UsageReport:
-    """Token, cost and error totals; a member sees their own, an admin the whole org."""
+    """Token, speech, cost and error totals; a member sees their own, an admin the whole org.
+
+    The speech price table in force comes with it (speech is priced by the minute and the
+    character, not by the token).
+    """
     begin, end = _period(start, to)
     report = await usage.summarize(
         services.sessions, principal, start=begin, end=end, group_by=group_by
     )
-    return UsageReport.model_validate(report)
+    return UsageReport.model_validate({**report, "speech_prices": services.speech.prices.table()})
 
 
 @router.get(

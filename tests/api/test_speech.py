@@ -477,7 +477,7 @@ def test_bad_synthesis_requests(service: RunningService) -> None:
 
 
 def test_offline_synthesis_names_the_providers_that_can(services: ServiceFactory) -> None:
-    service = services.start(openai_api_key=None)
+    service = services.start(openai_api_key=None, speech_piper_enabled=False)
     korean = synthesize(service, text="안녕하세요, 회의를 시작하겠습니다.")
     assert korean.status_code == 422
     error = korean.json()["error"]

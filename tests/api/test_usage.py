@@ -86,13 +86,15 @@ def test_group_by_day_and_route_and_errors(
     assert [g["key"] for g in body["groups"]] == ["chat.completions"]
     days = report(service, role="admin", group_by="day")["groups"]
     assert len(days) == 1 and len(days[0]["key"]) == 10
-    assert set(body) == {"from", "to", "totals", "groups"}
+    assert set(body) == {"from", "to", "totals", "groups", "speech_prices"}
     assert set(body["totals"]) == {
         "requests",
         "prompt_tokens",
         "completion_tokens",
         "total_tokens",
         "cost_usd",
+        "audio_seconds",
+        "tts_characters",
         "errors",
         "cache_hits",
     }

@@ -24,7 +24,7 @@ inputs: one per id). ``encoding_format="base64"`` (the SDK's default) is little-
 Audio: ``POST /v1/audio/transcriptions`` and ``/v1/audio/translations`` (multipart, as the
 SDK sends it; ``body`` is then a dict of the form fields, the file as ``(filename, bytes)``)
 answer ``transcript`` (default: ``"transcript of <filename>"``, or ``"translation of ..."``)
-as json, verbose_json (one segment), text, srt or vtt.
+as json, verbose_json (one segment), text, srt or vtt; files over ``max_audio_bytes`` 413.
 ``POST /v1/audio/speech`` streams ``audio_chunks`` chunks (``audio_chunk_delay`` apart) of
 the deterministic bytes :func:`fake_speech` makes from the request. Scripts apply to both.
 
@@ -93,6 +93,7 @@ class FakeOpenAI:
         """Back to defaults: no requests, scripts, reply override, delay or counters."""
         self.reply: str | None = None  # None: "echo: " + the last user message
         self.transcript: str | None = None  # None: "transcript of <filename>"
+        self.max_audio_bytes: int | None = None  # larger audio files: 413, as OpenAI's 25 MB
         self.audio_chunks = 3  # chunks of one /audio/speech answer
         self.audio_chunk_delay = 0.0  # seconds before each chunk after the first
         self.stream_tokens: int | None = None  # None: one chunk per word of the reply
@@ -245,6 +246,9 @@ class FakeOpenAI:
         if speech:
             return await self._speech(body, reader, writer)
         filename, task = body["file"][0], request.path.rsplit("/", 1)[1]
+        if self.max_audio_bytes is not None and len(body["file"][1]) > self.max_audio_bytes:
+            limit = self.max_audio_bytes
+            return _fail(writer, 413, f"Maximum content size limit ({limit}) exceeded", "too_large")
         default = f"{'translation' if task == 'translations' else 'transcript'} of {filename}"
         text = self.transcript if self.transcript is not None else default
         kind = body.get("response_format") or "json"

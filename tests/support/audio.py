@@ -73,3 +73,33 @@ def encoded_clip(kind: str) -> bytes:
             target.mux(packet)
     source.close()
     return buffer.getvalue()
+
+
+def clip_samples() -> np.ndarray:
+    """The committed clip as float samples (16 kHz mono)."""
+    with wave.open(io.BytesIO(clip_wav())) as source:
+        pcm = np.frombuffer(source.readframes(source.getnframes()), dtype="<i2")
+    return pcm.astype(np.float32) / 32768
+
+
+def long_clip(repeats: int, pause_s: float) -> tuple[bytes, list[tuple[float, float]]]:
+    """The clip ``repeats`` times with ``pause_s`` of silence after each (a WAV), and where
+    each pause lies (start, end seconds): the only places a cut may fall."""
+    clip = clip_samples()
+    pause = np.zeros(int(pause_s * 16_000), dtype=np.float32)
+    seconds = len(clip) / 16_000
+    pauses = [
+        (i * (seconds + pause_s) + seconds, (i + 1) * (seconds + pause_s)) for i in range(repeats)
+    ]
+    return pcm_wav(np.concatenate([np.concatenate([clip, pause])] * repeats)), pauses
+
+
+def word_error_rate(heard: str, said: str) -> float:
+    """Word-level edit distance of ``heard`` from ``said``, over the words said."""
+    hyp, ref = words(heard), words(said)
+    row = list(range(len(hyp) + 1))
+    for i, word in enumerate(ref, 1):
+        previous, row[0] = row[0], i
+        for j, other in enumerate(hyp, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (word != other))
+    return row[-1] / max(len(ref), 1)

@@ -339,7 +339,9 @@ class Hold:
     def __init__(self) -> None:
         self.settled: list[tuple[int, Decimal]] = []
 
-    def account(self, tokens: int, cost: Decimal) -> None:
+    def account(
+        self, tokens: int, cost: Decimal, *, audio_seconds: float = 0.0, characters: int = 0
+    ) -> None:
         self.settled.append((tokens, cost))
 
 

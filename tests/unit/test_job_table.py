@@ -48,3 +48,14 @@ def test_every_knowledge_job_has_an_abandon_hook() -> None:
         REEMBED_TASK: knowledge.abandon_reembed_job,
     }
     assert job_abandoners() == {}
+
+
+def test_speech_transcription_jobs_are_in_the_table() -> None:
+    from services.speech import TRANSCRIBE_TASK, SpeechService
+
+    jobs = SimpleNamespace(run_job=object(), abandon_job=object())
+    speech = cast(Any, SimpleNamespace(transcription_jobs=jobs))
+    table = job_handlers(speech=cast(SpeechService, speech))
+    assert table == {TRANSCRIBE_TASK: jobs.run_job}
+    assert job_abandoners(speech=cast(SpeechService, speech)) == {TRANSCRIBE_TASK: jobs.abandon_job}
+    assert TRANSCRIBE_TASK == "speech.transcribe"  # procrastinate queue `speech`

@@ -14,7 +14,7 @@ import pytest
 from auth.tokens import Principal
 from core.keys import scoped_key
 from db.models import RAG_THREAD_PREFIX, checkpoint_key, rag_checkpoint_key
-from limits.enforcer import _plan
+from limits.enforcer import Amounts, _plan
 from limits.store import LimitValues
 
 TRICKY = [
@@ -110,8 +110,7 @@ def counter_keys(org: str, user: str, now: float = 1_764_900_000.0) -> set[str]:
     plan = _plan(
         Principal(org_id=org, user_id=user),
         [("org", values), ("user", values)],
-        tokens=1,
-        cost_micro=1,
+        Amounts(tokens=1, cost=Decimal("0.000001")).units(),
         now=now,
     )
     return {check.key for check in plan.checks}
