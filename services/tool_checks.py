@@ -44,6 +44,16 @@ def check_tools(request: ChatRequest, *, exchange: bool = True) -> None:
     _check_response_format(params.get("response_format"))
 
 
+def check_template_offer(tools: Any, response_format: Any) -> None:
+    """A template version's ``tools`` and ``response_format``, checked as a chat request's.
+
+    Without messages there is no ``tool_choice`` or exchange to check: the request that
+    names the template brings those, and is checked with the template's tools in place.
+    """
+    _names(tools, "tools", nested=True)
+    _check_response_format(response_format)
+
+
 def _invalid(param: str, message: str) -> ApiError:
     return ApiError(400, "invalid_request", f"{param}: {message}", details={"param": param})
 
