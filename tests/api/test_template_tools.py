@@ -1,6 +1,6 @@
 """Templates that carry tools and a response format: stored with the version (and its hash),
 shown by the template's routes, sent with a chat call naming the template (plain, streamed,
-with a thread) unless the request offers its own.
+with a thread) unless the request offers its own, and by the ``/runnables/prompt`` playground.
 
 The fake upstream calls the offered tools (an example of the schema as arguments) and
 answers a ``json_schema`` response format with an example of the schema.
@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from langserve import RemoteRunnable
 
 from tests.fakes.openai_server import FakeOpenAI
 from tests.support.service import RunningService, ServiceFactory
@@ -254,3 +255,24 @@ def test_a_thread_turn_naming_the_template_sends_its_tools(
         "assistant",
         "tool",
     ]
+
+
+# --- the playground runnable ----------------------------------------------------------------
+
+
+def test_the_playground_sends_the_version_tools_and_format(
+    service: RunningService, fake_openai: FakeOpenAI
+) -> None:
+    created(put_version(service, tools=[WEATHER]))
+    created(put_version(service, name="city", response_format=CITY))
+    prompt = RemoteRunnable(f"{service.url}/runnables/prompt", headers=service.headers())
+    forecast = {"configurable": {"template": "forecast"}}
+    called = [{"name": "get_weather", "args": {"city": "demo"}}]
+    assert json.loads(prompt.invoke({"city": "Oslo"}, config=forecast)) == called
+    assert sent(fake_openai)["tools"] == [WEATHER]
+    assert json.loads("".join(prompt.stream({"city": "Oslo"}, config=forecast))) == called
+    assert sent(fake_openai)["tools"] == [WEATHER] and sent(fake_openai)["stream"] is True
+
+    city = {"configurable": {"template": "city"}}
+    assert json.loads(prompt.invoke({"city": "Oslo"}, config=city)) == {"city": "demo"}
+    assert sent(fake_openai)["response_format"] == CITY and "tools" not in sent(fake_openai)

@@ -64,6 +64,7 @@ _ERROR_TYPES = {401: "authentication_error", 404: "not_found_error", 429: "rate_
 EMBEDDING_DIMENSIONS = 1536  # text-embedding-3-small and ada-002
 _WORD = re.compile(r"\w+")
 _HANGUL = re.compile(r"[\uac00-\ud7a3]{2,}")
+_PIECE = re.compile(r"\s*\w+|\s*[^\w\s]+|\s+")
 _QUOTED = re.compile(r"(?<!\w)'([^']+)'(?!\w)|\"([^\"]+)\"")  # not an apostrophe
 
 
@@ -433,12 +434,13 @@ class FakeOpenAI:
                 writer.write(
                     event({"tool_calls": [{"index": index, **head, "function": function}]})
                 )
-            for part in parts:
+            for part in parts:  # one write per fragment, as the text stream's tokens
                 if legacy:
                     writer.write(event({"function_call": {"arguments": part}}))
                 else:
                     delta = {"index": index, "function": {"arguments": part}}
                     writer.write(event({"tool_calls": [delta]}))
+                await writer.drain()
         writer.write(event({}, finish))
         if (body.get("stream_options") or {}).get("include_usage"):
             writer.write(_sse(orjson.dumps({**base, **_usage(body, completion)})))
@@ -748,9 +750,9 @@ def _arguments(tool: dict[str, Any], asked: str) -> Any:
 
 
 def _fragments(arguments: str) -> list[str]:
-    """Argument JSON in a few pieces, as a provider streams them."""
-    size = max(1, len(arguments) // 3)
-    return [arguments[i : i + size] for i in range(0, len(arguments), size)] or [""]
+    """Argument JSON in token-like pieces (a word, or a run of punctuation), as a provider
+    streams them: ``{"city":"demo"}`` → ``{"``, ``city``, ``":"``, ``demo``, ``"}``."""
+    return _PIECE.findall(arguments) or [""]
 
 
 def _tool_prompt_tokens(body: dict[str, Any]) -> int:
