@@ -8,6 +8,7 @@ a 400 whose message and ``param`` name the field.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -52,6 +53,11 @@ def check_template_offer(tools: Any, response_format: Any) -> None:
     """
     _names(tools, "tools", nested=True)
     _check_response_format(response_format)
+    for param, value in (("tools", tools), ("response_format", response_format)):
+        try:  # stored as JSON: PostgreSQL refuses NaN and Infinity
+            json.dumps(value, allow_nan=False)
+        except ValueError as exc:
+            raise _invalid(param, "must be JSON without NaN or Infinity") from exc
 
 
 def _invalid(param: str, message: str) -> ApiError:

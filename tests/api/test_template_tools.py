@@ -37,6 +37,7 @@ MESSAGES = [
     {"role": "system", "content": "You forecast."},
     {"role": "user", "content": "Weather in {city}?"},
 ]
+NAN = float("nan")  # sent as the NaN literal, which Python's JSON parser takes
 ARRAY = {"type": "array", "items": {"type": "string"}}
 PARIS = {"name": "forecast", "variables": {"city": "Paris"}}
 
@@ -48,10 +49,11 @@ def svc(db_services: ServiceFactory) -> RunningService:
 
 
 def put_version(svc: RunningService, name: str = "forecast", **extra: Any) -> httpx.Response:
+    body = json.dumps({"name": name, "messages": MESSAGES, **extra})  # NaN stays NaN
     return httpx.post(
         f"{svc.api}/prompt-templates",
-        headers=svc.headers(),
-        json={"name": name, "messages": MESSAGES, **extra},
+        headers={**svc.headers(), "content-type": "application/json"},
+        content=body,
     )
 
 
@@ -135,6 +137,8 @@ def test_a_version_keeps_its_tools_and_format_in_its_content(svc: RunningService
         ({"tools": [{"type": "function", "function": {"name": " "}}]}, "tools[0].function.name"),
         ({"tools": [WEATHER, {"type": "function"}]}, "tools[1].function"),
         ({"response_format": {"type": "json_schema"}}, "response_format.json_schema"),
+        ({"tools": [{"function": {"name": "f", "parameters": {"x": NAN}}}]}, "tools"),
+        ({"response_format": {"type": "json_object", "x": [NAN]}}, "response_format"),
         (
             {
                 "response_format": {
