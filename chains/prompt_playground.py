@@ -179,7 +179,20 @@ async def _answer_text(chunks: AsyncIterator[BaseMessage]) -> AsyncIterator[str]
     if merged is not None:
         calls = merged.tool_calls
     if not wrote and calls:
-        yield json.dumps([{"name": c["name"], "args": c["args"]} for c in calls])
+        yield calls_text(calls)
+
+
+def calls_text(calls: Sequence[ToolCall]) -> str:
+    """Tool calls as the text of an answer that has none: ``[{"name", "args"}]`` JSON."""
+    return json.dumps([{"name": c["name"], "args": c["args"]} for c in calls], ensure_ascii=False)
+
+
+def answer_text(message: BaseMessage) -> str:
+    """A reply's text; for a tool-call answer without text, the calls (:func:`calls_text`)."""
+    text = message.text
+    if not text and isinstance(message, AIMessage) and message.tool_calls:
+        return calls_text(message.tool_calls)
+    return text
 
 
 def build_prompt_playground(

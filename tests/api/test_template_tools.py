@@ -1,6 +1,7 @@
 """Templates that carry tools and a response format: stored with the version (and its hash),
 shown by the template's routes, sent with a chat call naming the template (plain, streamed,
-with a thread) unless the request offers its own, and by the ``/runnables/prompt`` playground.
+with a thread) unless the request offers its own, by the ``/runnables/prompt`` playground and
+by evaluations (a tool-call answer is scored as its calls' JSON).
 
 The fake upstream calls the offered tools (an example of the schema as arguments) and
 answers a ``json_schema`` response format with an example of the schema.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from typing import Any
 
 import httpx
@@ -280,3 +282,36 @@ def test_the_playground_sends_the_version_tools_and_format(
     city = {"configurable": {"template": "city"}}
     assert json.loads(prompt.invoke({"city": "Oslo"}, config=city)) == {"city": "demo"}
     assert sent(fake_openai)["response_format"] == CITY and "tools" not in sent(fake_openai)
+
+
+# --- evaluations -----------------------------------------------------------------------------
+
+
+def test_an_evaluation_sends_the_version_tools_and_scores_the_calls(
+    service: RunningService, fake_openai: FakeOpenAI
+) -> None:
+    created(put_version(service, tools=[WEATHER]))
+    calls = json.dumps([{"name": "get_weather", "args": {"city": "demo"}}])
+    response = httpx.post(
+        f"{service.api}/prompt-templates/forecast/evaluate",
+        headers=service.headers(),
+        json={
+            "dataset": [{"variables": {"city": "Oslo"}, "expected": calls}],
+            "evaluators": ["exact"],
+        },
+    )
+    assert response.status_code == 202, response.text
+    location = f"{service.url}{response.headers['location']}"
+    deadline = time.monotonic() + 60
+    while (body := httpx.get(location, headers=service.headers()).json())["status"] in (
+        "queued",
+        "running",
+    ):
+        assert time.monotonic() < deadline, body
+        time.sleep(0.05)
+    assert body["status"] == "done", body
+    (version,) = body["results"]["versions"]
+    assert version["items"][0]["output"] == calls  # the tool-call answer, as its calls
+    assert version["scores"]["exact"] == 1.0
+    assert version["params"]["tools"] == [WEATHER]
+    assert sent(fake_openai)["tools"] == [WEATHER]
