@@ -12,6 +12,8 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import orjson
+
 from core.errors import ApiError
 from services.gateway_types import ChatMessage, ChatRequest
 
@@ -54,10 +56,13 @@ def check_template_offer(tools: Any, response_format: Any) -> None:
     _names(tools, "tools", nested=True)
     _check_response_format(response_format)
     for param, value in (("tools", tools), ("response_format", response_format)):
-        try:  # stored as JSON: PostgreSQL refuses NaN and Infinity
+        try:  # stored as JSON (PostgreSQL refuses NaN), sent with orjson (64-bit integers)
             json.dumps(value, allow_nan=False)
-        except ValueError as exc:
-            raise _invalid(param, "must be JSON without NaN or Infinity") from exc
+            orjson.dumps(value)
+        except (ValueError, TypeError) as exc:
+            raise _invalid(
+                param, "must be JSON without NaN, Infinity or integers beyond 64 bits"
+            ) from exc
 
 
 def _invalid(param: str, message: str) -> ApiError:

@@ -141,6 +141,7 @@ def test_a_version_keeps_its_tools_and_format_in_its_content(svc: RunningService
         ({"response_format": {"type": "json_schema"}}, "response_format.json_schema"),
         ({"tools": [{"function": {"name": "f", "parameters": {"x": NAN}}}]}, "tools"),
         ({"response_format": {"type": "json_object", "x": [NAN]}}, "response_format"),
+        ({"tools": [{"function": {"name": "f", "parameters": {"x": 2**70}}}]}, "tools"),
         (
             {
                 "response_format": {
