@@ -4,6 +4,8 @@
 service (``base_url=<service>/api``, ``api_key=<JWT>``) with tool calling and structured
 output on; the fake OpenAI upstream answers as a model would (tool arguments taken from the
 request, JSON valid for the requested schema). One service for the module keeps it quick.
+The suite runs twice: as a client sends it (``temperature=0``, so repeated requests are
+answered from the response cache, replayed) and with ``cache: false`` (every call relayed).
 
 Off, with the reason (``supports_*``), each a feature the gateway relays but this setup
 cannot prove: image, PDF and audio inputs (the tests download media from the internet and
@@ -121,3 +123,11 @@ class TestChatOpenAIThroughTheService(ChatModelIntegrationTests):
     @property
     def enable_vcr_tests(self) -> bool:
         return False
+
+
+class TestChatOpenAIThroughTheServiceUncached(TestChatOpenAIThroughTheService):
+    """The same, every call relayed to the upstream (``cache: false``), none replayed."""
+
+    @property
+    def chat_model_params(self) -> dict[str, Any]:
+        return {**super().chat_model_params, "extra_body": {"cache": False}}
