@@ -316,3 +316,35 @@ def test_an_evaluation_sends_the_version_tools_and_scores_the_calls(
     assert version["scores"]["exact"] == 1.0
     assert version["params"]["tools"] == [WEATHER]
     assert sent(fake_openai)["tools"] == [WEATHER]
+
+
+def test_the_template_tools_count_in_the_limit_hold(service: RunningService) -> None:
+    big = {
+        "type": "function",
+        "function": {"name": "big", "description": "word " * 400, "parameters": {}},
+    }
+    created(put_version(service, name="light"))
+    created(put_version(service, name="heavy", tools=[big]))
+    admin = service.headers("org-a", "boss", "admin")
+    limits = {"tokens_per_minute": 300}
+    assert httpx.put(f"{service.api}/limits", headers=admin, json=limits).status_code == 200
+    light = {"name": "light", "variables": {"city": "Oslo"}}
+    heavy = {"name": "heavy", "variables": {"city": "Oslo"}}
+    assert chat(service, template=light, max_tokens=20).status_code == 200
+    refused = chat(service, template=heavy, max_tokens=20)
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["error"]["code"] == "limit_exceeded"
+
+    def playground(name: str) -> httpx.Response:
+        return httpx.post(
+            f"{service.url}/runnables/prompt/invoke",
+            headers=service.headers(),
+            json={
+                "input": {"city": "Oslo"},
+                "config": {"configurable": {"template": name, "max_tokens": 20}},
+            },
+            timeout=30,
+        )
+
+    assert playground("light").status_code == 200
+    assert playground("heavy").status_code == 429
