@@ -12,6 +12,8 @@ from core.patterns import LABEL_PATTERN, TEMPLATE_NAME_PATTERN
 TAG_PATTERN = r"^[^\x00-\x1f]{1,64}$"
 MAX_MESSAGES = 100
 MAX_MESSAGE_CHARS = 100_000
+MAX_TOOLS = 128
+"""OpenAI's own cap on the tools of one request."""
 
 Tag = Annotated[str, Field(pattern=TAG_PATTERN)]
 VariableName = Annotated[str, Field(min_length=1, max_length=128)]
@@ -68,6 +70,17 @@ class TemplateCreate(BaseModel):
     )
     model: str | None = Field(default=None, min_length=1, max_length=128)
     params: TemplateParams = Field(default_factory=TemplateParams)
+    tools: list[dict[str, Any]] | None = Field(
+        default=None,
+        max_length=MAX_TOOLS,
+        description="OpenAI's chat tools, sent with a chat call naming the template unless "
+        "the request offers its own (tools or functions). Empty or omitted: none.",
+    )
+    response_format: dict[str, Any] | None = Field(
+        default=None,
+        description="OpenAI's response_format (text, json_object, json_schema), sent unless "
+        "the request sets its own.",
+    )
 
 
 class TemplatePublic(BaseModel):
@@ -86,6 +99,8 @@ class TemplatePublic(BaseModel):
     optional_variables: list[str]
     model: str | None
     params: dict[str, Any]
+    tools: list[dict[str, Any]] | None
+    response_format: dict[str, Any] | None
     content_hash: str
     created_by: str
     created_at: datetime
@@ -142,6 +157,8 @@ class RenderPublic(BaseModel):
     messages: list[RenderedMessage]
     model: str | None
     params: dict[str, Any]
+    tools: list[dict[str, Any]] | None = None
+    response_format: dict[str, Any] | None = None
 
 
 # --- evaluations (``POST .../{name}/evaluate``, ``GET .../{name}/evaluations``) -----------

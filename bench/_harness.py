@@ -176,11 +176,7 @@ async def load(
                         if stream:
                             first = None
                             async for line in response.content:
-                                if (
-                                    first is None
-                                    and b'"content":"' in line
-                                    and b'"content":""' not in line
-                                ):
+                                if first is None and _fragment(line):
                                     first = time.perf_counter() - started
                             run.ttft.append(first or float("nan"))
                         else:
@@ -194,6 +190,13 @@ async def load(
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         run.wall = time.perf_counter() - began
     return run
+
+
+def _fragment(line: bytes) -> bool:
+    """Whether an SSE line carries answer text or a tool call's argument fragment."""
+    return (b'"content":"' in line and b'"content":""' not in line) or (
+        b'"arguments":"' in line and b'"arguments":""' not in line
+    )
 
 
 def median(values: list[float]) -> float:

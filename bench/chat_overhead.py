@@ -1,21 +1,27 @@
 """What the gateway adds to a chat completion: latency, time to first token, CPU.
 
 Drives N requests at concurrency C straight at a fake OpenAI upstream, then through the
-service (``/api/chat/completions``), plain and streaming (50-token streams), and prints
-the latency the service adds (p50/p95), time to first token, requests/s, and the
-service's CPU time per request. One uvicorn worker is pinned to core 0; the fake upstream
-and this load generator share core 1.
+service (``/api/chat/completions``), plain, streaming (50-token streams) and a streamed
+tool call of the same length (the tool's argument JSON in 50 fragments), and prints the
+latency the service adds (p50/p95), time to first token (first text or argument
+fragment), requests/s, and the service's CPU time per request. One uvicorn worker is
+pinned to core 0; the fake upstream and this load generator share core 1.
 
     python bench/chat_overhead.py [--requests 2000] [--concurrency 1,10,50] [--quick]
+        [--modes plain,stream,tools] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import statistics
 import sys
 from pathlib import Path
+
+import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -26,17 +32,58 @@ TARGETS = {
     "cpu_stream_ms": 5.0,
     "added_p50_ms": 2.0,
     "added_ttft_ms": 2.0,
+    "tools_vs_stream": 1.10,
+}
+MODES = ("plain", "stream", "tools")
+TOOL = {
+    "type": "function",
+    "function": {
+        "name": "note",
+        "description": "Keep a note.",
+        "parameters": {
+            "type": "object",
+            "properties": {"text": {"type": "string"}},
+            "required": ["text"],
+        },
+    },
 }
 
 
-def body(stream: bool, tokens: int) -> dict:
+def body(mode: str, tokens: int) -> dict:
+    """The request of a mode, answered in ``tokens`` chunks when streamed."""
+    if mode == "tools":
+        # The fake calls the tool with the quoted phrase as ``text``; its argument JSON
+        # streams as '{"', 'text', '":"', one piece per word, '"}': tokens-4 words.
+        words = " ".join(f"w{i}" for i in range(tokens - 4))
+        return {
+            "model": "gpt-4o-mini",
+            "messages": [{"role": "user", "content": f"Note '{words}'"}],
+            "tools": [TOOL],
+            "stream": True,
+        }
     # The fake echoes "echo: " + the message, one chunk per word: tokens-1 words → tokens chunks.
     words = " ".join(f"w{i}" for i in range(tokens - 1))
     return {
         "model": "gpt-4o-mini",
         "messages": [{"role": "user", "content": words}],
-        "stream": stream,
+        "stream": mode == "stream",
     }
+
+
+def chunks(url: str, payload: dict, headers: dict) -> int:
+    """How many text or argument fragments one streamed answer has (the modes must match)."""
+    with httpx.stream("POST", url, json=payload, headers=headers, timeout=30) as response:
+        lines = [line for line in response.iter_lines() if line.startswith("data: {")]
+    count = 0
+    for line in lines:
+        for choice in json.loads(line[len("data: ") :]).get("choices") or []:
+            delta = choice.get("delta") or {}
+            count += bool(delta.get("content"))
+            count += sum(
+                bool((call.get("function") or {}).get("arguments"))
+                for call in delta.get("tool_calls") or []
+            )
+    return count
 
 
 async def phase(url: str, payload: dict, headers: dict, n: int, c: int, stream: bool) -> Run:
@@ -45,52 +92,66 @@ async def phase(url: str, payload: dict, headers: dict, n: int, c: int, stream: 
 
 
 async def measure(args: argparse.Namespace) -> list[dict]:
-    rows = []
+    """Per mode and concurrency: the direct run, the service's runs (pooled) and its CPU.
+
+    The modes take turns within each of ``--rounds`` rounds and the CPU per request is the
+    median of the rounds, so a busy neighbour on the machine weighs on every mode alike.
+    """
+    rows: dict[tuple[str, int], dict] = {}
     os.sched_setaffinity(0, {1})
     with fake_upstream(core=1) as upstream, service(upstream, core=0) as svc:
         auth = {"Authorization": f"Bearer {token()}"}
-        for stream in (False, True):
-            payload = body(stream, args.stream_tokens)
-            n = args.requests if not stream else max(args.requests // 2, 100)
-            for c in args.concurrency:
-                direct = await phase(
-                    f"{upstream}/chat/completions",
-                    payload,
-                    {"Authorization": "Bearer x"},
-                    n,
-                    c,
-                    stream,
-                )
-                await load(
-                    f"{svc.url}/api/chat/completions",
-                    payload,
-                    auth,
-                    requests=min(200, n),
-                    concurrency=c,
-                    stream=stream,
-                )
-                before = cpu_seconds(svc.pid)
-                via = await load(
-                    f"{svc.url}/api/chat/completions",
-                    payload,
-                    auth,
-                    requests=n,
-                    concurrency=c,
-                    stream=stream,
-                )
-                cpu = (
-                    (cpu_seconds(svc.pid) - before) / max(len(via.latencies) + via.errors, 1) * 1000
-                )
-                rows.append(
-                    {
-                        "mode": "stream" if stream else "plain",
-                        "c": c,
-                        "direct": direct,
-                        "via": via,
-                        "cpu_ms": cpu,
-                    }
-                )
-    return rows
+        lengths = {
+            mode: chunks(f"{upstream}/chat/completions", body(mode, args.stream_tokens), auth)
+            for mode in args.modes
+            if mode != "plain"
+        }
+        if len(set(lengths.values())) > 1:
+            raise SystemExit(f"the streams differ in length: {lengths}")
+        for c in args.concurrency:
+            for round_ in range(args.rounds):
+                for mode in args.modes:
+                    stream = mode != "plain"
+                    payload = body(mode, args.stream_tokens)
+                    n = args.requests if not stream else max(args.requests // 2, 100)
+                    row = rows.get((mode, c))
+                    if row is None:
+                        direct = await phase(
+                            f"{upstream}/chat/completions",
+                            payload,
+                            {"Authorization": "Bearer x"},
+                            n,
+                            c,
+                            stream,
+                        )
+                        row = {"mode": mode, "c": c, "direct": direct, "via": Run(), "cpu": []}
+                        rows[(mode, c)] = row
+                    await load(  # warm-up: fully in the first round, briefly after a switch
+                        f"{svc.url}/api/chat/completions",
+                        payload,
+                        auth,
+                        requests=min(200 if round_ == 0 else 20, n),
+                        concurrency=c,
+                        stream=stream,
+                    )
+                    before = cpu_seconds(svc.pid)
+                    via = await load(
+                        f"{svc.url}/api/chat/completions",
+                        payload,
+                        auth,
+                        requests=n,
+                        concurrency=c,
+                        stream=stream,
+                    )
+                    done = max(len(via.latencies) + via.errors, 1)
+                    row["cpu"].append((cpu_seconds(svc.pid) - before) / done * 1000)
+                    pooled: Run = row["via"]
+                    pooled.latencies += via.latencies
+                    pooled.ttft += via.ttft
+                    pooled.errors += via.errors
+                    pooled.wall += via.wall
+    ordered = sorted(rows.values(), key=lambda r: (MODES.index(r["mode"]), r["c"]))
+    return [{**r, "cpu_ms": statistics.median(r["cpu"])} for r in ordered]
 
 
 def report(rows: list[dict]) -> None:
@@ -102,7 +163,7 @@ def report(rows: list[dict]) -> None:
         "added p50/p95 ms",
         "TTFT direct/service/added ms",
         "req/s via service",
-        "service CPU ms/req",
+        "service CPU ms/req (median)",
         "errors",
     ]
     print("| " + " | ".join(columns) + " |")
@@ -110,7 +171,7 @@ def report(rows: list[dict]) -> None:
     for r in rows:
         d, v = r["direct"], r["via"]
         ttft = "–"
-        if r["mode"] == "stream":
+        if r["mode"] != "plain":
             td, tv = d.p(0.5, d.ttft), v.p(0.5, v.ttft)
             ttft = f"{td:.2f} / {tv:.2f} / {tv - td:+.2f}"
         cells = [
@@ -159,6 +220,16 @@ def report(rows: list[dict]) -> None:
                     TARGETS["added_ttft_ms"],
                 )
             )
+    for r in (r for r in rows if r["mode"] == "tools"):
+        same = [s for s in streams if s["c"] == r["c"]]
+        if same:
+            checks.append(
+                (
+                    f"tool-call stream CPU / plain stream CPU at concurrency {r['c']} ≤ 1.10",
+                    r["cpu_ms"] / same[0]["cpu_ms"],
+                    TARGETS["tools_vs_stream"],
+                )
+            )
     for name, value, limit in checks:
         print(f"- {name}: {value:.2f} → {'PASS' if value <= limit else 'FAIL'}")
     errors = sum(r["via"].errors for r in rows if r["c"] >= 50)
@@ -174,6 +245,15 @@ def main() -> None:
         "--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 10, 50]
     )
     parser.add_argument("--stream-tokens", type=int, default=50)
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="Turns of the modes (CPU: the median)."
+    )
+    parser.add_argument(
+        "--modes",
+        type=lambda s: [m for m in s.split(",") if m],
+        default=list(MODES),
+        help=f"Which of {', '.join(MODES)} to run (default: all).",
+    )
     parser.add_argument("--quick", action="store_true", help="A smoke run (200 requests).")
     args = parser.parse_args()
     if args.quick:

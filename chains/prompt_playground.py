@@ -6,6 +6,9 @@ playground's config panel: ``template`` (a name: the org's template or a system 
 ``version`` or ``label`` (default: the ``production`` label's version, else the latest),
 ``model``, ``temperature`` and ``max_tokens`` (default: the template's, else the service's).
 Rendering follows ``prompts.render``'s rules (a missing or unused variable is a 422).
+A version's ``tools`` and ``response_format`` are sent with it; a tool-call answer (no
+text) comes out as the calls' JSON (``[{"name": ..., "args": {...}}]``), so the playground
+shows what the model would call.
 
 The template is resolved at call time for the org in the server-set
 ``configurable.org_id``, never the input's, so no call reaches another org's templates;
@@ -16,17 +19,18 @@ Served at ``/runnables/prompt``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage
-from langchain_core.output_parsers import StrOutputParser
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolCall
 from langchain_core.runnables import (
     ConfigurableField,
     Runnable,
     RunnableConfig,
+    RunnableGenerator,
     RunnableLambda,
     RunnableSerializable,
 )
@@ -57,6 +61,14 @@ class PlaygroundTemplate(Protocol):
     @property
     def params(self) -> Mapping[str, Any]:
         """The template's default generation parameters."""
+
+    @property
+    def tools(self) -> Sequence[Mapping[str, Any]] | None:
+        """The template's tools (OpenAI's shape), if any."""
+
+    @property
+    def response_format(self) -> Mapping[str, Any] | None:
+        """The template's response format (OpenAI's shape), if any."""
 
     def render(self, variables: Mapping[str, Any]) -> list[BaseMessage]:
         """The rendered messages (422 ``PromptError`` for bad variables)."""
@@ -102,6 +114,10 @@ class PromptPlayground(RunnableSerializable[dict[str, Any], str]):
             params["temperature"] = temperature
         if max_tokens is not None:
             params["max_tokens"] = max_tokens
+        if template.tools:
+            params["tools"] = [dict(tool) for tool in template.tools]
+        if template.response_format is not None:
+            params["response_format"] = dict(template.response_format)
         return params
 
     async def _prepare(self, variables: dict[str, Any], config: RunnableConfig) -> Runnable:
@@ -121,7 +137,8 @@ class PromptPlayground(RunnableSerializable[dict[str, Any], str]):
         llm = self.llm_factory(configurable.get("model_route") or self.model or template.model)
         params = self.params_for(template)
         model = llm.bind(**params) if params else llm
-        return RunnableLambda(rendered, name="rendered_prompt") | model | StrOutputParser()
+        answer = RunnableGenerator(_answer_text, name="answer_text")
+        return RunnableLambda(rendered, name="rendered_prompt") | model | answer
 
     def _chain(self) -> Runnable[dict[str, Any], str]:
         return RunnableLambda(self._prepare, name="prompt")
@@ -144,6 +161,38 @@ class PromptPlayground(RunnableSerializable[dict[str, Any], str]):
         """The answer's text as the model writes it."""
         async for chunk in self._chain().astream(input, config, **kwargs):
             yield chunk
+
+
+async def _answer_text(chunks: AsyncIterator[BaseMessage]) -> AsyncIterator[str]:
+    """The answer's text as it streams; a tool-call answer without text: the calls' JSON."""
+    merged: AIMessageChunk | None = None
+    calls: list[ToolCall] = []
+    wrote = False
+    async for chunk in chunks:
+        if text := chunk.text:
+            wrote = True
+            yield text
+        if isinstance(chunk, AIMessageChunk):  # streamed: the calls arrive in pieces
+            merged = chunk if merged is None else merged + chunk
+        elif isinstance(chunk, AIMessage):
+            calls = chunk.tool_calls
+    if merged is not None:
+        calls = merged.tool_calls
+    if not wrote and calls:
+        yield calls_text(calls)
+
+
+def calls_text(calls: Sequence[ToolCall]) -> str:
+    """Tool calls as the text of an answer that has none: ``[{"name", "args"}]`` JSON."""
+    return json.dumps([{"name": c["name"], "args": c["args"]} for c in calls], ensure_ascii=False)
+
+
+def answer_text(message: BaseMessage) -> str:
+    """A reply's text; for a tool-call answer without text, the calls (:func:`calls_text`)."""
+    text = message.text
+    if not text and isinstance(message, AIMessage) and message.tool_calls:
+        return calls_text(message.tool_calls)
+    return text
 
 
 def build_prompt_playground(

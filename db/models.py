@@ -327,6 +327,9 @@ class PromptTemplate(Timestamped, Base):
 class PromptTemplateVersion(Base):
     """One immutable version of a template: messages, format, variables, model defaults.
 
+    ``tools`` and ``response_format`` (OpenAI's shapes, ``None`` when not set) are sent
+    with a chat call naming the template unless the request sets its own.
+
     ``content_hash`` (sha256 of the canonical content) lets an identical resubmission
     return the latest version instead of creating a new one.
     """
@@ -343,6 +346,8 @@ class PromptTemplateVersion(Base):
     optional_variables: Mapped[list[str]] = mapped_column(JSON, nullable=False)
     model: Mapped[str | None] = mapped_column(String(128), default=None)
     params: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    tools: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=None)
+    response_format: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     content_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     created_by: Mapped[str] = mapped_column(String(128), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, nullable=False)

@@ -29,18 +29,29 @@ class TemplateContent:
     optional_variables: list[str]
     model: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    tools: list[dict[str, Any]] | None = None
+    response_format: dict[str, Any] | None = None
 
     @property
     def content_hash(self) -> str:
-        """sha256 of the canonical JSON of everything a version stores (not who or when)."""
+        """sha256 of the canonical JSON of everything a version stores (not who or when).
+
+        ``tools`` and ``response_format`` count only when set, so the versions written
+        before templates could carry them keep their hashes.
+        """
+        stored: dict[str, Any] = {
+            "messages": self.messages,
+            "template_format": self.template_format,
+            "input_variables": self.input_variables,
+            "model": self.model,
+            "params": self.params,
+        }
+        if self.tools is not None:
+            stored["tools"] = self.tools
+        if self.response_format is not None:
+            stored["response_format"] = self.response_format
         canonical = json.dumps(
-            {
-                "messages": self.messages,
-                "template_format": self.template_format,
-                "input_variables": self.input_variables,
-                "model": self.model,
-                "params": self.params,
-            },
+            stored,
             sort_keys=True,
             separators=(",", ":"),
             ensure_ascii=False,
@@ -55,8 +66,13 @@ def checked_content(
     input_variables: Iterable[str] | None = None,
     model: str | None = None,
     params: Mapping[str, Any] | None = None,
+    tools: Sequence[Mapping[str, Any]] | None = None,
+    response_format: Mapping[str, Any] | None = None,
 ) -> tuple[TemplateContent, ChatPromptTemplate]:
     """Validate a submitted version (syntax, declared variables); its content and prompt.
+
+    ``tools`` and ``response_format`` are taken as given: the caller checks them as a chat
+    request's (``services.tool_checks``). An empty ``tools`` list counts as none.
 
     Raises:
         PromptError: 422 ``invalid_template`` or ``input_variables_mismatch``.
@@ -70,5 +86,7 @@ def checked_content(
         optional_variables=optional_variables(prompt),
         model=model,
         params={k: v for k, v in (params or {}).items() if v is not None},
+        tools=[dict(t) for t in tools] if tools else None,
+        response_format=dict(response_format) if response_format is not None else None,
     )
     return content, prompt

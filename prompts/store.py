@@ -151,6 +151,8 @@ def add_version(
         optional_variables=content.optional_variables,
         model=content.model,
         params=content.params,
+        tools=content.tools,
+        response_format=content.response_format,
         content_hash=content.content_hash,
         created_by=created_by,
     )

@@ -34,6 +34,7 @@ from prompts.content import TemplateContent, checked_content
 from prompts.render import build_prompt, render_messages, to_openai
 from prompts.starters import STARTER_AUTHOR, STARTERS, StarterTemplate
 from prompts.syntax import TemplateFormat
+from services.tool_checks import check_template_offer
 
 Scope = Literal["org", "system"]
 DEFAULT_LABEL = "production"
@@ -55,6 +56,8 @@ class TemplateDraft:
     params: Mapping[str, Any] | None = None
     description: str | None = None
     tags: Sequence[str] | None = None
+    tools: Sequence[Mapping[str, Any]] | None = None
+    response_format: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,8 @@ class ResolvedTemplate:
     model: str | None
     params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     label: str | None = None
+    tools: list[dict[str, Any]] | None = None
+    response_format: dict[str, Any] | None = None
 
     def render(self, variables: Mapping[str, Any]) -> list[BaseMessage]:
         """The rendered messages (422 ``PromptError`` naming missing/unexpected variables)."""
@@ -113,6 +118,8 @@ class RenderResult:
     messages: list[dict[str, str]]
     model: str | None
     params: Mapping[str, Any]
+    tools: list[dict[str, Any]] | None = None
+    response_format: dict[str, Any] | None = None
 
 
 def _not_found(name: str) -> ApiError:
@@ -143,6 +150,8 @@ def _content(row: PromptTemplateVersion) -> TemplateContent:
         optional_variables=list(row.optional_variables),
         model=row.model,
         params=dict(row.params or {}),
+        tools=row.tools,
+        response_format=row.response_format,
     )
 
 
@@ -184,12 +193,15 @@ class PromptTemplates:
         returned, with ``description``/``tags`` updated when given. Concurrent writers of
         the same name are serialized by the primary keys and retried.
         """
+        check_template_offer(draft.tools, draft.response_format)
         content, _ = checked_content(
             draft.messages,
             draft.template_format,
             input_variables=draft.input_variables,
             model=draft.model,
             params=draft.params,
+            tools=draft.tools,
+            response_format=draft.response_format,
         )
         for attempt in range(_WRITE_ATTEMPTS):
             try:
@@ -395,6 +407,8 @@ class PromptTemplates:
             model=content.model,
             params=MappingProxyType(dict(content.params)),
             label=chosen_by,
+            tools=content.tools,
+            response_format=content.response_format,
         )
 
     async def render(
@@ -415,6 +429,8 @@ class PromptTemplates:
             messages=resolved.render_openai(variables),
             model=resolved.model,
             params=resolved.params,
+            tools=resolved.tools,
+            response_format=resolved.response_format,
         )
 
     def _prompt(self, content: TemplateContent) -> ChatPromptTemplate:

@@ -181,13 +181,22 @@ async def runnable_config(
         principal,
         context,
         route,
-        prompt=lambda: orjson.dumps(run_input).decode(),
+        prompt=lambda: _prompt_text(run_input, template),
         messages=1,
         reply_limit=reply_limit,
     )
     if call.cap is not None:
         configurable["max_tokens"] = call.cap
     return dict(call.runnable_config(configurable, base=config))
+
+
+def _prompt_text(run_input: Any, template: ResolvedTemplate | None) -> str:
+    """What the hold counts: the input, and the template's tools and format sent with it."""
+    parts = [orjson.dumps(run_input).decode()]
+    if template is not None:
+        offered = (template.tools, template.response_format)
+        parts += [orjson.dumps(value).decode() for value in offered if value]
+    return " ".join(parts)
 
 
 def retriever_config(

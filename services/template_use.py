@@ -9,13 +9,17 @@ The rules, the same for every flow:
   every flow (:func:`apply_template_defaults`): the request wins; an explicit ``null``
   counts as not set, ``0`` as set; the ``max_tokens`` default does not apply when the
   request caps its reply under either name (``max_tokens``, ``max_completion_tokens``);
+  the version's ``tools`` apply unless the request offers its own (``tools`` or
+  ``functions``), its ``response_format`` unless the request sets one; the merged request
+  is then checked like any other (a ``tool_choice`` must name one of the tools in effect);
 - chat: the rendered messages come first, then the request's ``messages``; with a
   ``thread_id`` they are the turn's new messages, stored in the thread like messages the
   client sent (a rendered system message replaces the thread's, as any new one does);
   bad variables are the template's 422 (missing or unused variables, wrong types);
 - RAG: the template is the answer prompt; the service supplies ``context`` and
   ``question``, so the template must use exactly those two (an optional ``history``
-  placeholder aside) and the request's ``variables`` must be empty (422 otherwise).
+  placeholder aside) and the request's ``variables`` must be empty (422 otherwise); the
+  answer is text, so a version's tools and response format do not apply.
 
 Usage events record the resolved name and version (``CallContext.template_name`` and
 ``template_version``).

@@ -8,8 +8,11 @@ a 400 whose message and ``param`` name the field.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+import orjson
 
 from core.errors import ApiError
 from services.gateway_types import ChatMessage, ChatRequest
@@ -42,6 +45,24 @@ def check_tools(request: ChatRequest, *, exchange: bool = True) -> None:
     if exchange:
         check_exchange(request.messages)
     _check_response_format(params.get("response_format"))
+
+
+def check_template_offer(tools: Any, response_format: Any) -> None:
+    """A template version's ``tools`` and ``response_format``, checked as a chat request's.
+
+    Without messages there is no ``tool_choice`` or exchange to check: the request that
+    names the template brings those, and is checked with the template's tools in place.
+    """
+    _names(tools, "tools", nested=True)
+    _check_response_format(response_format)
+    for param, value in (("tools", tools), ("response_format", response_format)):
+        try:  # stored as JSON (PostgreSQL refuses NaN), sent with orjson (64-bit integers)
+            json.dumps(value, allow_nan=False)
+            orjson.dumps(value)
+        except (ValueError, TypeError) as exc:
+            raise _invalid(
+                param, "must be JSON without NaN, Infinity or integers beyond 64 bits"
+            ) from exc
 
 
 def _invalid(param: str, message: str) -> ApiError:

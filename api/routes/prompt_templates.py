@@ -6,7 +6,7 @@ from the token, so another org's template is a 404.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 
@@ -53,6 +53,8 @@ def template_public(view: TemplateView) -> TemplatePublic:
         optional_variables=content.optional_variables,
         model=content.model,
         params=content.params,
+        tools=content.tools,
+        response_format=content.response_format,
         content_hash=content.content_hash,
         created_by=view.created_by,
         created_at=view.created_at,
@@ -78,6 +80,8 @@ async def create_template(
         input_variables=body.input_variables,
         model=body.model,
         params=body.params.model_dump(exclude_none=True),
+        tools=body.tools,
+        response_format=body.response_format,
         description=body.description,
         tags=body.tags,
     )
@@ -158,14 +162,23 @@ async def put_label(
     return LabelPublic(name=name, label=label, version=body.version, labels=labels)
 
 
-@router.post("/{name}/render", response_model=RenderPublic, operation_id="prompt-templates-render")
+@router.post(
+    "/{name}/render",
+    response_model=RenderPublic,
+    response_model_exclude_unset=True,
+    operation_id="prompt-templates-render",
+)
 async def render_template(
     name: TemplateName, body: RenderRequest, principal: CurrentPrincipal, services: ServicesDep
 ) -> RenderPublic:
-    """The rendered messages; a missing or unused variable is a 422 that names it."""
+    """The rendered messages; a missing or unused variable is a 422 that names it.
+
+    ``tools`` and ``response_format`` are shown when the version carries them.
+    """
     result = await services.prompt_templates.render(
         principal.org_id, name, body.variables, version=body.version, label=body.label
     )
+    offer: dict[str, Any] = {"tools": result.tools, "response_format": result.response_format}
     return RenderPublic(
         name=result.name,
         version=result.version,
@@ -173,4 +186,5 @@ async def render_template(
         messages=[RenderedMessage(**m) for m in result.messages],
         model=result.model,
         params=dict(result.params),
+        **{k: v for k, v in offer.items() if v is not None},
     )

@@ -17,6 +17,7 @@ naming the limit, with the results of what ran.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ from langchain_core.messages import BaseMessage
 from accounting.embeddings import AccountedEmbeddings
 from accounting.events import CallContext
 from auth.tokens import Principal
+from chains.prompt_playground import answer_text
 from core.errors import ApiError
 from core.tokenizer import count_message_tokens, count_text_tokens
 from db.models import PromptEvaluation
@@ -189,7 +191,7 @@ class EvaluationRunner:
                 principal,
                 context,
                 route,
-                prompt=lambda: " ".join(m.text for m in messages),
+                prompt=lambda: _prompt_text(messages, params),
                 messages=len(messages),
                 reply_limit=params.get("max_completion_tokens") or params.get("max_tokens"),
             )
@@ -205,7 +207,7 @@ class EvaluationRunner:
             with upstream_errors(route.upstream.provider):
                 reply = await runnable.ainvoke(messages, config=call.runnable_config())
         latency = round((time.perf_counter() - started) * 1000, 1)
-        output = reply.text if isinstance(reply, BaseMessage) else str(reply)
+        output = answer_text(reply) if isinstance(reply, BaseMessage) else str(reply)
         usage = getattr(reply, "usage_metadata", None)
         if usage and (usage.get("input_tokens") or usage.get("output_tokens")):
             prompt, completion = int(usage["input_tokens"]), int(usage["output_tokens"])
@@ -318,3 +320,10 @@ class _Progress:
         finally:
             self._written_at = time.monotonic()
             self._writing = False
+
+
+def _prompt_text(messages: list[BaseMessage], params: Mapping[str, Any]) -> str:
+    """What a limit hold counts: the messages, and the tools and format sent with them."""
+    parts: list[str] = [str(m.text) for m in messages]
+    parts += [json.dumps(params[k]) for k in ("tools", "response_format") if params.get(k)]
+    return " ".join(parts)

@@ -64,6 +64,8 @@ _ERROR_TYPES = {401: "authentication_error", 404: "not_found_error", 429: "rate_
 EMBEDDING_DIMENSIONS = 1536  # text-embedding-3-small and ada-002
 _WORD = re.compile(r"\w+")
 _HANGUL = re.compile(r"[\uac00-\ud7a3]{2,}")
+_PIECE = re.compile(r"\s*\w+|\s*[^\w\s]+|\s+")
+_QUOTED = re.compile(r"(?<!\w)'([^']+)'(?!\w)|\"([^\"]+)\"")  # not an apostrophe
 
 
 @dataclass
@@ -365,7 +367,8 @@ class FakeOpenAI:
 
         Offered tools are called unless ``tool_choice`` is ``none`` or the last message is
         a tool result (then the answer is text): the named one, else the first (every one
-        with ``parallel_tools``). Arguments: ``tool_arguments``, else an example of the schema.
+        with ``parallel_tools``). Arguments: ``tool_arguments``, else what the last user
+        message says (:func:`_arguments`), else an example of the schema.
         """
         tools, legacy = _offered_functions(body)
         messages = body.get("messages") or []
@@ -382,13 +385,14 @@ class FakeOpenAI:
             chosen = tools
         else:
             chosen = tools[:1]
+        asked = _last_user_text(messages)
         return [
             (
                 str(tool.get("name")),
                 orjson.dumps(
                     self.tool_arguments
                     if self.tool_arguments is not None
-                    else _example(tool.get("parameters") or {"type": "object"})
+                    else _arguments(tool, asked)
                 ).decode(),
             )
             for tool in chosen
@@ -434,12 +438,13 @@ class FakeOpenAI:
                 writer.write(
                     event({"tool_calls": [{"index": index, **head, "function": function}]})
                 )
-            for part in parts:
+            for part in parts:  # one write per fragment, as the text stream's tokens
                 if legacy:
                     writer.write(event({"function_call": {"arguments": part}}))
                 else:
                     delta = {"index": index, "function": {"arguments": part}}
                     writer.write(event({"tool_calls": [delta]}))
+                await writer.drain()
         writer.write(event({}, finish))
         if (body.get("stream_options") or {}).get("include_usage"):
             writer.write(_sse(orjson.dumps({**base, **_usage(body, completion)})))
@@ -667,7 +672,9 @@ def _tool_or_structured_reply(body: dict[str, Any]) -> str | None:
         schema = (form.get("json_schema") or {}).get("schema") or {"type": "object"}
         return orjson.dumps(_example(schema)).decode()
     if form.get("type") == "json_object":
-        return orjson.dumps({"answer": "json"}).decode()
+        # "Return a JSON with 'setup' and 'punchline' keys": those keys; else a default.
+        keys = [k for k in _quoted(_last_user_text(messages)) if _WORD.fullmatch(k)]
+        return orjson.dumps({k: "demo" for k in keys} or {"answer": "json"}).decode()
     results: list[str] = []
     for message in reversed(messages):
         if message.get("role") not in ("tool", "function"):
@@ -700,10 +707,56 @@ def _example(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> Any:
     return examples.get(kind)
 
 
+def _last_user_text(messages: list[Any]) -> str:
+    """The text of the last user message (its text parts, for a list content)."""
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                parts = [p.get("text", "") for p in content if isinstance(p, dict)]
+                return " ".join(p for p in parts if isinstance(p, str))
+            return content if isinstance(content, str) else ""
+    return ""
+
+
+def _quoted(text: str) -> list[str]:
+    """The phrases in single or double quotes, in order."""
+    return [a or b for a, b in _QUOTED.findall(text)]
+
+
+def _arguments(tool: dict[str, Any], asked: str) -> Any:
+    """Arguments as a model would take them from the request, valid for the tool's schema.
+
+    ``name(3, "x")`` in the message gives the call's values to the properties in order;
+    otherwise string properties take the first quoted phrase ("a customer named 'ACME'"),
+    and the rest is an example of the schema.
+    """
+    schema = tool.get("parameters") or {"type": "object"}
+    example = _example(schema)
+    if not isinstance(example, dict):
+        return example
+    props = list((schema.get("properties") or {}).items())
+    call = re.search(rf"\b{re.escape(str(tool.get('name')))}\(([^)]*)\)", asked)
+    if call is not None:
+        values = [v.strip() for v in call.group(1).split(",") if v.strip()]
+        for (name, _), raw in zip(props, values, strict=False):
+            try:
+                example[name] = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                example[name] = raw.strip("'")
+        return example
+    phrases = _quoted(asked)
+    if phrases:
+        for name, sub in props:
+            if isinstance(sub, dict) and sub.get("type") == "string":
+                example[name] = phrases[0]
+    return example
+
+
 def _fragments(arguments: str) -> list[str]:
-    """Argument JSON in a few pieces, as a provider streams them."""
-    size = max(1, len(arguments) // 3)
-    return [arguments[i : i + size] for i in range(0, len(arguments), size)] or [""]
+    """Argument JSON in token-like pieces (a word, or a run of punctuation), as a provider
+    streams them: ``{"city":"demo"}`` → ``{"``, ``city``, ``":"``, ``demo``, ``"}``."""
+    return _PIECE.findall(arguments) or [""]
 
 
 def _tool_prompt_tokens(body: dict[str, Any]) -> int:

@@ -17,6 +17,13 @@ class Template:
     params: Mapping[str, Any] = field(
         default_factory=lambda: {"temperature": 0.7, "max_tokens": 50, "stop": ["\n\n"], "seed": 3}
     )
+    tools: list[dict[str, Any]] | None = None
+    response_format: dict[str, Any] | None = None
+
+
+WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {}}}
+CLOCK = {"type": "function", "function": {"name": "get_time", "parameters": {}}}
+JSON = {"type": "json_object"}
 
 
 def test_the_template_fills_what_the_request_lacks() -> None:
@@ -66,3 +73,34 @@ def test_null_template_params_and_no_template_add_nothing() -> None:
     template = Template(model=None, params={"temperature": None})
     assert apply_template_defaults(template, {"top_p": 1, "seed": None}) == {"top_p": 1}
     assert apply_template_defaults(None, {"model": "x", "stop": None}) == {"model": "x"}
+
+
+def test_the_template_tools_and_format_apply_when_the_request_sets_none() -> None:
+    merged = apply_template_defaults(
+        Template(tools=[WEATHER], response_format=JSON), {"tool_choice": "required"}
+    )
+    assert merged["tools"] == [WEATHER] and merged["response_format"] == JSON
+    assert merged["tool_choice"] == "required"
+
+
+@pytest.mark.parametrize("offer", [{"tools": [CLOCK]}, {"functions": [{"name": "get_time"}]}])
+def test_a_request_offering_its_own_tools_keeps_the_template_tools_out(
+    offer: dict[str, Any],
+) -> None:
+    merged = apply_template_defaults(Template(tools=[WEATHER]), offer)
+    assert "tools" not in merged or merged["tools"] == [CLOCK]
+    assert all(merged[k] == v for k, v in offer.items())
+
+
+def test_the_request_response_format_wins_and_null_counts_as_unset() -> None:
+    template = Template(tools=[WEATHER], response_format=JSON)
+    text = {"type": "text"}
+    assert apply_template_defaults(template, {"response_format": text})["response_format"] == text
+    merged = apply_template_defaults(template, {"response_format": None, "tools": None})
+    assert merged["response_format"] == JSON and merged["tools"] == [WEATHER]
+
+
+def test_the_template_tools_are_copies() -> None:
+    template = Template(tools=[WEATHER])
+    apply_template_defaults(template, {})["tools"][0]["type"] = "changed"
+    assert template.tools == [WEATHER] and WEATHER["type"] == "function"
