@@ -14,6 +14,7 @@ from api.routes import (
     prompt_evaluations,
     prompt_templates,
     provider_keys,
+    responses,
     speech,
     threads,
     usage,
@@ -32,3 +33,4 @@ router.include_router(knowledge_query.router)
 router.include_router(prompt_templates.router)
 router.include_router(prompt_evaluations.router)
 router.include_router(speech.router)
+router.include_router(responses.router)
