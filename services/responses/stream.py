@@ -205,7 +205,12 @@ async def translate(
                     continue
                 if data == b"[DONE]":
                     tail, body = events.finish()
-                    await finished(body)
+                    try:
+                        await finished(body)
+                    except Exception:  # the answer exists, but continuing from it would 404
+                        logger.exception("could not store response %s", body["id"])
+                        yield tail + events.failed("the response could not be stored")
+                        return
                     yield tail + events.final(body)
                     return
                 chunk = orjson.loads(data)

@@ -271,6 +271,33 @@ def test_stream_errors_before_the_first_event_are_json(
     assert response.json()["error"]["message"]
 
 
+def test_upstream_breaking_off_mid_stream_fails_the_response(
+    services: ServiceFactory, fake_openai: FakeOpenAI
+) -> None:
+    service = services.start(upstream_timeout_seconds=0.3, upstream_max_retries=0)
+    fake_openai.token_delay = 1.0  # past the read timeout, after the first chunk
+    response = post(service, {"input": "hello there", "stream": True})
+    assert response.status_code == 200  # the stream had begun
+    events = sse_events(response.text)
+    failed = events[-1]
+    assert failed["type"] == "response.failed"
+    assert failed["response"]["status"] == "failed"
+    assert failed["response"]["error"]["code"] == "server_error"
+    assert not any(e["type"] == "response.completed" for e in events)
+    rid = failed["response"]["id"]
+    assert httpx.get(f"{service.api}/responses/{rid}", headers=service.headers()).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/responses"), ("GET", "/responses/resp_1"), ("DELETE", "/responses/resp_1")],
+)
+def test_missing_token_is_401(service: RunningService, method: str, path: str) -> None:
+    response = httpx.request(method, service.api + path, json={"input": "x"})
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "missing_token"
+
+
 # --- structured output ---------------------------------------------------------------------------
 
 
