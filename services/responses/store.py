@@ -9,11 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from auth.tokens import Principal
 from core.errors import ApiError
+from db.base import utcnow
 from db.models import StoredResponse
 from db.session import session_scope
 
@@ -46,17 +47,18 @@ class ResponseStore:
         response: dict[str, Any],
     ) -> None:
         """Keep a finished response and the conversation it answered (one insert)."""
-        row = StoredResponse(
-            id=response["id"],
-            org_id=principal.org_id,
-            user_id=principal.user_id,
-            model=response["model"],
-            previous_response_id=response.get("previous_response_id"),
-            conversation=conversation,
-            response=response,
-        )
+        row = {
+            "id": response["id"],
+            "org_id": principal.org_id,
+            "user_id": principal.user_id,
+            "model": response["model"],
+            "previous_response_id": response.get("previous_response_id"),
+            "conversation": conversation,
+            "response": response,
+            "created_at": utcnow(),
+        }
         async with session_scope(self._sessions) as session:
-            session.add(row)
+            await session.execute(insert(StoredResponse), [row])  # no ORM unit of work
 
     async def get(self, principal: Principal, response_id: str) -> dict[str, Any]:
         """The response object (404 when unknown or not the caller's)."""

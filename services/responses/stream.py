@@ -199,6 +199,7 @@ async def translate(
         async for raw in chat_events:
             buffer += raw
             *complete, buffer = buffer.split(b"\n\n")
+            out = b""  # one write per upstream read, as the relay does
             for event in complete:
                 data = _data(event)
                 if data is None:
@@ -209,16 +210,18 @@ async def translate(
                         await finished(body)
                     except Exception:  # the answer exists, but continuing from it would 404
                         logger.exception("could not store response %s", body["id"])
-                        yield tail + events.failed("the response could not be stored")
+                        yield out + tail + events.failed("the response could not be stored")
                         return
-                    yield tail + events.final(body)
+                    yield out + tail + events.final(body)
                     return
                 chunk = orjson.loads(data)
                 if isinstance(chunk.get("error"), dict):
-                    yield events.failed(str(chunk["error"].get("message") or "upstream error"))
+                    message = str(chunk["error"].get("message") or "upstream error")
+                    yield out + events.failed(message)
                     return
-                if out := events.chunk(chunk):
-                    yield out
+                out += events.chunk(chunk)
+            if out:
+                yield out
         yield events.failed("the upstream stream ended early")
     finally:
         if hasattr(chat_events, "aclose"):
