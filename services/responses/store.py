@@ -6,6 +6,7 @@ not exist for the caller (404), exactly as an unknown id.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,8 @@ class ResponseStore:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
+        self._pending: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def save(
         self,
@@ -46,7 +49,12 @@ class ResponseStore:
         conversation: list[dict[str, Any]],
         response: dict[str, Any],
     ) -> None:
-        """Keep a finished response and the conversation it answered (one insert)."""
+        """Keep a finished response and the conversation it answered; returns once committed.
+
+        Group commit: the saves that arrive while a transaction is being written go into
+        the next one together (one insert of many rows, one commit), so concurrent
+        responses share the cost of a transaction instead of paying one each.
+        """
         row = {
             "id": response["id"],
             "org_id": principal.org_id,
@@ -57,8 +65,29 @@ class ResponseStore:
             "response": response,
             "created_at": utcnow(),
         }
-        async with session_scope(self._sessions) as session:
-            await session.execute(insert(StoredResponse), [row])  # no ORM unit of work
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((row, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_pending())
+        await asyncio.shield(done)  # a caller that gives up does not cancel the others' write
+
+    async def _write_pending(self) -> None:
+        """Write what is pending, batch after batch, until nothing is."""
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                async with session_scope(self._sessions) as session:
+                    await session.execute(insert(StoredResponse), [row for row, _ in batch])
+            except BaseException as exc:  # each waiting caller gets the error
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise  # cancelled (shutdown): stop
+            else:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
 
     async def get(self, principal: Principal, response_id: str) -> dict[str, Any]:
         """The response object (404 when unknown or not the caller's)."""

@@ -9,6 +9,7 @@ an example of the schema. Answers are validated against the openai SDK's own typ
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -350,6 +351,17 @@ def test_get_delete_and_isolation(db_services: ServiceFactory, fake_openai: Fake
     assert len(fake_openai.requests) == requests  # refused before the upstream
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve("resp_unknown")
+
+
+def test_concurrent_responses_are_all_stored(db_services: ServiceFactory) -> None:
+    service = db_services.start()
+    with ThreadPoolExecutor(8) as pool:
+        created = list(pool.map(lambda i: post(service, {"input": f"n{i}"}).json(), range(16)))
+    for i, body in enumerate(created):  # saved together (group commit), each its own row
+        stored = httpx.get(f"{service.api}/responses/{body['id']}", headers=service.headers())
+        assert stored.status_code == 200 and stored.json()["output"][0]["content"][0]["text"] == (
+            f"echo: n{i}"
+        )
 
 
 def test_store_false_keeps_nothing(db_services: ServiceFactory) -> None:
