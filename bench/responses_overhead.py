@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import sys
 from pathlib import Path
 
@@ -39,32 +40,39 @@ def bodies(stream: bool, tokens: int) -> dict[str, tuple[str, dict]]:
 
 
 async def measure(args: argparse.Namespace) -> list[dict]:
+    """Rounds that alternate the routes (load on a shared machine drifts); medians of CPU."""
     rows = []
     os.sched_setaffinity(0, {1})
     with fake_upstream(core=1) as upstream, service(upstream, core=0) as svc:
         auth = {"Authorization": f"Bearer {token()}"}
         for stream in (False, True):
             n = args.requests if not stream else max(args.requests // 2, 100)
-            for label, (path, body) in bodies(stream, args.stream_tokens).items():
-                url, c = f"{svc.url}{path}", args.concurrency
-                await load(url, body, auth, requests=min(200, n), concurrency=c, stream=stream)
-                before = cpu_seconds(svc.pid)
-                run: Run = await load(url, body, auth, requests=n, concurrency=c, stream=stream)
-                done = max(len(run.latencies) + run.errors, 1)
-                cpu = (cpu_seconds(svc.pid) - before) / done * 1000
+            routes = bodies(stream, args.stream_tokens)
+            cpus: dict[str, list[float]] = {label: [] for label in routes}
+            runs: dict[str, Run] = {}
+            for _ in range(args.rounds):
+                for label, (path, body) in routes.items():
+                    url, c = f"{svc.url}{path}", args.concurrency
+                    await load(url, body, auth, requests=min(100, n), concurrency=c, stream=stream)
+                    before = cpu_seconds(svc.pid)
+                    run = await load(url, body, auth, requests=n, concurrency=c, stream=stream)
+                    done = max(len(run.latencies) + run.errors, 1)
+                    cpus[label].append((cpu_seconds(svc.pid) - before) / done * 1000)
+                    runs[label] = run
+            for label in routes:
                 rows.append(
                     {
                         "mode": "stream" if stream else "plain",
                         "route": label,
-                        "run": run,
-                        "cpu": cpu,
+                        "run": runs[label],
+                        "cpu": statistics.median(cpus[label]),
                     }
                 )
     return rows
 
 
 def report(rows: list[dict], concurrency: int) -> None:
-    print(f"Concurrency {concurrency}.")
+    print(f"Concurrency {concurrency}; CPU: the median of the rounds; latency: the last round.")
     print("| mode | route | service CPU ms/req | added CPU vs chat | p50 ms | req/s | errors |")
     print("|---|---|---|---|---|---|---|")
     base: dict[str, float] = {}
@@ -87,6 +95,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--stream-tokens", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=3, help="Alternating rounds (median).")
     parser.add_argument("--quick", action="store_true", help="A smoke run (200 requests).")
     args = parser.parse_args()
     if args.quick:
