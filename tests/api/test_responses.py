@@ -313,6 +313,14 @@ def test_sdk_parse_with_pydantic(service: RunningService, fake_openai: FakeOpenA
     assert sent["json_schema"]["schema"]["required"] == ["city", "temperature", "tags"]
 
 
+def test_sdk_stream_with_pydantic_format(service: RunningService) -> None:
+    with sdk(service).responses.stream(
+        model="gpt-4o-mini", input="weather as JSON", text_format=CityWeather
+    ) as stream:
+        final = stream.get_final_response()
+    assert final.output_parsed == CityWeather(city="demo", temperature=2, tags=["demo"])
+
+
 def test_json_object_format(service: RunningService, fake_openai: FakeOpenAI) -> None:
     response = post(service, {"input": "hi", "text": {"format": {"type": "json_object"}}})
     assert response.status_code == 200, response.text
@@ -535,3 +543,37 @@ def test_chat_openai_with_the_responses_api(
         streamed = chunk if streamed is None else streamed + chunk
     assert streamed is not None
     assert [c["name"] for c in streamed.tool_calls] == ["get_weather"]  # type: ignore[attr-defined]
+
+
+def test_chat_openai_structured_output_and_previous_response_id(
+    db_services: ServiceFactory, fake_openai: FakeOpenAI
+) -> None:
+    service = db_services.start()
+    model = ChatOpenAI(
+        model="gpt-4o-mini",
+        base_url=service.api,
+        api_key=service.token(),  # type: ignore[arg-type]
+        use_responses_api=True,
+        max_retries=0,
+    )
+    structured = model.with_structured_output(CityWeather)
+    assert structured.invoke("weather as JSON") == CityWeather(
+        city="demo", temperature=2, tags=["demo"]
+    )
+
+    chained = ChatOpenAI(
+        model="gpt-4o-mini",
+        base_url=service.api,
+        api_key=service.token(),  # type: ignore[arg-type]
+        use_responses_api=True,
+        use_previous_response_id=True,
+        max_retries=0,
+    )
+    history: list[Any] = [HumanMessage("first question")]
+    history.append(chained.invoke(history))
+    history.append(HumanMessage("second question"))
+    assert chained.invoke(history).text == "echo: second question"
+    request = fake_openai.requests[-1]
+    sent = request.body["messages"]  # the service rebuilt the chain from the stored response
+    assert [m["role"] for m in sent] == ["user", "assistant", "user"]
+    assert sent[1]["content"] == "echo: first question"
