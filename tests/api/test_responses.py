@@ -577,3 +577,25 @@ def test_chat_openai_structured_output_and_previous_response_id(
     sent = request.body["messages"]  # the service rebuilt the chain from the stored response
     assert [m["role"] for m in sent] == ["user", "assistant", "user"]
     assert sent[1]["content"] == "echo: first question"
+
+
+def test_langgraph_react_agent_on_the_responses_api(service: RunningService) -> None:
+    from langgraph.prebuilt import create_react_agent
+
+    @tool
+    def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+
+    model = ChatOpenAI(
+        model="gpt-4o-mini",
+        base_url=service.api,
+        api_key=service.token(),  # type: ignore[arg-type]
+        use_responses_api=True,
+        max_retries=0,
+    )
+    agent = create_react_agent(model, [add])
+    result = agent.invoke({"messages": [("user", "what is 2 + 2?")]})
+    messages = result["messages"]
+    assert messages[-2].content == "4"  # the tool ran on the model's arguments
+    assert messages[-1].text == "tool said: 4"
