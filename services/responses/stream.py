@@ -41,6 +41,8 @@ class ResponseEvents:
         self._calls: dict[int, int] = {}  # chat tool-call index -> output index
         self.finish_reason: str | None = None
         self.usage: dict[str, Any] | None = None
+        self._pieces: list[str] = []  # the open message's text so far
+        self._delta_head = self._delta_middle = b""
 
     def _event(self, kind: str, **fields: Any) -> bytes:
         payload = {"type": kind, "sequence_number": self._sequence, **fields}
@@ -70,8 +72,7 @@ class ResponseEvents:
 
     def _text(self, text: str) -> bytes:
         out = b""
-        index = self._open
-        if index is None or self.output[index]["type"] != "message":
+        if self._open is None or self.output[self._open]["type"] != "message":
             out += self._close()
             index = len(self.output)
             item = it.message_item("", item_id=it.new_id("msg"), status="in_progress")
@@ -88,15 +89,25 @@ class ResponseEvents:
                 content_index=0,
                 part=part,
             )
-        item = self.output[index]
-        item["content"][0]["text"] += text
-        return out + self._event(
-            "response.output_text.delta",
-            item_id=item["id"],
-            output_index=index,
-            content_index=0,
-            delta=text,
-            logprobs=[],
+            self._pieces = []
+            # Deltas differ only in their sequence number and text: spliced, not serialized.
+            self._delta_head = b"event: response.output_text.delta\ndata: " + (
+                b'{"type":"response.output_text.delta","sequence_number":'
+            )
+            self._delta_middle = b',"item_id":"%s","output_index":%d,"content_index":0,"delta":' % (
+                item["id"].encode(),
+                index,
+            )
+        self._pieces.append(text)
+        sequence, self._sequence = self._sequence, self._sequence + 1
+        return out + b"".join(
+            (
+                self._delta_head,
+                b"%d" % sequence,
+                self._delta_middle,
+                orjson.dumps(text),
+                b',"logprobs":[]}\n\n',
+            )
         )
 
     def _call_piece(self, piece: dict[str, Any]) -> bytes:
@@ -142,6 +153,7 @@ class ResponseEvents:
         out = b""
         if item["type"] == "message":
             part = item["content"][0]
+            part["text"] = "".join(self._pieces)  # one join, not a copy per delta
             common = {"item_id": item["id"], "output_index": index, "content_index": 0}
             text = part["text"]
             out += self._event("response.output_text.done", **common, text=text, logprobs=[])
@@ -182,6 +194,8 @@ class ResponseEvents:
 
     def failed(self, message: str) -> bytes:
         """``response.failed``: the upstream broke off; the items so far are not final."""
+        if self._open is not None and self.output[self._open]["type"] == "message":
+            self.output[self._open]["content"][0]["text"] = "".join(self._pieces)
         self._open = None
         error = {"code": "server_error", "message": message}
         body = self.shell.body(status="failed", output=self.output, error=error)
@@ -230,5 +244,7 @@ async def translate(
 
 def _data(event: bytes) -> bytes | None:
     """The ``data:`` of one SSE event (None for a comment or an empty event)."""
+    if event.startswith(b"data: ") and b"\n" not in event:
+        return event[6:]  # the usual event: one data line
     lines = [line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:")]
     return b"\n".join(lines) if lines else None

@@ -124,6 +124,7 @@ def test_an_upstream_error_fails_the_response() -> None:
     failed = events[-1]
     assert failed["type"] == "response.failed"
     assert failed["response"]["error"] == {"code": "server_error", "message": "openai timed out"}
+    assert failed["response"]["output"][0]["content"][0]["text"] == "par"  # what had arrived
 
 
 def test_a_stream_without_done_fails() -> None:
