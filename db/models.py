@@ -392,7 +392,8 @@ class StoredResponse(Base):
 
     Private to the org and user that created it. ``conversation`` is every input item the
     model saw apart from ``instructions`` (the earlier responses' input and output, then this
-    request's input), so continuing from it is one read, whatever the chain's length.
+    request's input), so continuing from it is one read, whatever the chain's length; its
+    last ``input_count`` items are the request's own input (``GET .../input_items``).
     ``response`` is the response object as it was answered.
     """
 
@@ -404,6 +405,7 @@ class StoredResponse(Base):
     model: Mapped[str] = mapped_column(String(128), nullable=False)
     previous_response_id: Mapped[str | None] = mapped_column(String(64), default=None)
     conversation: Mapped[list[Any]] = mapped_column(JSON, nullable=False)
+    input_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     response: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, nullable=False)
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 import orjson
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import Response, StreamingResponse
 
 from api.deps import ServicesDep
@@ -47,6 +49,24 @@ async def get_response(
     """A stored response, as it was answered."""
     answer = await services.responses.get(principal, response_id)
     return Response(orjson.dumps(answer), media_type="application/json")
+
+
+@router.get(
+    "/{response_id}/input_items", operation_id="responses-input-items", responses=_NOT_FOUND
+)
+async def list_input_items(
+    response_id: str,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    order: Literal["asc", "desc"] = "desc",
+    after: str | None = None,
+) -> Response:
+    """A page of a stored response's own input items (each with its id), newest first."""
+    page = await services.responses.input_items(
+        principal, response_id, limit=limit, order=order, after=after
+    )
+    return Response(orjson.dumps(page), media_type="application/json")
 
 
 @router.delete("/{response_id}", operation_id="responses-delete", responses=_NOT_FOUND)

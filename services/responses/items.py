@@ -167,6 +167,27 @@ def _part(part: Any, param: str, role: str) -> dict[str, Any]:
     raise unsupported(f"{param}.type", f"content part '{kind}' is not supported here")
 
 
+def stored_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Checked input items as kept (``GET .../input_items``): each with an id, content as parts.
+
+    A string ``content`` becomes one ``input_text`` part (``output_text`` for an assistant);
+    the model sees the same text either way.
+    """
+    prefixes = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
+    kept = []
+    for item in items:
+        kind = item.get("type", "message")
+        if kind not in prefixes:
+            continue  # reasoning items: not sent, not kept
+        item = {**item, "type": kind}
+        item.setdefault("id", new_id(prefixes[kind]))
+        if kind == "message" and isinstance(item.get("content"), str):
+            part = "output_text" if item.get("role") == "assistant" else "input_text"
+            item["content"] = [{"type": part, "text": item["content"]}]
+        kept.append(item)
+    return kept
+
+
 # --- tools and formats ------------------------------------------------------------------------
 
 

@@ -39,7 +39,7 @@ class ResponsesService:
 
     async def create(self, principal: Principal, request: ResponseRequest) -> dict[str, Any]:
         """The finished ``response`` object (stored unless ``store`` is false)."""
-        chat, conversation = await self._prepare(principal, request)
+        chat, earlier, items = await self._prepare(principal, request)
         answer = orjson.loads(await self._chat.complete(principal, chat, flow=FLOW))
         choice = (answer.get("choices") or [{}])[0]
         status, incomplete = it.ending(choice.get("finish_reason"))
@@ -52,24 +52,45 @@ class ResponsesService:
             incomplete=incomplete,
         )
         if request.store:
-            await self._store.save(principal, conversation=conversation, response=body)
+            await self._store.save(principal, earlier=earlier, items=items, response=body)
         return body
 
     async def stream(self, principal: Principal, request: ResponseRequest) -> AsyncIterator[bytes]:
         """The typed events; request and upstream errors raise before the first one."""
-        chat, conversation = await self._prepare(principal, request)
+        chat, earlier, items = await self._prepare(principal, request)
         events = await self._chat.stream(principal, chat, flow=FLOW)
         shell = ResponseShell(request, model=self._model(request))
 
         async def finished(body: dict[str, Any]) -> None:
             if request.store:
-                await self._store.save(principal, conversation=conversation, response=body)
+                await self._store.save(principal, earlier=earlier, items=items, response=body)
 
         return translate(events, shell, finished)
 
     async def get(self, principal: Principal, response_id: str) -> dict[str, Any]:
         """A stored response (404 when unknown or another org's or user's)."""
         return await self._store.get(principal, response_id)
+
+    async def input_items(
+        self, principal: Principal, response_id: str, *, limit: int, order: str, after: str | None
+    ) -> dict[str, Any]:
+        """A page of a stored response's input items (``order`` ``asc`` or ``desc``)."""
+        items = await self._store.input_items(principal, response_id)
+        if order == "desc":
+            items.reverse()
+        if after is not None:
+            ids = [item.get("id") for item in items]
+            if after not in ids:
+                raise it.invalid("after", f"'{after}' is not an input item of this response")
+            items = items[ids.index(after) + 1 :]
+        page = items[:limit]
+        return {
+            "object": "list",
+            "data": page,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+            "has_more": len(items) > limit,
+        }
 
     async def delete(self, principal: Principal, response_id: str) -> dict[str, Any]:
         """Forget a stored response (404 when unknown or another org's or user's)."""
@@ -79,8 +100,8 @@ class ResponsesService:
     # -- the chat request ---------------------------------------------------------------------
     async def _prepare(
         self, principal: Principal, request: ResponseRequest
-    ) -> tuple[ChatRequest, list[dict[str, Any]]]:
-        """The chat request, and the conversation to store (earlier items, then the input)."""
+    ) -> tuple[ChatRequest, list[dict[str, Any]], list[dict[str, Any]]]:
+        """The chat request; the earlier items and this input as they are to be stored."""
         items = it.input_items(request.input)
         tools = it.chat_tools(request.tools)
         params: dict[str, Any] = {
@@ -107,7 +128,7 @@ class ResponsesService:
             include_usage=True,
             cache=request.cache,
         )
-        return chat, [*earlier, *items]
+        return chat, earlier, it.stored_items(items)
 
     def _model(self, request: ResponseRequest) -> str:
         return request.model or self._default_model

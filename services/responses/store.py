@@ -46,10 +46,14 @@ class ResponseStore:
         self,
         principal: Principal,
         *,
-        conversation: list[dict[str, Any]],
+        earlier: list[dict[str, Any]],
+        items: list[dict[str, Any]],
         response: dict[str, Any],
     ) -> None:
         """Keep a finished response and the conversation it answered; returns once committed.
+
+        ``earlier``: the items it continued from (``previous_response_id``), ``items``: its
+        own input.
 
         Group commit: the saves that arrive while a transaction is being written go into
         the next one together (one insert of many rows, one commit), so concurrent
@@ -61,7 +65,8 @@ class ResponseStore:
             "user_id": principal.user_id,
             "model": response["model"],
             "previous_response_id": response.get("previous_response_id"),
-            "conversation": conversation,
+            "conversation": [*earlier, *items],
+            "input_count": len(items),
             "response": response,
             "created_at": utcnow(),
         }
@@ -103,6 +108,14 @@ class ResponseStore:
             raise not_found(response_id, "previous_response_id")
         output = [dict(item) for item in row.response.get("output") or []]
         return Continuation(response_id, [*row.conversation, *output])
+
+    async def input_items(self, principal: Principal, response_id: str) -> list[dict[str, Any]]:
+        """A response's own input items, oldest first (404 when unknown or not the caller's)."""
+        row = await self._row(principal, response_id)
+        if row is None:
+            raise not_found(response_id)
+        count = row.input_count
+        return [dict(item) for item in row.conversation[len(row.conversation) - count :]]
 
     async def delete(self, principal: Principal, response_id: str) -> None:
         """Forget a response (404 when unknown or not the caller's)."""

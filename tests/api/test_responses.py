@@ -601,3 +601,35 @@ def test_langgraph_react_agent_on_the_responses_api(service: RunningService) -> 
     messages = result["messages"]
     assert messages[-2].content == "4"  # the tool ran on the model's arguments
     assert messages[-1].text == "tool said: 4"
+
+
+def test_input_items_of_a_stored_response(db_services: ServiceFactory) -> None:
+    service = db_services.start()
+    client = sdk(service)
+    first = client.responses.create(model="gpt-4o-mini", input=ASK, tools=[WEATHER])
+    (call,) = first.output
+    assert call.type == "function_call"
+    second = client.responses.create(
+        model="gpt-4o-mini",
+        previous_response_id=first.id,
+        input=[
+            {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"},
+            {"role": "user", "content": "and the time?"},
+        ],
+        tools=[WEATHER],
+    )
+    page = client.responses.input_items.list(second.id, order="asc")  # its own input only
+    kinds = [(item.type, getattr(item, "role", None)) for item in page.data]
+    assert kinds == [("function_call_output", None), ("message", "user")]
+    assert all(item.id for item in page.data) and not page.has_more
+    assert page.data[1].content[0].text == "and the time?"  # type: ignore[union-attr]
+    newest = client.responses.input_items.list(second.id, limit=1)  # desc by default
+    assert [item.type for item in newest.data] == ["message"] and newest.has_more
+    rest = client.responses.input_items.list(second.id, limit=1, after=newest.data[0].id)
+    assert [item.type for item in rest.data] == ["function_call_output"] and not rest.has_more
+    first_items = client.responses.input_items.list(first.id).data
+    assert [item.content[0].text for item in first_items] == [ASK]  # type: ignore[union-attr]
+    stranger = httpx.get(
+        f"{service.api}/responses/{second.id}/input_items", headers=service.headers("org-b")
+    )
+    assert stranger.status_code == 404

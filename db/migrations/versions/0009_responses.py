@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("model", sa.String(length=128), nullable=False),
         sa.Column("previous_response_id", sa.String(length=64), nullable=True),
         sa.Column("conversation", sa.JSON(), nullable=False),
+        sa.Column("input_count", sa.Integer(), nullable=False),
         sa.Column("response", sa.JSON(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ahc_responses")),
