@@ -40,11 +40,11 @@ class ResponsesService:
     async def create(self, principal: Principal, request: ResponseRequest) -> dict[str, Any]:
         """The finished ``response`` object (stored unless ``store`` is false)."""
         chat, earlier, items = await self._prepare(principal, request)
+        shell = ResponseShell(request, model=self._model(request))  # created_at: now
         answer = orjson.loads(await self._chat.complete(principal, chat, flow=FLOW))
         choice = (answer.get("choices") or [{}])[0]
         status, incomplete = it.ending(choice.get("finish_reason"))
         item_status = "incomplete" if status == "incomplete" else "completed"
-        shell = ResponseShell(request, model=self._model(request))
         body = shell.body(
             status=status,
             output=it.output_items(choice.get("message") or {}, status=item_status),
