@@ -433,3 +433,28 @@ class SpeechTranscription(Base):
         Index("ix_ahc_speech_transcriptions_org_time", "org_id", "created_at"),
         Index("ix_ahc_speech_transcriptions_status", "status"),
     )
+
+
+class StoredResponse(Base):
+    """A Responses API response kept for ``GET`` and ``previous_response_id`` (``store``).
+
+    Private to the org and user that created it. ``conversation`` is every input item the
+    model saw apart from ``instructions`` (the earlier responses' input and output, then this
+    request's input), so continuing from it is one read, whatever the chain's length; its
+    last ``input_count`` items are the request's own input (``GET .../input_items``).
+    ``response`` is the response object as it was answered.
+    """
+
+    __tablename__ = "ahc_responses"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    org_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    user_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    model: Mapped[str] = mapped_column(String(128), nullable=False)
+    previous_response_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    conversation: Mapped[list[Any]] = mapped_column(JSON, nullable=False)
+    input_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    response: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, nullable=False)
+
+    __table_args__ = (Index("ix_ahc_responses_owner", "org_id", "user_id", "created_at"),)

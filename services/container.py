@@ -29,6 +29,8 @@ from services.knowledge_query import KnowledgeQuery
 from services.metering import MeteringGate
 from services.prompt_evaluations import PromptEvaluations
 from services.prompt_templates import PromptTemplates
+from services.responses.service import ResponsesService
+from services.responses.store import ResponseStore
 from services.speech import SpeechService
 from services.threads import ThreadStore
 from services.turn_locks import TurnLocks
@@ -72,6 +74,7 @@ class Services:
     prompt_templates: PromptTemplates
     prompt_evaluations: PromptEvaluations
     speech: SpeechService
+    responses: ResponsesService
     auth_failures: AuthFailureLimiter
     started_at: int
 
@@ -160,5 +163,10 @@ async def open_services(
             prompt_templates=prompt_templates,
             prompt_evaluations=prompt_evaluations,
             speech=speech,
+            responses=ResponsesService(
+                chat=gateway.chat,
+                store=ResponseStore(storage.sessions),
+                default_model=registry.default_model,
+            ),
             started_at=int(time.time()),
         )

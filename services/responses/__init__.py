@@ -1,0 +1,1 @@
+"""The OpenAI Responses API, mapped onto the chat path (see ``service``)."""
