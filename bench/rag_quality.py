@@ -1193,7 +1193,9 @@ def calibrate(data: list[CalibrationQuery], embedding: str, k: int) -> str:
     """The calibration report of one pipeline (hybrid and keyword-mode searches)."""
     defaults = Settings.model_fields
     t0 = defaults["rag_min_similarity"].default.get(embedding)
-    x0 = defaults["rag_min_keyword_score"].default
+    x0 = defaults["rag_min_keyword_score_by_model"].default.get(
+        embedding, defaults["rag_min_keyword_score"].default
+    )
     out = [f"### Calibration: {embedding}, k={k}"]
     for mode, render in (("hybrid", calibrate_hybrid), ("keyword", calibrate_keyword)):
         subset = [q for q in data if q.mode == mode]

@@ -270,7 +270,7 @@ class Settings(BaseSettings):
     )
     rag_min_similarity: dict[str, float] = Field(
         default={
-            "local-e5use": 0.65,
+            "local-e5use": 0.653,
             "local-use": 0.30,
             "local-e5": 0.85,
             "text-embedding-3-small": 0.30,
@@ -305,6 +305,11 @@ class Settings(BaseSettings):
         description="Hybrid search: the best chunk's BM25, in units of one query term found "
         "in a single chunk (idf(N, 1) * (k1 + 1)), from which a search counts as relevant "
         "whatever its similarity. See bench/rag_quality.py.",
+    )
+    rag_min_keyword_score_by_model: dict[str, float] = Field(
+        default={"local-e5use": 1.2},
+        description="Per embedding model, a `rag_min_keyword_score` of its own (calibrated "
+        "with its similarity bar in bench/rag_quality.py); other models use the default.",
     )
     rag_min_keyword_score_keyword_mode: float = Field(
         default=0.6,

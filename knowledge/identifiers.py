@@ -3,7 +3,7 @@
 Keyword search matters most for identifiers ("HDHP", "Coupa", "SEV1"): an embedder knows
 little about a name it never saw, so such a question's best similarity is often low
 although BM25 ranks the right chunk first. The relevance gate answers these questions when
-the chunk BM25 ranks first holds an identifier of the question that few chunks hold.
+a few of the chunks BM25 finds hold an identifier of the question.
 """
 
 from __future__ import annotations
@@ -48,14 +48,15 @@ def identifiers(question: str) -> set[str]:
 
 
 def rare_identifier_found(question: str, keyword_texts: Sequence[str]) -> bool:
-    """Whether the best keyword hit holds an identifier of ``question`` that is rare.
+    """Whether the keyword hits hold an identifier of ``question`` that is rare.
 
-    ``keyword_texts``: the texts of the keyword hits, best first. Rare: found in at most
-    :data:`RARE_CHUNKS` of them (the hits are the query's best BM25 matches, so a common
-    word fills them all).
+    ``keyword_texts``: the texts of the keyword hits (the query's best BM25 matches). Rare:
+    held by at least one and at most :data:`RARE_CHUNKS` of them; a common word fills them
+    all. The hit holding it need not be BM25's first: other words of the question ("used",
+    "about") can outweigh a name that two chunks share.
     """
     wanted = identifiers(question)
     if not wanted or not keyword_texts:
         return False
     held = [set(terms(text)) & wanted for text in keyword_texts]
-    return any(sum(term in h for h in held) <= RARE_CHUNKS for term in held[0])
+    return any(1 <= sum(term in h for h in held) <= RARE_CHUNKS for term in wanted)

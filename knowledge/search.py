@@ -20,6 +20,8 @@ SearchMode = Literal["vector", "keyword", "hybrid"]
 
 HYBRID_FETCH = 20
 """Hits each leg of a hybrid search contributes at least (measured in bench/rag_quality.py)."""
+VECTOR_RESERVE = 3
+"""The vector leg of a hybrid search reads this many times :attr:`SearchQuery.fetch`."""
 
 
 @dataclass(frozen=True)
@@ -58,10 +60,18 @@ class SearchQuery:
         """
         return self.k if self.mode != "hybrid" else max(2 * self.k, HYBRID_FETCH)
 
+    @property
+    def vector_fetch(self) -> int:
+        """The vector leg's hits: for hybrid, a reserve past :attr:`fetch`.
+
+        The language penalty of :func:`rank` can lift chunks of the other language from it.
+        """
+        return self.fetch if self.mode != "hybrid" else VECTOR_RESERVE * self.fetch
+
 
 @dataclass(frozen=True)
 class SearchHit:
-    """A chunk found for a query; ``score`` is the similarity, BM25 or fused (RRF) score."""
+    """A chunk found for a query; ``score`` is the similarity, BM25 or fused score."""
 
     document_id: str
     chunk_id: str
@@ -121,7 +131,8 @@ def rank(
     """The best ``k`` chunk ids with their score: one leg's own, or fused for hybrid.
 
     Hybrid: the similarities, less ``fusion.language_penalty`` for chunks written in the
-    query's script, fused with BM25 by :func:`~knowledge.fusion.score_fusion`.
+    query's script, cut to the best ``query.fetch``, fused with BM25 by
+    :func:`~knowledge.fusion.score_fusion`.
     """
     if query.mode == "vector":
         return [(hit.chunk_id, hit.score) for hit in vector_hits[: query.k]]
@@ -140,6 +151,7 @@ def rank(
             ),
             key=lambda pair: -pair[1],
         )
+    vector = vector[: query.fetch]  # the reserve beyond served only the penalty
     return score_fusion(vector, keyword_hits, keyword_weight=fusion.keyword_weight)[: query.k]
 
 

@@ -152,7 +152,9 @@ class Search:
         min_keyword = (
             settings.rag_min_keyword_score_keyword_mode
             if query.mode == "keyword"
-            else settings.rag_min_keyword_score
+            else settings.rag_min_keyword_score_by_model.get(
+                collection.embedding_model, settings.rag_min_keyword_score
+            )
         )
         async with self._sessions() as session:
             chunks = await registry.ready_chunk_count(session, collection.id)
@@ -212,7 +214,7 @@ class Search:
             collection.vector_collection,
             space_of(collection.distance),
             vector,
-            k=query.fetch,
+            k=query.vector_fetch,
             where=where,
             mmr=query.mmr,
         )

@@ -95,6 +95,9 @@ def test_rank_by_mode() -> None:
     assert [chunk for chunk, _ in fused] == ["v1", "both", "k1"]  # 0.7, 0.3, 0.24
     assert SearchQuery("q", k=3).fetch == 20 and SearchQuery("q", k=3, mode="vector").fetch == 3
     assert SearchQuery("q", k=15).fetch == 30
+    # The vector leg of a hybrid search reads a reserve for the language penalty.
+    assert SearchQuery("q", k=3).vector_fetch == 60
+    assert SearchQuery("q", k=3, mode="vector").vector_fetch == 3
 
 
 def test_to_hits_hydrates_keyword_only_and_skips_deleted() -> None:

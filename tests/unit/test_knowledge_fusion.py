@@ -65,6 +65,10 @@ def test_language_penalty_lifts_the_other_language_in_hybrid_only() -> None:
     assert plain[0][0] == "ko-near"
     fair = rank(korean_question, vector, [], Fusion(keyword_weight=0.3, language_penalty=0.05))
     assert fair[0][0] == "en-answer"
+    # Lifted from the vector leg's reserve, past the k chunks a search without it would fuse.
+    reserve = [_hit(f"ko-{i}", 0.60 - i / 100, "휴가 규정") for i in range(20)] + vector[1:2]
+    lifted = rank(korean_question, reserve, [], Fusion(keyword_weight=0.3, language_penalty=0.2))
+    assert lifted[0][0] == "en-answer"
     as_vector = SearchQuery(korean_question.query, k=2, mode="vector")
     assert rank(as_vector, vector, [], Fusion(language_penalty=0.05))[0][0] == "ko-near"
     # One language only: the penalty shifts every chunk alike and reorders nothing.
@@ -93,10 +97,11 @@ def test_identifiers(question: str, found: set[str]) -> None:
     assert identifiers(question) == found
 
 
-def test_rare_identifier_found_needs_the_best_hit_and_a_rare_term() -> None:
+def test_rare_identifier_found_needs_a_name_few_hits_hold() -> None:
     question = "What is Coupa used for?"
     assert rare_identifier_found(question, ["raise a PO in Coupa", "vendors in Coupa", "x"])
-    assert not rare_identifier_found(question, ["budget owner", "raise a PO in Coupa"])
+    assert rare_identifier_found(question, ["tools used daily", "raise a PO in Coupa"])
+    assert not rare_identifier_found(question, ["tools used daily", "budget owner"])
     common = ["Coupa"] * 4
     assert not rare_identifier_found(question, common)  # in every hit: not specific
     assert not rare_identifier_found("How do I use it?", ["Coupa"])  # no identifier
