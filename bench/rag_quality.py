@@ -8,10 +8,14 @@ through ``KnowledgeService.upload`` (the service's loaders, splitter, keyword in
 embedder), and every question of ``questions.jsonl`` asked through ``KnowledgeService.search``
 in the ``vector``, ``keyword`` and ``hybrid`` modes. A question is a hit at ``k`` when one of
 the ``k`` chunks returned comes from its document (what a RAG prompt would see). Reported per
-mode and question group (``ko``, ``en``, ``cross`` = cross-lingual): hit@1, hit@k, MRR@k, the
-search latency (wall p50/p95, and CPU p50: process CPU time, all threads), and the ingestion
-throughput in chunks per CPU second (the steadier figure on a busy machine) and per wall
-second. ``--embedding local-use,local-e5`` runs one pipeline per model.
+mode and question group (``ko``, ``en``, ``cross`` = cross-lingual, and ``holdout``: the
+cross-lingual questions of ``holdout_cross.jsonl``, written after the tuning, kept out of
+``all`` and of the calibration): hit@1, hit@k, MRR@k, the search latency (wall p50/p95, and
+CPU p50: process CPU time, all threads), and the ingestion throughput in chunks per CPU second
+(the steadier figure on a busy machine) and per wall second. ``--embedding
+local-e5use,local-use,local-e5`` runs one pipeline per model. The questions of
+``rare_terms.jsonl`` (a code or product name that two chunks hold) are reported apart: whether
+the RAG graph would answer them (the relevance gate) and where keyword search ranks them.
 
 **Calibration** (service mode, unless ``--no-calibration``): when is a search "nothing
 relevant", so that the RAG graph answers "not found" without a model call? Every answerable
@@ -61,7 +65,7 @@ spin while waiting).
 
 Usage::
 
-    .venv/bin/python bench/rag_quality.py [--embedding local-use,local-e5] [--k 5]
+    .venv/bin/python bench/rag_quality.py [--embedding local-e5use,local-use,local-e5] [--k 5]
         [--calibration-k 4] [--no-calibration] [--dump FILE] [--threads 1] [--show-misses]
     .venv/bin/python bench/rag_quality.py --candidates [--k 5] [--chunk-size 1000]
         [--embedders e5,use,bm25,hybrid-e5,hybrid-use,hybrid-e5-use] [--threads 2]
@@ -1265,8 +1269,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     service = parser.add_argument_group("service mode (the default)")
     service.add_argument(
         "--embedding",
-        default="local-use",
-        help="comma-separated embedding models of the collection (local-use, local-e5)",
+        default="local-e5use",
+        help="comma-separated embedding models of the collection (local-e5use, local-use, "
+        "local-e5)",
     )
     service.add_argument(
         "--calibration-k",
