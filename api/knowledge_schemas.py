@@ -111,7 +111,9 @@ class SearchRequest(BaseModel):
     collection: str = Field(default="default", pattern=COLLECTION_PATTERN)
     mmr: bool = Field(default=False, description="Diversify results (maximal marginal relevance).")
     mode: Literal["vector", "keyword", "hybrid"] = Field(
-        default="hybrid", description="hybrid: BM25 and vector results fused by reciprocal rank."
+        default="hybrid",
+        description="hybrid: BM25 and vector results fused by score (each scaled within the "
+        "search, then weighted).",
     )
 
 
@@ -121,7 +123,9 @@ class SearchResult(BaseModel):
     document_id: str
     chunk_id: str
     text: str
-    score: float = Field(description="vector: similarity; keyword: BM25; hybrid: fused RRF score.")
+    score: float = Field(
+        description="vector: similarity; keyword: BM25; hybrid: fused score (0..1)."
+    )
     vector_score: float | None = None
     keyword_score: float | None = None
     metadata: dict[str, Any]

@@ -328,8 +328,8 @@ class EmbeddingsCreate(BaseModel):
     )
     model: str | None = Field(
         default=None,
-        description="`local`, `local-e5`, `local-use`; OpenAI's embedding models with a key. "
-        "Default: the service's embedding model.",
+        description="`local`, `local-e5use`, `local-e5`, `local-use`; OpenAI's embedding "
+        "models with a key. Default: the service's embedding model.",
     )
     encoding_format: Literal["float", "base64"] = Field(
         default="float", description="`base64`: little-endian float32, as OpenAI sends it."

@@ -8,10 +8,14 @@ through ``KnowledgeService.upload`` (the service's loaders, splitter, keyword in
 embedder), and every question of ``questions.jsonl`` asked through ``KnowledgeService.search``
 in the ``vector``, ``keyword`` and ``hybrid`` modes. A question is a hit at ``k`` when one of
 the ``k`` chunks returned comes from its document (what a RAG prompt would see). Reported per
-mode and question group (``ko``, ``en``, ``cross`` = cross-lingual): hit@1, hit@k, MRR@k, the
-search latency (wall p50/p95, and CPU p50: process CPU time, all threads), and the ingestion
-throughput in chunks per CPU second (the steadier figure on a busy machine) and per wall
-second. ``--embedding local-use,local-e5`` runs one pipeline per model.
+mode and question group (``ko``, ``en``, ``cross`` = cross-lingual, and ``holdout``: the
+cross-lingual questions of ``holdout_cross.jsonl``, written after the tuning, kept out of
+``all`` and of the calibration): hit@1, hit@k, MRR@k, the search latency (wall p50/p95, and
+CPU p50: process CPU time, all threads), and the ingestion throughput in chunks per CPU second
+(the steadier figure on a busy machine) and per wall second. ``--embedding
+local-e5use,local-use,local-e5`` runs one pipeline per model. The questions of
+``rare_terms.jsonl`` (a code or product name that two chunks hold) are reported apart: whether
+the RAG graph would answer them (the relevance gate) and where keyword search ranks them.
 
 **Calibration** (service mode, unless ``--no-calibration``): when is a search "nothing
 relevant", so that the RAG graph answers "not found" without a model call? Every answerable
@@ -61,7 +65,7 @@ spin while waiting).
 
 Usage::
 
-    .venv/bin/python bench/rag_quality.py [--embedding local-use,local-e5] [--k 5]
+    .venv/bin/python bench/rag_quality.py [--embedding local-e5use,local-use,local-e5] [--k 5]
         [--calibration-k 4] [--no-calibration] [--dump FILE] [--threads 1] [--show-misses]
     .venv/bin/python bench/rag_quality.py --candidates [--k 5] [--chunk-size 1000]
         [--embedders e5,use,bm25,hybrid-e5,hybrid-use,hybrid-e5-use] [--threads 2]
@@ -120,7 +124,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = ROOT / "tests" / "data" / "knowledge"
 CHUNK_OVERLAP = 150
 RRF_K = 60
-GROUPS = ("ko", "en", "cross", "all")
+GROUPS = ("ko", "en", "cross", "all", "holdout")
+"""``holdout``: the second cross-lingual set (``holdout_cross.jsonl``, written after tuning),
+reported apart and left out of ``all``."""
 DEFAULT_EMBEDDERS = "e5,use,bm25,hybrid-e5,hybrid-use,hybrid-e5-use"
 SERVICE_MODES: tuple[SearchMode, ...] = ("vector", "keyword", "hybrid")
 CONTENT_TYPES = {".md": "text/markdown", ".txt": "text/plain"}
@@ -147,10 +153,13 @@ class Question:
     document: str
     answer: str
     cross_lingual: bool
+    holdout: bool = False
 
     @property
     def group(self) -> str:
-        """``cross`` for cross-lingual questions, otherwise the question's language."""
+        """``holdout``, ``cross`` for cross-lingual questions, otherwise the language."""
+        if self.holdout:
+            return "holdout"
         return "cross" if self.cross_lingual else self.lang
 
 
@@ -175,8 +184,32 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def load_questions(data_dir: Path) -> list[Question]:
-    """The evaluation questions of ``questions.jsonl``."""
-    return [Question(**row) for row in _jsonl(data_dir / "questions.jsonl")]
+    """The questions of ``questions.jsonl``, then those of ``holdout_cross.jsonl`` if any."""
+    questions = [Question(**row) for row in _jsonl(data_dir / "questions.jsonl")]
+    holdout = data_dir / "holdout_cross.jsonl"
+    if holdout.exists():
+        questions += [Question(**row, holdout=True) for row in _jsonl(holdout)]
+    return questions
+
+
+@dataclass(frozen=True)
+class RareTerm:
+    """One line of ``rare_terms.jsonl``: a question naming a code or product.
+
+    Two or so chunks hold the name; the question must be answered (not refused), and
+    keyword search finds its chunk first.
+    """
+
+    question: str
+    lang: str
+    term: str
+    documents: list[str]
+
+
+def load_rare_terms(data_dir: Path) -> list[RareTerm]:
+    """The questions of ``rare_terms.jsonl`` (none when the file is missing)."""
+    path = data_dir / "rare_terms.jsonl"
+    return [RareTerm(**row) for row in _jsonl(path)] if path.exists() else []
 
 
 def load_unanswerable(data_dir: Path) -> list[Unanswerable]:
@@ -515,7 +548,7 @@ def evaluate(
         ranking = ranker.rank(question.question)
         latency_ms = (time.perf_counter() - started) * 1000
         hit = first_hit_rank(ranking, chunks, question.document)
-        for group in (question.group, "all"):
+        for group in (question.group,) if question.holdout else (question.group, "all"):
             results[group].add(hit, k, latency_ms)
         if hit is None or hit > k:
             misses.append((question, hit))
@@ -684,7 +717,8 @@ async def evaluate_service(
         timed = await timed_search(pipeline, question.question, k, mode)
         ranked = [filename(hit) for hit in timed.hits]
         hit = ranked.index(question.document) + 1 if question.document in ranked else None
-        for group in (question.group, "all"):
+        groups = (question.group,) if question.holdout else (question.group, "all")
+        for group in groups:
             result.groups[group].add(hit, k, timed.wall_ms)
         result.wall_ms.append(timed.wall_ms)
         result.cpu_ms.append(timed.cpu_ms)
@@ -733,6 +767,30 @@ def render_ingest_table(pipelines: list[Pipeline]) -> str:
             f"| {p.chunks / max(p.ingest_cpu_s, 1e-9):,.1f} "
             f"| {p.chunks / max(p.ingest_wall_s, 1e-9):,.1f} |"
         )
+    return "\n".join(lines)
+
+
+async def rare_term_report(pipeline: Pipeline, rare: list[RareTerm], k: int) -> str:
+    """Questions naming a code or product two chunks hold: answered, and found by BM25."""
+    lines = [
+        f"### Rare terms: {pipeline.embedding}, k={k}",
+        "",
+        "| question | term | answered (hybrid) | keyword top-1 right | hybrid hit@k |",
+        "|---|---|--:|--:|--:|",
+    ]
+    answered = found = hybrid_hits = 0
+    for item in rare:
+        hybrid = (await timed_search(pipeline, item.question, k, "hybrid")).hits
+        keyword = (await timed_search(pipeline, item.question, k, "keyword")).hits
+        ok = bool(hybrid) and hybrid[0].relevant
+        top = bool(keyword) and filename(keyword[0]) in item.documents
+        hit = any(filename(h) in item.documents for h in hybrid)
+        answered, found, hybrid_hits = answered + ok, found + top, hybrid_hits + hit
+        lines.append(f"| {item.question} | {item.term} | {ok:d} | {top:d} | {hit:d} |")
+    n = len(rare)
+    lines.append(
+        f"| **all ({n})** | | {answered / n:.2f} | {found / n:.2f} | {hybrid_hits / n:.2f} |"
+    )
     return "\n".join(lines)
 
 
@@ -1139,7 +1197,9 @@ def calibrate(data: list[CalibrationQuery], embedding: str, k: int) -> str:
     """The calibration report of one pipeline (hybrid and keyword-mode searches)."""
     defaults = Settings.model_fields
     t0 = defaults["rag_min_similarity"].default.get(embedding)
-    x0 = defaults["rag_min_keyword_score"].default
+    x0 = defaults["rag_min_keyword_score_by_model"].default.get(
+        embedding, defaults["rag_min_keyword_score"].default
+    )
     out = [f"### Calibration: {embedding}, k={k}"]
     for mode, render in (("hybrid", calibrate_hybrid), ("keyword", calibrate_keyword)):
         subset = [q for q in data if q.mode == mode]
@@ -1209,8 +1269,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     service = parser.add_argument_group("service mode (the default)")
     service.add_argument(
         "--embedding",
-        default="local-use",
-        help="comma-separated embedding models of the collection (local-use, local-e5)",
+        default="local-e5use",
+        help="comma-separated embedding models of the collection (local-e5use, local-use, "
+        "local-e5)",
     )
     service.add_argument(
         "--calibration-k",
@@ -1251,6 +1312,7 @@ async def run_service(args: argparse.Namespace) -> None:
     documents = load_documents(args.data)
     questions = load_questions(args.data)
     unanswerable = load_unanswerable(args.data)
+    rare = load_rare_terms(args.data)
     threads = args.threads or Settings.model_fields["local_embedding_threads"].default
     print(
         f"service pipeline: {len(documents)} documents, {len(questions)} questions "
@@ -1270,13 +1332,19 @@ async def run_service(args: argparse.Namespace) -> None:
             for mode in SERVICE_MODES:
                 print(f"searching ({mode}) ...", file=sys.stderr, flush=True)
                 results.append(await evaluate_service(pipeline, questions, args.k, mode))
+            if rare:
+                reports.append(await rare_term_report(pipeline, rare, args.calibration_k))
             if not args.no_calibration:
                 print("calibrating ...", file=sys.stderr, flush=True)
                 data = [
                     query
                     for mode in ("hybrid", "keyword")
                     for query in await calibration_set(
-                        pipeline, questions, unanswerable, args.calibration_k, mode
+                        pipeline,
+                        [q for q in questions if not q.holdout],
+                        unanswerable,
+                        args.calibration_k,
+                        mode,
                     )
                 ]
                 reports.append(calibrate(data, pipeline.embedding, args.calibration_k))

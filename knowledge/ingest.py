@@ -13,6 +13,7 @@ import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from langchain_core.embeddings import Embeddings
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -46,11 +47,21 @@ async def ingest_document(
     vectors: VectorStore,
     targets: Sequence[VectorTarget],
     batch_size: int,
+    headings: bool = True,
 ) -> int:
-    """Index ``data`` as ``document``; returns its number of chunks."""
+    """Index ``data`` as ``document``; returns its number of chunks.
+
+    ``headings``: every chunk's text starts with the document's title and section path.
+    """
     parsed = await asyncio.to_thread(parse, data, document.filename, document.content_type)
     chunks = await asyncio.to_thread(
-        split, parsed, chunk_size=collection.chunk_size, chunk_overlap=collection.chunk_overlap
+        partial(
+            split,
+            parsed,
+            chunk_size=collection.chunk_size,
+            chunk_overlap=collection.chunk_overlap,
+            headings=headings,
+        )
     )
     if not chunks:
         raise EmptyDocument(document.filename, "no text to index")

@@ -12,10 +12,29 @@ from typing import Any, Literal
 
 from knowledge import keyword_index
 from knowledge.collections import DEFAULT_COLLECTION
-from knowledge.fusion import reciprocal_rank_fusion
+from knowledge.fusion import score_fusion
+from knowledge.language import script_of
 from knowledge.vectors import VectorHit
 
 SearchMode = Literal["vector", "keyword", "hybrid"]
+
+HYBRID_FETCH = 20
+"""Hits each leg of a hybrid search contributes at least (measured in bench/rag_quality.py)."""
+VECTOR_RESERVE = 3
+"""The vector leg of a hybrid search reads this many times :attr:`SearchQuery.fetch`."""
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """How a hybrid search merges its legs (per embedding model where the scale differs)."""
+
+    keyword_weight: float = 0.3
+    """BM25's share in the fused score (the vector leg has the rest)."""
+    language_penalty: float = 0.0
+    """Similarity taken off chunks in the query's own script before fusing: the
+    multilingual embedders' bias towards the query's language, which buries the answer to
+    a cross-lingual question. Uniform within one language, so it never reorders a
+    single-language collection."""
 
 
 @dataclass(frozen=True)
@@ -33,17 +52,26 @@ class SearchQuery:
 
     @property
     def fetch(self) -> int:
-        """How many hits each leg contributes.
+        """How many hits each leg contributes: k, or for hybrid at least :data:`HYBRID_FETCH`.
 
-        A hybrid leg contributes its best 2k: fusing BM25's whole tail buries chunks only
-        the embedder found (cross-lingual hits), measured in bench/rag_quality.py.
+        Score fusion scales each leg over its hits, so a hybrid leg needs enough of them to
+        show its spread, and the vector leg enough to reach past the query's own language
+        (see :func:`rank`).
         """
-        return self.k if self.mode != "hybrid" else 2 * self.k
+        return self.k if self.mode != "hybrid" else max(2 * self.k, HYBRID_FETCH)
+
+    @property
+    def vector_fetch(self) -> int:
+        """The vector leg's hits: for hybrid, a reserve past :attr:`fetch`.
+
+        The language penalty of :func:`rank` can lift chunks of the other language from it.
+        """
+        return self.fetch if self.mode != "hybrid" else VECTOR_RESERVE * self.fetch
 
 
 @dataclass(frozen=True)
 class SearchHit:
-    """A chunk found for a query; ``score`` is the similarity, BM25 or fused (RRF) score."""
+    """A chunk found for a query; ``score`` is the similarity, BM25 or fused score."""
 
     document_id: str
     chunk_id: str
@@ -98,15 +126,33 @@ def rank(
     query: SearchQuery,
     vector_hits: Sequence[VectorHit],
     keyword_hits: Sequence[tuple[str, float]],
+    fusion: Fusion | None = None,
 ) -> list[tuple[str, float]]:
-    """The best ``k`` chunk ids with their score: one leg's own, or fused (RRF) for hybrid."""
+    """The best ``k`` chunk ids with their score: one leg's own, or fused for hybrid.
+
+    Hybrid: the similarities, less ``fusion.language_penalty`` for chunks written in the
+    query's script, cut to the best ``query.fetch``, fused with BM25 by
+    :func:`~knowledge.fusion.score_fusion`.
+    """
     if query.mode == "vector":
         return [(hit.chunk_id, hit.score) for hit in vector_hits[: query.k]]
     if query.mode == "keyword":
         return list(keyword_hits[: query.k])
-    return reciprocal_rank_fusion(
-        [[hit.chunk_id for hit in vector_hits], [cid for cid, _ in keyword_hits]]
-    )[: query.k]
+    fusion = fusion or Fusion()
+    vector = [(hit.chunk_id, hit.score) for hit in vector_hits]
+    if fusion.language_penalty:
+        own = script_of(query.query)
+        vector = sorted(
+            (
+                (hit.chunk_id, hit.score - fusion.language_penalty)
+                if own and script_of(hit.text) == own
+                else (hit.chunk_id, hit.score)
+                for hit in vector_hits
+            ),
+            key=lambda pair: -pair[1],
+        )
+    vector = vector[: query.fetch]  # the reserve beyond served only the penalty
+    return score_fusion(vector, keyword_hits, keyword_weight=fusion.keyword_weight)[: query.k]
 
 
 def to_hits(

@@ -37,7 +37,7 @@ from pydantic import SecretStr
 from core.config import Settings
 
 LOCAL_ALIAS = "local"
-LOCAL_DIMENSIONS = {"local-e5": 384, "local-use": 512}
+LOCAL_DIMENSIONS = {"local-e5": 384, "local-use": 512, "local-e5use": 384 + 512}
 OPENAI_DIMENSIONS = {
     "text-embedding-3-small": 1536,
     "text-embedding-3-large": 3072,
@@ -259,9 +259,55 @@ class UseEmbeddings(_LocalEmbeddings):
         return engine.encode(texts)
 
 
-_LOCAL_ENGINES: dict[str, type[_LocalEmbeddings]] = {
+E5USE_E5_WEIGHT = 0.7
+"""local-e5use's share of e5 in the cosine (USE has the rest): part of the model's identity,
+since stored vectors carry it (a new weight needs a new model name). Tuned with
+bench/rag_quality.py."""
+
+
+class E5UseEmbeddings(Embeddings):
+    """e5 and USE side by side: ``[sqrt(w) * e5, sqrt(1 - w) * use]``, unit length.
+
+    The cosine of two such vectors is ``w * cos_e5 + (1 - w) * cos_use``: one Chroma query
+    fuses e5 (strong within a language) and USE (aligned across languages) by score. Each
+    half runs on the process's shared engine of its own model, so ingestion costs the sum
+    of the two (e5 dominates).
+    """
+
+    def __init__(self, *, threads: int = 2, batch_size: int = 64) -> None:
+        self.e5 = E5Embeddings(threads=threads, batch_size=batch_size)
+        self.use = UseEmbeddings(threads=threads, batch_size=batch_size)
+        self._scale = (np.float32(E5USE_E5_WEIGHT**0.5), np.float32((1 - E5USE_E5_WEIGHT) ** 0.5))
+
+    def _join(self, e5: list[list[float]], use: list[list[float]]) -> list[list[float]]:
+        if not e5:
+            return []
+        left = np.asarray(e5, dtype=np.float32) * self._scale[0]
+        right = np.asarray(use, dtype=np.float32) * self._scale[1]
+        return _unit_rows(np.hstack([left, right]))
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed passages with both engines (in the calling thread)."""
+        texts = list(texts)
+        return self._join(self.e5.embed_documents(texts), self.use.embed_documents(texts))
+
+    def embed_query(self, text: str) -> list[float]:
+        """Embed a search query with both engines."""
+        return self._join([self.e5.embed_query(text)], [self.use.embed_query(text)])[0]
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed passages in a worker thread."""
+        return await asyncio.to_thread(self.embed_documents, texts)
+
+    async def aembed_query(self, text: str) -> list[float]:
+        """Embed a search query in a worker thread."""
+        return await asyncio.to_thread(self.embed_query, text)
+
+
+_LOCAL_ENGINES: dict[str, type[_LocalEmbeddings] | type[E5UseEmbeddings]] = {
     "local-e5": E5Embeddings,
     "local-use": UseEmbeddings,
+    "local-e5use": E5UseEmbeddings,
 }
 
 
@@ -282,7 +328,7 @@ class EmbeddingRegistry:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._local: dict[str, _LocalEmbeddings] = {}
+        self._local: dict[str, _LocalEmbeddings | E5UseEmbeddings] = {}
         self._openai: dict[tuple[str, str], OpenAIEmbeddings] = {}
         self._http: tuple[Any, Any] | None = None  # (sync, async) pools every embedder shares
         self._lock = threading.Lock()

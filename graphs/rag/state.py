@@ -22,7 +22,7 @@ class Hit(TypedDict):
     chunk_id: str
     text: str
     score: float
-    """vector: similarity; keyword: BM25; hybrid: the fused (RRF) score."""
+    """vector: similarity; keyword: BM25; hybrid: the fused score (0..1)."""
     metadata: dict[str, Any]
     """``filename``, ``page``, ``section``, ``chunk_index``... and the upload's own keys."""
     vector_score: float | None

@@ -106,6 +106,7 @@ class IngestJob:
                 vectors=self._vectors,
                 targets=targets,
                 batch_size=self._settings.embedding_batch_size,
+                headings=self._settings.knowledge_chunk_headings,
             )
             return
         except DocumentGone:

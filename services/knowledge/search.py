@@ -24,8 +24,17 @@ from db.models import KnowledgeCollection
 from knowledge import keyword_index, registry
 from knowledge.collections import DEFAULT_COLLECTION
 from knowledge.filters import InvalidFilter, validate_filter
+from knowledge.identifiers import identifiers, rare_identifier_found
 from knowledge.metadata import chunk_metadata
-from knowledge.search import SearchHit, SearchQuery, found_relevant, keyword_unit, rank, to_hits
+from knowledge.search import (
+    Fusion,
+    SearchHit,
+    SearchQuery,
+    found_relevant,
+    keyword_unit,
+    rank,
+    to_hits,
+)
 from knowledge.vectors import VectorHit, VectorStore, space_of
 from limits.enforcer import LimitEnforcer
 from services.knowledge.collections import Collections
@@ -106,7 +115,13 @@ class Search:
                 self._keyword_leg(collection, query, where),
             )
         relevant = await self._relevant(collection, query, vector_hits, keyword_hits)
-        ranked = rank(query, vector_hits, keyword_hits)
+        fusion = Fusion(
+            keyword_weight=self._settings.knowledge_keyword_weight,
+            language_penalty=self._settings.knowledge_language_penalty.get(
+                collection.embedding_model, 0.0
+            ),
+        )
+        ranked = rank(query, vector_hits, keyword_hits, fusion)
         in_vectors = {hit.chunk_id for hit in vector_hits}
         missing = [cid for cid, _ in ranked if cid not in in_vectors]
         hydrated = await self._hydrate(collection, missing) if missing else {}
@@ -137,16 +152,32 @@ class Search:
         min_keyword = (
             settings.rag_min_keyword_score_keyword_mode
             if query.mode == "keyword"
-            else settings.rag_min_keyword_score
+            else settings.rag_min_keyword_score_by_model.get(
+                collection.embedding_model, settings.rag_min_keyword_score
+            )
         )
         async with self._sessions() as session:
             chunks = await registry.ready_chunk_count(session, collection.id)
-        return found_relevant(
+        if found_relevant(
             best_similarity,
             best_keyword,
             min_similarity=min_similarity,
             min_keyword=min_keyword,
             unit=keyword_unit(chunks),
+        ):
+            return True
+        if not identifiers(query.query):
+            return False
+        # A code or a name BM25 found in few chunks (see knowledge.identifiers): read the
+        # keyword hits' texts, only for the searches that get this far.
+        texts = {hit.chunk_id: hit.text for hit in vector_hits}
+        missing = [cid for cid, _ in keyword_hits if cid not in texts]
+        if missing:
+            texts.update(
+                (cid, hit.text) for cid, hit in (await self._hydrate(collection, missing)).items()
+            )
+        return rare_identifier_found(
+            query.query, [texts[cid] for cid, _ in keyword_hits if cid in texts]
         )
 
     async def _vector_leg(
@@ -183,7 +214,7 @@ class Search:
             collection.vector_collection,
             space_of(collection.distance),
             vector,
-            k=query.fetch,
+            k=query.vector_fetch,
             where=where,
             mmr=query.mmr,
         )

@@ -1,7 +1,8 @@
 """RAG over HTTP: grounded answers with citations, streams, threads, tenancy, accounting.
 
 Documents are uploaded through the API and embedded by the default local embedder
-(``local-use``, the multilingual Universal Sentence Encoder), so "nothing relevant" is decided
+(``local-e5use``: multilingual-e5-small and the multilingual Universal Sentence Encoder side
+by side), so "nothing relevant" is decided
 with the bars the service ships for it (``Settings.rag_min_similarity``,
 ``rag_min_keyword_score``); the chat model is the fake OpenAI upstream.
 """
@@ -118,8 +119,8 @@ def test_the_collections_model_sets_the_bar_and_a_request_overrides_it(
 ) -> None:
     collections = httpx.get(f"{service.api}/knowledge/collections", headers=service.headers())
     assert collections.status_code == 200, collections.text
-    assert [c["embedding_model"] for c in collections.json()["data"]] == ["local-use"]
-    assert service.settings.rag_min_similarity["local-use"] < 0.5  # not e5's 0.8x
+    assert [c["embedding_model"] for c in collections.json()["data"]] == ["local-e5use"]
+    assert service.settings.rag_min_similarity["local-e5use"] < 0.8  # not e5's 0.8x
     # Below the bar, with no word in common: not found, no model call (as without override).
     assert ask(service, OFF_TOPIC).json()["answer"] == NOT_FOUND_ANSWER
     assert chat_requests(fake_openai) == []

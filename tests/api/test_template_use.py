@@ -391,14 +391,14 @@ def test_rag_answer_prompt_from_a_template(
     assert ask(service).status_code == 200
 
     rows = usage_rows(service, 9)  # the upload's and each question's embedding, 4 answers
-    answers = [r for r in rows if r["route"] == "knowledge.query" and r["model"] != "local-use"]
+    answers = [r for r in rows if r["route"] == "knowledge.query" and r["model"] != "local-e5use"]
     assert sorted((r["template_name"], r["template_version"]) for r in answers) == [
         ("", ""),  # the built-in default
         ("rag-answer", "1"),
         ("short-answer", "1"),
         ("short-answer", "1"),
     ]
-    embeddings = [r for r in rows if r["model"] == "local-use"]
+    embeddings = [r for r in rows if r["model"] == "local-e5use"]
     assert len(embeddings) == 5 and {r["template_name"] for r in embeddings} == {""}
 
 

@@ -23,7 +23,9 @@ from core.config import Settings
 from core.tokenizer import count_text_tokens
 from providers import embeddings as embeddings_module
 from providers.embeddings import (
+    E5USE_E5_WEIGHT,
     E5Embeddings,
+    E5UseEmbeddings,
     EmbeddingRegistry,
     EmbeddingSpec,
     UnknownEmbeddingModel,
@@ -102,6 +104,33 @@ async def test_local_async_methods_match_the_sync_ones(name: str) -> None:
     assert np.allclose(await embedder.aembed_query(QUERY), embedder.embed_query(QUERY))
 
 
+def test_e5use_is_e5_and_use_side_by_side_with_a_weighted_cosine() -> None:
+    registry = EmbeddingRegistry(settings(local_embedding_engine="e5use"))
+    assert registry.spec("local") == EmbeddingSpec("local-e5use", "local", 384 + 512)
+    both = registry.embeddings("local")
+    assert isinstance(both, E5UseEmbeddings)
+    e5, use = registry.embeddings("local-e5"), registry.embeddings("local-use")
+    passages = [SEOUL, KIMCHI, ENGLISH]
+    joined, query = both.embed_documents(passages), both.embed_query(QUERY)
+    assert {len(v) for v in [*joined, query]} == {896}
+    assert all(math.isclose(np.linalg.norm(v), 1.0, abs_tol=1e-5) for v in [*joined, query])
+    e5_passages, e5_query = e5.embed_documents(passages), e5.embed_query(QUERY)
+    use_passages, use_query = use.embed_documents(passages), use.embed_query(QUERY)
+    for vector, a, b in zip(joined, e5_passages, use_passages, strict=True):
+        expected = E5USE_E5_WEIGHT * cosine(e5_query, a) + (1 - E5USE_E5_WEIGHT) * cosine(
+            use_query, b
+        )
+        assert cosine(query, vector) == pytest.approx(expected, abs=1e-5)
+    assert both.embed_documents([]) == []
+    assert registry.spec("local-use").dimension == 512  # older collections keep theirs
+
+
+async def test_e5use_async_methods_match_the_sync_ones() -> None:
+    both = EmbeddingRegistry(settings()).embeddings("local-e5use")
+    assert np.allclose(await both.aembed_documents([SEOUL]), both.embed_documents([SEOUL]))
+    assert np.allclose(await both.aembed_query(QUERY), both.embed_query(QUERY))
+
+
 def test_local_batches_are_the_configured_size_and_order_is_kept() -> None:
     e5 = E5Embeddings(threads=2, batch_size=2)
     texts = [SEOUL, KIMCHI, ENGLISH, QUERY, "하나 둘 셋"]
@@ -176,7 +205,7 @@ def test_registry_resolves_local_alias_to_the_configured_engine() -> None:
     use = EmbeddingRegistry(settings(local_embedding_engine="use"))
     assert use.spec("local") == EmbeddingSpec("local-use", "local", 512)
     assert use.spec("local-e5").dimension == 384  # a collection keeps its engine
-    assert e5.known() == ["local", "local-e5", "local-use"]
+    assert e5.known() == ["local", "local-e5", "local-use", "local-e5use"]
     default = EmbeddingRegistry(settings(embedding_model="local-use"))
     assert default.spec(None).name == "local-use"
 
@@ -187,7 +216,7 @@ def test_registry_refuses_unknown_models_naming_the_known_ones() -> None:
         registry.spec("word2vec")
     assert isinstance(caught.value, ValueError)
     assert str(caught.value) == (
-        "unknown embedding model 'word2vec'; known: local, local-e5, local-use"
+        "unknown embedding model 'word2vec'; known: local, local-e5, local-use, local-e5use"
     )
     with pytest.raises(UnknownEmbeddingModel, match=r"needs an OpenAI key.*known: local,"):
         registry.spec(OPENAI_MODEL)
@@ -208,6 +237,7 @@ def test_registry_offers_openai_models_only_with_a_key() -> None:
         "local",
         "local-e5",
         "local-use",
+        "local-e5use",
         OPENAI_MODEL,
         "text-embedding-ada-002",
     ]

@@ -92,8 +92,12 @@ def test_rank_by_mode() -> None:
     assert rank(SearchQuery("q", k=1, mode="vector"), vector, keyword) == [("v1", 0.9)]
     assert rank(SearchQuery("q", k=1, mode="keyword"), vector, keyword) == [("both", 5.0)]
     fused = rank(SearchQuery("q", k=3, mode="hybrid"), vector, keyword)
-    assert fused[0][0] == "both" and len(fused) == 3
-    assert SearchQuery("q", k=3).fetch == 6 and SearchQuery("q", k=3, mode="vector").fetch == 3
+    assert [chunk for chunk, _ in fused] == ["v1", "both", "k1"]  # 0.7, 0.3, 0.24
+    assert SearchQuery("q", k=3).fetch == 20 and SearchQuery("q", k=3, mode="vector").fetch == 3
+    assert SearchQuery("q", k=15).fetch == 30
+    # The vector leg of a hybrid search reads a reserve for the language penalty.
+    assert SearchQuery("q", k=3).vector_fetch == 60
+    assert SearchQuery("q", k=3, mode="vector").vector_fetch == 3
 
 
 def test_to_hits_hydrates_keyword_only_and_skips_deleted() -> None:
