@@ -40,6 +40,7 @@ from core.security_headers import SecurityHeadersMiddleware
 from db.models import RAG_THREAD_PREFIX
 from graphs.chat.graph import build_chat_graph
 from graphs.rag.graph import build_rag_graph, build_retriever
+from graphs.voice.graph import build_voice_graph
 from providers.registry import ModelRegistry
 from services.container import open_services
 from services.knowledge_query import knowledge_search
@@ -50,6 +51,7 @@ from services.runnable_config import (
     retriever_config,
     runnable_config,
 )
+from services.voice import VOICE_ROUTE, voice_speech
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +139,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         rag_graph=rag_graph,
         retriever=build_retriever(search),
         prompt=prompt_playground,
+        voice_graph=build_voice_graph(
+            chat=chat_graph, speech=voice_speech(lambda: app.state.services.speech)
+        ),
     )
     return app
 
@@ -353,6 +358,7 @@ def _add_runnable_routes(
     rag_graph: Any,
     retriever: Any,
     prompt: Any,
+    voice_graph: Any,
 ) -> None:
     """Expose the runnables under ``/runnables`` (invoke, batch, stream, playground...)."""
     auth = [Depends(runnable_principal), Depends(_json_object_body)]
@@ -392,6 +398,11 @@ def _add_runnable_routes(
     )
     serve("/runnables/retriever", retriever, _retriever_config_modifier(flow="runnables.retriever"))
     serve("/runnables/prompt", prompt, _prompt_config_modifier(flow="runnables.prompt"))
+    serve(
+        "/runnables/voice",
+        turns_of(voice_graph),
+        _config_modifier(flow=VOICE_ROUTE, with_threads=True),
+    )
 
 
 app = create_app()

@@ -31,6 +31,7 @@ from services.prompt_templates import PromptTemplates
 from services.speech import SpeechService
 from services.threads import ThreadStore
 from services.turn_locks import TurnLocks
+from services.voice import VoiceChat
 from services.wiring import (
     open_gateway,
     open_jobs,
@@ -39,6 +40,7 @@ from services.wiring import (
     open_models,
     open_speech,
     open_storage,
+    open_voice,
     prepare_runtime,
 )
 
@@ -71,6 +73,7 @@ class Services:
     prompt_templates: PromptTemplates
     prompt_evaluations: PromptEvaluations
     speech: SpeechService
+    voice: VoiceChat
     auth_failures: AuthFailureLimiter
     started_at: int
 
@@ -148,5 +151,6 @@ async def open_services(
             prompt_templates=prompt_templates,
             prompt_evaluations=prompt_evaluations,
             speech=speech,
+            voice=open_voice(metering, speech, gateway, chat_graph=chat_graph),
             started_at=int(time.time()),
         )
