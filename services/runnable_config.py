@@ -181,13 +181,24 @@ async def runnable_config(
         principal,
         context,
         route,
-        prompt=lambda: orjson.dumps(run_input).decode(),
+        prompt=lambda: _prompt_text(run_input),
         messages=1,
         reply_limit=reply_limit,
     )
     if call.cap is not None:
         configurable["max_tokens"] = call.cap
     return dict(call.runnable_config(configurable, base=config))
+
+
+def _prompt_text(run_input: Any) -> str:
+    """The run's input as text for the limit hold: a spoken question's audio is not text.
+
+    (``/runnables/voice`` takes base64 audio: counted as tokens it would be hundreds of
+    thousands for a sentence; its transcript is unknown until the run transcribes it.)
+    """
+    if isinstance(run_input, dict) and "audio" in run_input:
+        run_input = {key: value for key, value in run_input.items() if key != "audio"}
+    return orjson.dumps(run_input).decode()
 
 
 def retriever_config(

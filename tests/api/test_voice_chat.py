@@ -254,6 +254,12 @@ def test_runnables_voice_through_remote_runnable(
     voice_service: RunningService, fake_openai: FakeOpenAI
 ) -> None:
     service = voice_service
+    limits = httpx.put(  # the question's audio is not prompt text: it must not count as such
+        f"{service.api}/limits",
+        headers=service.headers("org-a", "boss", "admin"),
+        json={"tokens_per_day": 20_000},
+    )
+    assert limits.status_code == 200, limits.text
     voice = RemoteRunnable(f"{service.url}/runnables/voice", headers=service.headers())
     question = base64.b64encode(clip_wav()).decode()
     out = voice.invoke(
