@@ -306,3 +306,7 @@ def test_runnables_voice_refuses_bad_input_and_anonymous_callers(
     for bad in bad_inputs:
         response = httpx.post(url, headers=service.headers(), json={"input": bad})
         assert response.status_code == 422, (bad, response.text)
+    not_audio = base64.b64encode(b"these bytes are no audio file at all").decode()
+    response = httpx.post(url, headers=service.headers(), json={"input": {"audio": not_audio}})
+    assert response.status_code == 415, response.text
+    assert response.json()["error"]["code"] == "unsupported_media_type"
