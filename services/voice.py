@@ -23,6 +23,7 @@ from auth.tokens import Principal
 from core.request_id import current_request_id
 from graphs.voice.graph import MESSAGE_ID, STREAMED_AUDIO
 from graphs.voice.speech import SpeechFactory, SpokenAudio
+from providers.errors import upstream_errors
 from providers.speech.types import AudioFormat, Transcript
 from services.gateway_types import ChatMessage, ChatRequest
 from services.graph_stream import TokenPump
@@ -123,7 +124,7 @@ class VoiceChat:
             }
             pump = TokenPump(self._graph, inputs, config, stream_mode=["custom", "updates"])
             try:
-                while (item := await pump.next()) is not None:
+                while (item := await _next(pump, route.upstream.provider)) is not None:
                     mode, payload = item
                     if mode == "updates":
                         if "chat" in payload:
@@ -132,3 +133,9 @@ class VoiceChat:
                     yield payload
             finally:
                 await pump.cancel()
+
+
+async def _next(pump: TokenPump, provider: str) -> Any:
+    """The run's next item; the model provider's failures as the usual API errors."""
+    with upstream_errors(provider):
+        return await pump.next()

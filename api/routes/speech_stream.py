@@ -131,6 +131,8 @@ async def _answer(
             await asyncio.wait({answer, listen}, return_when=asyncio.FIRST_COMPLETED)
             if answer.done():
                 listen.cancel()
+                with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
+                    await listen
                 break
             if listen.result()["type"] == "websocket.disconnect":
                 answer.cancel()

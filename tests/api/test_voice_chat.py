@@ -210,6 +210,14 @@ def test_another_users_thread_and_a_busy_thread_are_refused(
     assert frames[-1]["code"] == "thread_not_found"  # type: ignore[index]
     assert len(thread_messages(service, "private")) == 2
 
+    fake_openai.fail_next(status=500, times=5)  # the model fails: an error, nothing kept
+    with connect(ws_url(service, service.token())) as ws:
+        ask(ws, {"thread_id": "private", "speak": False})
+        frames = conversation(ws)
+    assert kinds(frames) == ["partial", "final", "error"]
+    assert frames[-1]["code"] == "upstream_error", frames[-1]  # type: ignore[index]
+    assert len(thread_messages(service, "private")) == 2
+
     with connect(ws_url(service, service.token())) as ws:
         ws.send(json.dumps({"type": "config", "mode": "chat", "thread_id": "bad id!"}))
         assert receive(ws) == {
