@@ -259,9 +259,9 @@ def test_a_client_that_leaves_mid_answer_frees_the_thread(
 
 @pytest.mark.slow
 def test_runnables_voice_through_remote_runnable(
-    voice_service: RunningService, fake_openai: FakeOpenAI
+    db_services: ServiceFactory, whisper_dir: Path, fake_openai: FakeOpenAI
 ) -> None:
-    service = voice_service
+    service = db_services.start(speech_local_model_dir=whisper_dir)
     limits = httpx.put(  # the question's audio is not prompt text: it must not count as such
         f"{service.api}/limits",
         headers=service.headers("org-a", "boss", "admin"),
