@@ -318,3 +318,25 @@ def test_runnables_voice_refuses_bad_input_and_anonymous_callers(
     response = httpx.post(url, headers=service.headers(), json={"input": {"audio": not_audio}})
     assert response.status_code == 415, response.text
     assert response.json()["error"]["code"] == "unsupported_media_type"
+
+
+def test_runnables_voice_streams_a_text_question(
+    service: RunningService, fake_openai: FakeOpenAI
+) -> None:
+    voice = RemoteRunnable(f"{service.url}/runnables/voice", headers=service.headers())
+    chunks = list(
+        voice.stream(
+            {"transcript": "good morning", "speak": False},
+            config={"configurable": {"thread_id": "talk-stream"}},
+        )
+    )
+    # A graph streams each node's update as it finishes: transcribe, chat, synthesize.
+    assert [next(iter(chunk)) for chunk in chunks] == ["transcribe", "chat", "synthesize"]
+    merged: dict[str, Any] = {}
+    for chunk in chunks:
+        merged.update(*chunk.values())
+    assert merged["answer"] == "echo: good morning" and merged["audio"] is None
+    assert thread_messages(service, "talk-stream") == [
+        ("user", "good morning"),
+        ("assistant", "echo: good morning"),
+    ]
