@@ -340,3 +340,24 @@ def test_runnables_voice_streams_a_text_question(
         ("user", "good morning"),
         ("assistant", "echo: good morning"),
     ]
+
+
+@pytest.mark.slow
+def test_a_spoken_turn_waits_for_a_busy_thread_then_gives_up(
+    services: ServiceFactory, whisper_dir: Path, fake_openai: FakeOpenAI
+) -> None:
+    service = services.start(speech_local_model_dir=whisper_dir, thread_lock_wait_seconds=0.5)
+    fake_openai.reply = " ".join(f"w{i}" for i in range(1000))
+    fake_openai.token_delay = 0.5  # a typed turn that outlasts the test holds the thread
+    body = {"messages": [{"role": "user", "content": "long"}], "thread_id": "busy", "stream": True}
+    with httpx.stream(
+        "POST", f"{service.api}/chat/completions", headers=service.headers(), json=body
+    ) as typed:
+        assert typed.status_code == 200
+        lines = typed.iter_lines()  # (kept: a dropped iterator closes the connection)
+        next(lines)  # the turn has started: the thread is locked
+        with connect(ws_url(service, service.token())) as ws:
+            ask(ws, {"thread_id": "busy", "speak": False})
+            frames = conversation(ws)
+    assert kinds(frames) == ["partial", "final", "error"]
+    assert frames[-1]["code"] == "thread_busy"  # type: ignore[index]
