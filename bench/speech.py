@@ -14,7 +14,9 @@ since the last partial, however long the session).
 the fake OpenAI upstream (chat and TTS, in its own process), the clip sent as PCM frames,
 then ``end``; timed from ``end`` to the ``final`` transcript, the first answer token, the
 first audio byte and ``done`` (the fake answers at once, so this is the service's own
-latency: the final transcription, the thread turn, the synthesis relay). Usage::
+latency: the final transcription, the thread turn, the synthesis relay). The clip is sent
+at once, so ``final`` also waits for the partials queued before ``end``; the columns after
+``final`` are the turn's own latency. Usage::
 
     uv run python bench/speech.py --threads 2 --runs 3 [--chat]
 """
