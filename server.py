@@ -36,10 +36,12 @@ from core.security_headers import SecurityHeadersMiddleware
 from core.telemetry import Telemetry
 from graphs.chat.graph import build_chat_graph
 from graphs.rag.graph import build_rag_graph, build_retriever
+from graphs.voice.graph import build_voice_graph
 from providers.registry import ModelRegistry
 from services.container import open_services
 from services.knowledge_query import knowledge_search
 from services.shared import published
+from services.voice import voice_speech
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +136,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             rag_graph=rag_graph,
             retriever=build_retriever(search),
             prompt=prompt_playground,
+            voice=build_voice_graph(
+                chat=chat_graph, speech=voice_speech(lambda: app.state.services.speech)
+            ),
         ),
     )
     return app

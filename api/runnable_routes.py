@@ -33,6 +33,7 @@ from services.runnable_config import (
     retriever_config,
     runnable_config,
 )
+from services.voice import VOICE_ROUTE
 
 ConfigModifier = Callable[[dict[str, Any], Request], Awaitable[dict[str, Any]]]
 _SERVER_CONFIG = "__server_config"
@@ -51,6 +52,7 @@ class Runnables:
     rag_graph: Any
     retriever: Any
     prompt: Any
+    voice: Any
 
 
 async def _client_configurable(
@@ -278,6 +280,12 @@ RUNNABLE_ROUTES: tuple[RunnableRoute, ...] = (
         "/runnables/prompt",
         lambda r: r.prompt,
         lambda: _prompt_config_modifier(flow="runnables.prompt"),
+    ),
+    RunnableRoute(
+        "/runnables/voice",
+        lambda r: r.voice,
+        lambda: _config_modifier(flow=VOICE_ROUTE, with_threads=True),
+        turns=True,
     ),
 )
 """Every LangServe route of the service, in one place."""

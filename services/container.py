@@ -34,6 +34,7 @@ from services.responses.store import ResponseStore
 from services.speech import SpeechService
 from services.threads import ThreadStore
 from services.turn_locks import TurnLocks
+from services.voice import VoiceChat
 from services.wiring import (
     open_gateway,
     open_jobs,
@@ -42,6 +43,7 @@ from services.wiring import (
     open_models,
     open_speech,
     open_storage,
+    open_voice,
     prepare_runtime,
 )
 
@@ -75,6 +77,7 @@ class Services:
     prompt_evaluations: PromptEvaluations
     speech: SpeechService
     responses: ResponsesService
+    voice: VoiceChat
     auth_failures: AuthFailureLimiter
     started_at: int
 
@@ -168,5 +171,6 @@ async def open_services(
                 store=ResponseStore(storage.sessions),
                 default_model=registry.default_model,
             ),
+            voice=open_voice(metering, speech, gateway, chat_graph=chat_graph),
             started_at=int(time.time()),
         )

@@ -191,7 +191,14 @@ async def runnable_config(
 
 
 def _prompt_text(run_input: Any, template: ResolvedTemplate | None) -> str:
-    """What the hold counts: the input, and the template's tools and format sent with it."""
+    """What the hold counts: the input, and the template's tools and format sent with it.
+
+    A spoken question's audio is not text (``/runnables/voice`` takes base64 audio: counted
+    as tokens it would be hundreds of thousands for a sentence; its transcript is unknown
+    until the run transcribes it), so it is left out.
+    """
+    if isinstance(run_input, dict) and "audio" in run_input:
+        run_input = {key: value for key, value in run_input.items() if key != "audio"}
     parts = [orjson.dumps(run_input).decode()]
     if template is not None:
         offered = (template.tools, template.response_format)

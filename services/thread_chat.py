@@ -18,6 +18,7 @@ turn's last write (its rollback included), at the end of the stream for a stream
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -73,6 +74,21 @@ class _Turn:
     inputs: dict[str, Any]
     pump: TokenPump | None = None
     ended: bool = False
+
+
+@dataclass(slots=True)
+class ThreadTurn:
+    """A turn whose graph the caller runs (the voice graph): its config and question ids."""
+
+    config: RunnableConfig
+    """The metered run config (thread key, reply cap, accounting callback, tracing)."""
+    message_ids: list[str]
+    """The ids of the turn's new messages (a turn not kept removes them)."""
+    kept: bool = False
+
+    def keep(self) -> None:
+        """The thread holds the answer now: ending the turn must not take it back."""
+        self.kept = True
 
 
 class ThreadChat:
@@ -141,6 +157,30 @@ class ThreadChat:
                 await self._end(turn, kept=False)
             raise
         return self._events(first, turn, include_usage)
+
+    @contextlib.asynccontextmanager
+    async def turn(
+        self,
+        principal: Principal,
+        request: ChatRequest,
+        route: ModelRoute,
+        context: CallContext,
+    ) -> AsyncIterator[ThreadTurn]:
+        """Hold the thread for a turn that the caller runs on ``config`` (claim, limits, lock).
+
+        On exit the turn ends as the others do: taken back unless :meth:`ThreadTurn.keep`
+        was called, the hold settled or released, the lock released (also when cancelled).
+        """
+        turn = await self._begin(principal, request, route, context)
+        handle = ThreadTurn(
+            config=turn.config,
+            message_ids=[str(m.id) for m in turn.inputs["messages"]],
+        )
+        try:
+            yield handle
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._end(turn, kept=handle.kept)
 
     async def _begin(
         self,

@@ -28,6 +28,7 @@ from core.vectorstore import ChromaClientProvider
 from db.migrate import upgrade
 from db.session import create_engine, create_sessionmaker
 from graphs.checkpointer import open_checkpointer
+from graphs.voice.graph import build_voice_graph
 from jobs.in_process import InProcessJobQueue
 from jobs.procrastinate_queue import Backoff, ProcrastinateJobQueue, WorkerOptions
 from jobs.queue import JobQueue
@@ -51,6 +52,7 @@ from services.speech import SpeechService
 from services.thread_chat import ThreadChat
 from services.threads import ThreadStore
 from services.turn_locks import MemoryTurnLocks, RedisTurnLocks, TurnLocks
+from services.voice import VoiceChat, voice_speech
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +96,8 @@ class Gateway:
     """One turn at a time per thread: chat, knowledge queries and the LangServe graphs."""
     chat: ChatService
     knowledge_query: KnowledgeQuery
+    thread_chat: ThreadChat
+    """Turns of threads (the chat service's memory path; the websocket's voice turns)."""
 
 
 async def prepare_runtime(settings: Settings, *, migrate: bool) -> None:
@@ -286,10 +290,13 @@ async def open_gateway(
             threshold=settings.semantic_cache_threshold,
             ttl=settings.cache_ttl_seconds,
         )
+    thread_chat = ThreadChat(
+        graph=chat_graph, threads=threads, gate=metering.gate, locks=turn_locks
+    )
     chat = ChatService(
         gate=metering.gate,
         relay=relay,
-        threads=ThreadChat(graph=chat_graph, threads=threads, gate=metering.gate, locks=turn_locks),
+        threads=thread_chat,
         tracer=RelayTracer(tracing_enabled()),
         semantic_cache=semantic_cache,
         templates=templates,
@@ -313,7 +320,16 @@ async def open_gateway(
         turn_locks=turn_locks,
         chat=chat,
         knowledge_query=knowledge_query,
+        thread_chat=thread_chat,
     )
+
+
+def open_voice(
+    metering: Metering, speech: SpeechService, gateway: Gateway, *, chat_graph: CompiledStateGraph
+) -> VoiceChat:
+    """Spoken turns of chat threads (the websocket's chat mode): the voice graph, wired."""
+    graph = build_voice_graph(chat=chat_graph, speech=voice_speech(lambda: speech))
+    return VoiceChat(graph=graph, threads=gateway.thread_chat, gate=metering.gate)
 
 
 def open_turn_locks(settings: Settings, storage: Storage) -> TurnLocks:

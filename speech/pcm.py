@@ -39,11 +39,15 @@ class PcmBuffer:
         self._data += data[:cut]
         self._odd = data[cut:]
 
-    def samples(self) -> Any:
-        """Everything so far as float32 at 16 kHz (what Whisper reads)."""
+    def samples(self, start: float = 0.0) -> Any:
+        """The audio from ``start`` seconds on (default: everything) as float32 at 16 kHz.
+
+        Only that part is converted and resampled: a live stream's partials read a window.
+        """
         import numpy as np
 
-        pcm = np.frombuffer(bytes(self._data), dtype="<i2").astype(np.float32) / 32768.0
+        offset = min(len(self._data), int(max(start, 0.0) * self.rate) * 2)
+        pcm = np.frombuffer(bytes(self._data[offset:]), dtype="<i2").astype(np.float32) / 32768.0
         return pcm if self.rate == SAMPLE_RATE else _resample(pcm, self.rate)
 
 

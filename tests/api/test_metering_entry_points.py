@@ -82,6 +82,7 @@ ENTRY_POINTS: dict[str, Entry] = {
     "runnables-completion-stream": runnable("completion/stream", {"input": "hi"}),
     "runnables-rag": runnable("rag/invoke", {"question": VPN_QUESTION}),
     "runnables-prompt": runnable("prompt/invoke", {"text": "Metering, one piece."}),
+    "runnables-voice": runnable("voice/invoke", {"transcript": "hello there", "speak": False}),
     "chat-batch": batch,
     "evaluation": evaluation,
 }

@@ -12,7 +12,12 @@ from hypothesis import HealthCheck, given, settings
 
 from tests.support.service import RunningService
 
-FUZZED_PREFIXES = ("/api/", "/runnables/chat/invoke", "/runnables/completion/invoke")
+FUZZED_PREFIXES = (
+    "/api/",
+    "/runnables/chat/invoke",
+    "/runnables/completion/invoke",
+    "/runnables/voice/invoke",
+)
 
 
 def test_no_server_errors(service: RunningService) -> None:
