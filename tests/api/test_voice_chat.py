@@ -174,8 +174,10 @@ def test_chat_mode_speaks_with_elevenlabs(
 def test_without_a_voice_the_answer_comes_as_text_and_an_error(
     services: ServiceFactory, whisper_dir: Path
 ) -> None:
-    # No OpenAI key: the chat model is `local` (served by the fake), nobody can speak.
-    service = services.start(speech_local_model_dir=whisper_dir, openai_api_key=None)
+    # No OpenAI key and no Piper: the chat model is `local` (served by the fake), nobody speaks.
+    service = services.start(
+        speech_local_model_dir=whisper_dir, openai_api_key=None, speech_piper_enabled=False
+    )
     with connect(ws_url(service, service.token())) as ws:
         ask(ws, {"thread_id": "talk-offline"})
         frames = conversation(ws)
@@ -361,3 +363,17 @@ def test_a_spoken_turn_waits_for_a_busy_thread_then_gives_up(
             frames = conversation(ws)
     assert kinds(frames) == ["partial", "final", "error"]
     assert frames[-1]["code"] == "thread_busy"  # type: ignore[index]
+
+
+@pytest.mark.slow
+def test_offline_the_packaged_english_voice_speaks_the_answer(
+    services: ServiceFactory, whisper_dir: Path
+) -> None:
+    # No key at all: the answer is spoken by Piper (the optional extra, installed for tests).
+    service = services.start(speech_local_model_dir=whisper_dir, openai_api_key=None)
+    with connect(ws_url(service, service.token())) as ws:
+        ask(ws, {"thread_id": "talk-piper"})
+        frames = conversation(ws)
+    assert kinds(frames)[-4:] == ["audio_start", "bytes", "audio_end", "done"]
+    audio = b"".join(f for f in frames if isinstance(f, bytes))
+    assert len(audio) > 10_000  # a spoken sentence of PCM16, not an empty clip
