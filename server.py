@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; resources (DB, checkpointer, local model) start in its lifespan."""
     settings = settings or Settings()
     configure_logging(settings.log_level, json_logs=settings.json_logs)
+    _let_streams_finish_on_shutdown()
     registry = ModelRegistry(settings)
     chat_graph = build_chat_graph(
         llm_factory=registry.chat_model,
@@ -142,6 +143,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 # --- LangServe (the only place that knows it) -----------------------------------------
+
+
+def _let_streams_finish_on_shutdown() -> None:
+    """Undo sse-starlette's patch of uvicorn's signal handler (it comes with LangServe).
+
+    The patch ends every LangServe stream the moment SIGTERM arrives, mid-answer and without
+    its ``end`` event; without it a stream finishes like any request, within uvicorn's
+    graceful shutdown (``AHC_SHUTDOWN_GRACE_SECONDS``), and is cancelled only after it.
+    """
+    from sse_starlette.sse import unpatch_uvicorn_signal_handler
+
+    unpatch_uvicorn_signal_handler()
 
 
 async def _client_configurable(
