@@ -2,7 +2,7 @@
 # `make test` (install + the whole suite, as CI runs it).
 UV := python3 -m uv
 
-.PHONY: install run test lint
+.PHONY: install run test lint audit container-check
 
 install:
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check uv
@@ -17,7 +17,16 @@ lint: install
 	$(UV) run mypy
 	$(UV) run lint-imports
 
-test: lint
+# pip-audit on the locked production dependencies; says "NOT RUN" and passes where no
+# vulnerability data is reachable, unless AUDIT_REQUIRED=1 (scripts/audit.sh).
+audit: install
+	bash scripts/audit.sh
+
+# Slow (builds the image for real, as root): not part of `make test`.
+container-check:
+	bash scripts/container-check.sh
+
+test: lint audit
 	bash .ci/services
 	bash .ci/install-browser
 	$(UV) run pytest

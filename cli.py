@@ -39,7 +39,12 @@ def serve(
     workers: int = typer.Option(1, min=1, help="Worker processes."),
     reload: bool = typer.Option(False, help="Reload on code changes (development)."),
 ) -> None:
-    """Run the service with uvicorn."""
+    """Run the service with uvicorn.
+
+    SIGTERM (or Ctrl-C) stops it gracefully: no new connections, in-flight requests and
+    streams finish within ``AHC_SHUTDOWN_GRACE_SECONDS``, then the lifespan flushes usage
+    events and hands running jobs back; the exit code is then 0.
+    """
     import os
 
     import uvicorn
@@ -49,6 +54,7 @@ def serve(
         # Migrate once here, not concurrently in every worker process.
         _upgrade(settings, "head")
         os.environ["AHC_MIGRATE_ON_START"] = "false"
+    _exit_cleanly_after_graceful_stop()
     uvicorn.run(
         "server:app",
         host=host,
@@ -57,7 +63,24 @@ def serve(
         reload=reload,
         log_level=settings.log_level.lower(),
         proxy_headers=True,
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )
+
+
+def _exit_cleanly_after_graceful_stop() -> None:
+    """Exit 0 once uvicorn has stopped gracefully on SIGTERM.
+
+    uvicorn handles SIGTERM itself, then restores the handler it found and raises the
+    signal again; with the default handler the process would die of it (exit 143) after a
+    clean stop. This handler is the one it finds and restores.
+    """
+    import signal
+    import sys
+
+    def stopped(signum: int, _frame: object) -> None:
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stopped)
 
 
 @app.command()

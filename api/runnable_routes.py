@@ -291,8 +291,21 @@ RUNNABLE_ROUTES: tuple[RunnableRoute, ...] = (
 """Every LangServe route of the service, in one place."""
 
 
+def let_streams_finish_on_shutdown() -> None:
+    """Stop sse-starlette (LangServe's SSE) from ending streams the moment SIGTERM arrives.
+
+    By default it ends every LangServe stream at the signal, mid-answer and without its
+    ``end`` event; without that a stream finishes like any request, within uvicorn's graceful
+    shutdown (``AHC_SHUTDOWN_GRACE_SECONDS``), and is cancelled only after it.
+    """
+    from sse_starlette.sse import AppStatus
+
+    AppStatus.disable_automatic_graceful_drain()
+
+
 def add_runnable_routes(app: FastAPI, runnables: Runnables) -> None:
     """Expose the runnables under ``/runnables`` (invoke, batch, stream, playground...)."""
+    let_streams_finish_on_shutdown()
     router = APIRouter()
     auth = [Depends(runnable_principal), Depends(_json_object_body)]
     for route in RUNNABLE_ROUTES:

@@ -448,6 +448,16 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="Window of auth_failure_limit (and the block's length)."
     )
 
+    # --- process -----------------------------------------------------------------------
+    shutdown_grace_seconds: int = Field(
+        default=30,
+        ge=0,
+        description="On SIGTERM the API stops accepting connections and lets in-flight "
+        "requests and streams finish this long (then cancels them); usage events are then "
+        "flushed and jobs handed back to the queue. Keep it below the orchestrator's kill "
+        "timeout (docker's stop_grace_period, Kubernetes' terminationGracePeriodSeconds).",
+    )
+
     # --- misc ----------------------------------------------------------------------
     environment: Literal["development", "production", "test"] = "development"
     log_level: str = "INFO"
@@ -472,10 +482,14 @@ class Settings(BaseSettings):
         "environment (prometheus-client reads it too), empty at start.",
     )
 
-    @field_validator("openai_api_key", "elevenlabs_api_key", "metrics_token")
+    @field_validator("openai_api_key", "elevenlabs_api_key", "metrics_token", "jwt_secret")
     @classmethod
     def _empty_key_is_none(cls, value: SecretStr | None) -> SecretStr | None:
-        """An empty ``OPENAI_API_KEY=`` means "no key", not a key that fails upstream."""
+        """An empty ``OPENAI_API_KEY=`` means "no key", not a key that fails upstream.
+
+        The same for ``AHC_JWT_SECRET=`` (docker-compose passes unset variables as empty):
+        the secret is then generated into data_dir, never an empty one.
+        """
         if value is not None and not value.get_secret_value().strip():
             return None
         return value
