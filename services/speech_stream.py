@@ -154,10 +154,10 @@ class StreamSession:
         return self._buffer.seconds
 
     def close(self, error: str | None) -> None:
-        """Record the transcription's usage event (once)."""
+        """Record the transcription's usage event (once), with the seconds of audio received."""
         if not self._closed:
             self._closed = True
-            self._call.record(self._started, error=error)
+            self._call.record(self._started, error=error, audio_seconds=self._buffer.seconds)
 
 
 def _chat_mode(message: dict[str, Any]) -> ChatMode:

@@ -102,6 +102,7 @@ def test_partials_while_audio_arrives_then_the_final(
     assert [(r["route"], r["provider"], r["status"]) for r in rows] == [
         ("speech.stream", "local", "ok")
     ]
+    assert float(rows[0]["audio_seconds"]) == pytest.approx(4.05, abs=0.01)  # what was sent
 
 
 @pytest.mark.slow
