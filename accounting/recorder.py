@@ -1,6 +1,7 @@
 """Writes usage events in batches, off the request path, and loses none.
 
-``record()`` only appends to an in-memory buffer (microseconds, never blocks a request).
+``record()`` appends to an in-memory buffer and to the usage journal (one ``write``: the
+event survives the process being killed; see ``accounting.journal``), and never blocks.
 A background task inserts the buffer in batches. When the database is down, events stay
 in the buffer and the task retries with backoff; past ``max_buffer`` events, or at
 shutdown with the database still down, they go to a spool file (JSON lines in the data
@@ -23,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from accounting.events import UsageRecord
+from accounting.journal import UsageJournal
 from db.models import UsageEvent
 
 logger = logging.getLogger(__name__)
@@ -40,6 +42,7 @@ class UsageRecorder:
         flush_interval: float = 0.25,
         max_buffer: int = 50_000,
         max_backoff: float = 5.0,
+        journal: UsageJournal | None = None,
     ) -> None:
         self._sessions = sessions
         self._spool_path = spool_path
@@ -47,7 +50,10 @@ class UsageRecorder:
         self._flush_interval = flush_interval
         self._max_buffer = max_buffer
         self._max_backoff = max_backoff
-        self._buffer: deque[UsageRecord] = deque()
+        self._journal = journal
+        # (journal sequence number, event): the journal drops a segment once every event
+        # in it has left the buffer for the database or the spool (0: not journaled).
+        self._buffer: deque[tuple[int, UsageRecord]] = deque()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.written = 0
@@ -56,7 +62,8 @@ class UsageRecorder:
     # -- the hot path -----------------------------------------------------------------
     def record(self, event: UsageRecord) -> None:
         """Accept an event (never raises, never blocks)."""
-        self._buffer.append(event)
+        seq = self._journal.append(event) if self._journal is not None else 0
+        self._buffer.append((seq, event))
         if len(self._buffer) > self._max_buffer:
             self._spool([self._buffer.popleft() for _ in range(len(self._buffer) // 2)])
         if len(self._buffer) >= self._batch_size:
@@ -69,8 +76,11 @@ class UsageRecorder:
 
     # -- lifecycle --------------------------------------------------------------------
     async def start(self) -> None:
-        """Replay the spool of an earlier run, then start the writer task."""
+        """Replay the spool and the journal of earlier runs, then start the writer task."""
         self._replay_spool()
+        if self._journal is not None:
+            orphans = self._journal.open()
+            self._buffer.extend((self._journal.seq, event) for event in orphans)
         self._task = asyncio.create_task(self._run(), name="usage-recorder")
 
     async def aclose(self, drain_seconds: float = 10.0) -> None:
@@ -87,6 +97,8 @@ class UsageRecorder:
         if self._buffer:
             self._spool(list(self._buffer))
             self._buffer.clear()
+        if self._journal is not None:  # every event is in the database or the spool
+            self._journal.close(keep=False)
 
     async def _run(self) -> None:
         backoff = self._flush_interval
@@ -107,6 +119,8 @@ class UsageRecorder:
         batch = [self._buffer.popleft() for _ in range(min(self._batch_size, len(self._buffer)))]
         if not batch:
             return True
+        if self._journal is not None:  # events from now on go to a segment of their own
+            self._journal.rotate()
         try:
             async with self._sessions() as session:
                 dialect = session.get_bind().dialect.name
@@ -116,7 +130,7 @@ class UsageRecorder:
                 statement = insert(cast(Table, UsageEvent.__table__)).on_conflict_do_nothing(
                     index_elements=["id"]
                 )
-                await session.execute(statement, [event.row() for event in batch])
+                await session.execute(statement, [event.row() for _, event in batch])
                 await session.commit()
         except asyncio.CancelledError:
             # Stopped mid-insert: keep the batch (if the commit did land, ids dedupe it).
@@ -128,16 +142,25 @@ class UsageRecorder:
             logger.warning("usage events not written yet (%d pending): %s", len(self._buffer), exc)
             return False
         self.written += len(batch)
+        self._settled(batch)
         self._replayed()
         return True
 
     # -- the spool ----------------------------------------------------------------------
-    def _spool(self, events: list[UsageRecord]) -> None:
+    def _settled(self, events: list[tuple[int, UsageRecord]]) -> None:
+        """``events`` (the oldest of the buffer) are safe: drop their journal segments."""
+        if self._journal is not None and events:
+            self._journal.settled(max(seq for seq, _ in events))
+
+    def _spool(self, events: list[tuple[int, UsageRecord]]) -> None:
         self._spool_path.parent.mkdir(parents=True, exist_ok=True)
         with self._spool_path.open("a", encoding="utf-8") as handle:
-            for event in events:
+            for _, event in events:
                 handle.write(json.dumps(event.to_json()) + "\n")
         logger.warning("spooled %d usage events to %s", len(events), self._spool_path)
+        if self._journal is not None:
+            self._journal.rotate()
+        self._settled(events)
 
     @property
     def _replaying(self) -> Path:
@@ -154,7 +177,7 @@ class UsageRecorder:
         with self._replaying.open(encoding="utf-8") as handle:
             for line in handle:
                 if line.strip():
-                    self._buffer.append(UsageRecord.from_json(json.loads(line)))
+                    self._buffer.append((0, UsageRecord.from_json(json.loads(line))))
         logger.info("replaying %d spooled usage events", len(self._buffer))
 
     def _replayed(self) -> None:

@@ -19,6 +19,7 @@ from opentelemetry.trace import Tracer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from accounting.accountant import Accountant
+from accounting.journal import UsageJournal
 from accounting.pricing import PriceTable
 from accounting.recorder import UsageRecorder
 from core.config import Settings
@@ -176,6 +177,7 @@ async def open_metering(
         batch_size=settings.usage_batch_size,
         flush_interval=settings.usage_flush_interval_seconds,
         max_buffer=settings.usage_max_buffer,
+        journal=UsageJournal(settings.data_dir / "usage-journal"),
     )
     await recorder.start()
     stack.push_async_callback(recorder.aclose)

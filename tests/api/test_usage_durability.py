@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 import sqlalchemy as sa
@@ -14,6 +16,8 @@ from accounting.events import UsageRecord
 from accounting.recorder import UsageRecorder
 from db.migrate import upgrade
 from db.session import create_engine, create_sessionmaker
+from tests.fakes.openai_server import FakeOpenAI
+from tests.support.processes import Fleet
 from tests.support.service import ServiceFactory
 
 
@@ -113,3 +117,58 @@ async def test_retried_batch_is_not_counted_twice(tmp_path: Path, services: Serv
     assert await recorder.flush()
     assert await count(engine) == 1
     await engine.dispose()
+
+
+def test_the_journal_keeps_what_a_dead_process_held(tmp_path: Path) -> None:
+    """Segments of a process that died (their locks free) are replayed, ours are not."""
+    from accounting.journal import UsageJournal
+
+    directory = tmp_path / "journal"
+    dead = UsageJournal(directory)
+    assert dead.open() == []
+    for i in range(3):
+        dead.append(event(i))
+    live = UsageJournal(directory)
+    assert live.open() == []  # the first process still holds its segment
+    dead.close(keep=True)  # its process dies: the lock goes, the file stays
+    again = UsageJournal(directory)
+    replayed = again.open()
+    assert [e.prompt_tokens for e in replayed] == [0, 1, 2]
+    again.settled(again.seq)  # written to the database: the adopted segment goes
+    assert len(list(directory.glob("*.jsonl"))) == 2  # live's and again's current segments
+    live.close(keep=False)
+    again.close(keep=False)
+    assert list(directory.glob("*.jsonl")) == []
+
+
+def test_kill_9_loses_no_accepted_usage_event(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    """The process dies before its batch is written; the next start writes it."""
+    env = {
+        "AHC_OPENAI_API_KEY": "sk-service-key",
+        "AHC_OPENAI_BASE_URL": fake_openai.base_url,
+        "AHC_LOCAL_MODEL_BASE_URL": fake_openai.base_url,
+        "AHC_USAGE_FLUSH_INTERVAL_SECONDS": "3600",  # nothing reaches the database by itself
+        "AHC_USAGE_BATCH_SIZE": "1000",
+        "AHC_LOG_LEVEL": "WARNING",
+    }
+    fleet = Fleet(tmp_path, env)
+    try:
+        first = fleet.serve("api")
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+        for _ in range(5):
+            answer = httpx.post(
+                f"{first.api}/chat/completions", headers=first.headers(), json=body, timeout=30
+            )
+            assert answer.status_code == 200, answer.text
+        first.kill()  # kill -9: no shutdown flush
+        # The same data directory and database, flushing as usual.
+        second = fleet.serve("api", AHC_USAGE_FLUSH_INTERVAL_SECONDS="0.25")
+        report = httpx.get(f"{second.api}/usage", headers=second.headers(), timeout=30).json()
+        deadline = time.monotonic() + 30
+        while report["totals"]["requests"] < 5:
+            assert time.monotonic() < deadline, report
+            time.sleep(0.2)
+            report = httpx.get(f"{second.api}/usage", headers=second.headers(), timeout=30).json()
+        assert report["totals"]["requests"] == 5  # all five, once each
+    finally:
+        fleet.close()
