@@ -293,6 +293,25 @@ class KeywordChunk(Base):
     __table_args__ = (Index("ix_ahc_keyword_chunks_collection", "collection_id"),)
 
 
+class KeywordLog(Base):
+    """Which chunks each write to a collection's keyword index added or removed.
+
+    ``version`` is the collection's ``#version`` after the write. A search process that keeps
+    postings in memory at an older version reads the entries since then and patches them
+    (masks the removed chunks, reads only the added chunks' postings), instead of re-reading
+    whole posting lists after every write. Writers prune entries older than a window.
+    """
+
+    __tablename__ = "ahc_keyword_log"
+
+    collection_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    chunk_id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    added: Mapped[bool] = mapped_column(Boolean, nullable=False)
+
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+
 class KeywordTerm(Base):
     """BM25 statistics kept with the postings: each term's df in a collection.
 

@@ -43,7 +43,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.base import Base
-from db.models import KeywordChunk, KeywordPosting, KeywordTerm
+from db.models import KeywordChunk, KeywordLog, KeywordPosting, KeywordTerm
 from knowledge.keywords import terms
 
 K1 = 1.2
@@ -70,11 +70,15 @@ _IDS_BATCH = 500
 CACHE_MIN_DF = 256
 """Terms in at least this many chunks are kept in memory; rarer ones are cheap to re-read."""
 
+LOG_KEEP = 512
+"""Writes per collection whose log entries are kept; a cache further behind starts over."""
+
 CACHE_POSTINGS = 30_000_000
 """Postings kept in memory per process (6 bytes each: ~180 MB), least recently used out."""
 
 _posting = Base.metadata.tables[KeywordPosting.__tablename__]
 _chunk = Base.metadata.tables[KeywordChunk.__tablename__]
+_log = Base.metadata.tables[KeywordLog.__tablename__]
 _term = Base.metadata.tables[KeywordTerm.__tablename__]
 _COLUMNS = ("collection_id", "term", "chunk_id", "tf", "chunk_length")
 
@@ -124,7 +128,8 @@ async def index_chunks(
     df[CHUNKS_TERM] = len(counts)
     df[TOKENS_TERM] = sum(counts.values())
     df[VERSION_TERM] = 1
-    await _add_counts(session, collection_id, df)  # first: takes the collection's row lock
+    version = await _add_counts(session, collection_id, df)  # first: the collection's lock
+    await _log_write(session, collection_id, version, list(counts), added=True)
     connection = await session.connection()
     for start in range(0, len(forward), _INSERT_BATCH):
         await connection.execute(insert(_chunk), forward[start : start + _INSERT_BATCH])
@@ -171,11 +176,31 @@ async def _insert(session: AsyncSession, rows: list[tuple[str, str, str, int, in
         await connection.exec_driver_sql(statement, rows[start : start + _INSERT_BATCH])
 
 
-async def _add_counts(session: AsyncSession, collection_id: str, deltas: Counter[str]) -> None:
+async def _log_write(
+    session: AsyncSession, collection_id: str, version: int, chunk_ids: list[str], *, added: bool
+) -> None:
+    """Log a write's chunks at its version; drop entries that fell out of the window."""
+    connection = await session.connection()
+    rows = [
+        {"collection_id": collection_id, "version": version, "chunk_id": c, "added": added}
+        for c in chunk_ids
+    ]
+    for start in range(0, len(rows), _INSERT_BATCH):
+        await connection.execute(insert(_log), rows[start : start + _INSERT_BATCH])
+    if version % 16 == 0:  # prune now and then: one range delete on the primary key
+        await connection.execute(
+            delete(_log).where(
+                _log.c.collection_id == collection_id, _log.c.version <= version - LOG_KEEP
+            )
+        )
+
+
+async def _add_counts(session: AsyncSession, collection_id: str, deltas: Counter[str]) -> int:
     """Add ``deltas`` to the collection's counters (upserts, reserved rows first).
 
     Sorted, so every writer locks rows in the same order, starting with ``#chunks``. The
-    ``RETURNING`` makes SQLAlchemy batch the rows into multi-row statements.
+    ``RETURNING`` makes SQLAlchemy batch the rows into multi-row statements. Returns the
+    collection's new ``#version`` (0 unless ``deltas`` bumps it).
     """
     connection = await session.connection()
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
@@ -186,8 +211,15 @@ async def _add_counts(session: AsyncSession, collection_id: str, deltas: Counter
     ).returning(_term.c.term)
     order = [t for t in RESERVED if t in deltas] + sorted(t for t in deltas if t not in RESERVED)
     rows = [{"collection_id": collection_id, "term": t, "df": deltas[t]} for t in order]
+    statement = statement.returning(_term.c.df)
+    version = 0
     for start in range(0, len(rows), _INSERT_BATCH):
-        await connection.execute(statement, rows[start : start + _INSERT_BATCH])
+        batch = rows[start : start + _INSERT_BATCH]
+        result = await connection.execute(statement, batch)
+        for term, value in result.all():
+            if term == VERSION_TERM:
+                version = int(value)
+    return version
 
 
 _delete_postings = delete(_posting).where(
@@ -206,6 +238,7 @@ async def remove_chunks(session: AsyncSession, chunk_ids: Sequence[str]) -> None
     """
     ids = list(dict.fromkeys(chunk_ids))
     removed: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    gone: defaultdict[str, list[str]] = defaultdict(list)
     for start in range(0, len(ids), _IDS_BATCH):
         result = await session.execute(
             delete(_chunk)
@@ -214,6 +247,7 @@ async def remove_chunks(session: AsyncSession, chunk_ids: Sequence[str]) -> None
         )
         for chunk_id, collection_id, length, encoded in result.all():
             bag = decode_terms(encoded)
+            gone[collection_id].append(chunk_id)
             deltas = removed[collection_id]
             deltas[CHUNKS_TERM] -= 1
             deltas[TOKENS_TERM] -= length
@@ -225,7 +259,8 @@ async def remove_chunks(session: AsyncSession, chunk_ids: Sequence[str]) -> None
                 )
     for collection_id, deltas in removed.items():
         deltas[VERSION_TERM] = 1
-        await _add_counts(session, collection_id, deltas)
+        version = await _add_counts(session, collection_id, deltas)
+        await _log_write(session, collection_id, version, gone[collection_id], added=False)
         touched = [t for t in deltas if t != VERSION_TERM]  # the write count never goes back
         for start in range(0, len(touched), _IDS_BATCH):
             await session.execute(
@@ -241,6 +276,7 @@ async def remove_collection(session: AsyncSession, collection_id: str) -> None:
     """Delete a collection's whole index (chunk rows go by cascade; the index has no FK)."""
     await session.execute(delete(_posting).where(_posting.c.collection_id == collection_id))
     await session.execute(delete(_chunk).where(_chunk.c.collection_id == collection_id))
+    await session.execute(delete(_log).where(_log.c.collection_id == collection_id))
     await session.execute(delete(_term).where(_term.c.collection_id == collection_id))
 
 
@@ -320,10 +356,11 @@ def idf(chunks: int, df: int) -> float:
     return math.log(1.0 + (chunks - df + 0.5) / (df + 0.5))
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Postings:
-    """One term's postings: dense chunk numbers (see :class:`_Collection`), tf and dl."""
+    """One term's postings as of ``version``: dense chunk numbers (see ``_Collection``)."""
 
+    version: int
     slots: np.ndarray[Any, np.dtype[np.int32]]
     tf: np.ndarray[Any, np.dtype[np.float32]]
     length: np.ndarray[Any, np.dtype[np.float32]]
@@ -332,15 +369,32 @@ class _Postings:
     def size(self) -> int:
         return len(self.slots)
 
+    def extended(self, version: int, more: _Postings) -> _Postings:
+        """These postings plus ``more`` (the chunks added since), as of ``version``."""
+        return _Postings(
+            version,
+            np.concatenate([self.slots, more.slots]),
+            np.concatenate([self.tf, more.tf]),
+            np.concatenate([self.length, more.length]),
+        )
+
 
 @dataclass
 class _Collection:
-    """One collection's cached postings at one write count, and its chunk numbering."""
+    """One collection's cached postings, its chunk numbering and the removed chunks.
 
-    key: tuple[int, int, int]
-    """(``#version``, ``#chunks``, ``#tokens``): all three must match to use the entry."""
+    ``version`` is the write the numbering is current with: every chunk removed up to it is
+    marked ``dead`` (its postings stay in the arrays, masked), every chunk added up to it is
+    in ``added`` with its version, so a term cached at an older version reads just those.
+    A chunk added again gets a new number (the old one stays dead).
+    """
+
+    version: int
     slot_of: dict[str, int] = field(default_factory=dict)
     ids: list[str] = field(default_factory=list)
+    dead: set[int] = field(default_factory=set)
+    added: list[tuple[int, int]] = field(default_factory=list)
+    """(version, slot) of the chunks added since the entry was made, oldest first."""
     terms: dict[str, _Postings] = field(default_factory=dict)
 
     def slots(self, chunk_ids: Iterable[str]) -> np.ndarray[Any, np.dtype[np.int32]]:
@@ -356,12 +410,35 @@ class _Collection:
             append(slot)
         return np.asarray(out, dtype=np.int32)
 
+    def apply(self, entries: Sequence[tuple[int, str, bool]]) -> None:
+        """Catch up with logged writes ``(version, chunk id, added)``, oldest first."""
+        for version, chunk_id, added in entries:
+            if version <= self.version:
+                continue  # applied already (by a concurrent search in this process)
+            slot = self.slot_of.pop(chunk_id, None)
+            if slot is not None:
+                self.dead.add(slot)
+            if added:
+                (slot,) = self.slots([chunk_id])
+                self.added.append((version, int(slot)))
+        self.version = max(self.version, entries[-1][0]) if entries else self.version
+
+    def added_since(self, version: int) -> list[str]:
+        """Ids of the live chunks added after ``version``."""
+        out = [self.ids[slot] for v, slot in reversed(self.added) if v > version]
+        return [chunk_id for chunk_id in out if chunk_id in self.slot_of]
+
+    @property
+    def stale(self) -> bool:
+        """Too many dead numbers: better start over than mask them."""
+        return len(self.dead) > max(1000, len(self.ids) // 5) or len(self.added) > 100_000
+
 
 class PostingCache:
     """Per-process postings of common terms, per collection, least recently used out.
 
-    An entry is only used when the collection's counters read in the query's own statement
-    equal the entry's key, so it always holds exactly the postings SQL would return.
+    An entry is brought up to the version a query read (in the same statement as its
+    statistics) before use, so it always holds exactly the postings SQL would return.
     """
 
     def __init__(self, budget: int = CACHE_POSTINGS) -> None:
@@ -370,15 +447,22 @@ class PostingCache:
         self._collections: dict[str, _Collection] = {}
         self._lru: OrderedDict[tuple[str, str], int] = OrderedDict()
 
-    def collection(self, collection_id: str, key: tuple[int, int, int]) -> _Collection:
-        """The collection's entry at ``key`` (a fresh one if the index changed since)."""
-        entry = self._collections.get(collection_id)
-        if entry is None or entry.key != key:
-            if entry is not None:
-                for term in entry.terms:
-                    self._size -= self._lru.pop((collection_id, term), 0)
-            entry = self._collections[collection_id] = _Collection(key)
+    def collection(self, collection_id: str) -> _Collection | None:
+        """The collection's entry, if any."""
+        return self._collections.get(collection_id)
+
+    def start(self, collection_id: str, version: int) -> _Collection:
+        """A fresh entry for the collection at ``version`` (dropping the old one)."""
+        self.drop(collection_id)
+        entry = self._collections[collection_id] = _Collection(version)
         return entry
+
+    def drop(self, collection_id: str) -> None:
+        """Forget a collection's entry."""
+        entry = self._collections.pop(collection_id, None)
+        if entry is not None:
+            for term in entry.terms:
+                self._size -= self._lru.pop((collection_id, term), 0)
 
     def get(self, collection_id: str, entry: _Collection, term: str) -> _Postings | None:
         """A term's cached postings (marked as just used), or None."""
@@ -389,8 +473,12 @@ class PostingCache:
 
     def put(self, collection_id: str, entry: _Collection, term: str, postings: _Postings) -> None:
         """Keep a term's postings, evicting the least recently used over the budget."""
-        if postings.size > self._budget:
+        if postings.size > self._budget or self._collections.get(collection_id) is not entry:
             return
+        current = entry.terms.get(term)
+        if current is not None and current.version >= postings.version:
+            return  # a concurrent search of this process got there first
+        self._size -= self._lru.pop((collection_id, term), 0)
         entry.terms[term] = postings
         self._lru[(collection_id, term)] = postings.size
         self._size += postings.size
@@ -400,7 +488,7 @@ class PostingCache:
             holder = self._collections.get(owner)
             if holder is not None:
                 holder.terms.pop(old, None)
-                if not holder.terms:
+                if not holder.terms:  # its numbering goes too: memory is bounded
                     del self._collections[owner]
 
     def clear(self) -> None:
@@ -414,39 +502,99 @@ CACHE = PostingCache()
 """This process's cache (empty until the first search)."""
 
 
+async def _entry(session: AsyncSession, collection_id: str, version: int) -> _Collection:
+    """The collection's cache entry brought up to ``version`` (or a private one if behind).
+
+    Catching up reads the log since the entry's version (one range of the primary key).
+    """
+    entry = CACHE.collection(collection_id)
+    if entry is None or entry.stale or version - entry.version > LOG_KEEP // 2:
+        return CACHE.start(collection_id, version)
+    if version < entry.version:  # this query's snapshot predates the cache: use neither
+        return _Collection(version)
+    if version > entry.version:
+        since = entry.version
+        result = await session.execute(
+            select(_log.c.version, _log.c.chunk_id, _log.c.added)
+            .where(
+                _log.c.collection_id == collection_id,
+                _log.c.version > since,
+                _log.c.version <= version,
+            )
+            .order_by(_log.c.version, _log.c.added)  # a chunk removed, then added again
+        )
+        entry.apply([(int(v), c, bool(a)) for v, c, a in result.all()])
+    return entry
+
+
+def _to_postings(version: int, entry: _Collection, rows: Sequence[Any]) -> _Postings:
+    return _Postings(
+        version=version,
+        slots=entry.slots(row[1] for row in rows),
+        tf=np.fromiter((row[2] for row in rows), np.float32, len(rows)),
+        length=np.fromiter((row[3] for row in rows), np.float32, len(rows)),
+    )
+
+
+async def _read(
+    session: AsyncSession, collection_id: str, wanted: Sequence[str], within: Sequence[str] = ()
+) -> defaultdict[str, list[Any]]:
+    """Postings rows (term, chunk id, tf, dl) of ``wanted`` terms (of ``within`` chunks)."""
+    query = select(
+        _posting.c.term, _posting.c.chunk_id, _posting.c.tf, _posting.c.chunk_length
+    ).where(_posting.c.collection_id == collection_id, _posting.c.term.in_(wanted))
+    if within:
+        query = query.where(_posting.c.chunk_id.in_(within))
+    grouped: defaultdict[str, list[Any]] = defaultdict(list)
+    for row in (await session.execute(query)).all():
+        grouped[row[0]].append(row)
+    return grouped
+
+
 async def _postings(
     session: AsyncSession, collection_id: str, stats: _Stats, wanted: Sequence[str]
 ) -> tuple[_Collection, dict[str, _Postings]]:
-    """The postings of ``wanted`` terms: cached ones from memory, the others in one query."""
-    entry = CACHE.collection(collection_id, (stats.version, stats.chunks, stats.tokens))
+    """The postings of ``wanted`` terms at the query's version: memory first, then SQL.
+
+    A cached term behind the version reads only the postings of the chunks added since
+    (primary-key lookups); the others are read whole, and kept if common.
+    """
+    version = stats.version
+    entry = await _entry(session, collection_id, version)
     found: dict[str, _Postings] = {}
     missing: list[str] = []
+    behind: dict[str, _Postings] = {}
     for term in wanted:
         cached = CACHE.get(collection_id, entry, term)
         if cached is None:
             missing.append(term)
-        else:
+        elif cached.version >= version:
             found[term] = cached
+        else:
+            behind[term] = cached
+    if behind:
+        oldest = min(p.version for p in behind.values())
+        fresh = entry.added_since(oldest)
+        if len(fresh) > 4 * _IDS_BATCH:
+            missing.extend(behind)  # many new chunks: read the terms whole
+        else:
+            rows: defaultdict[str, list[Any]] = defaultdict(list)
+            for start in range(0, len(fresh), _IDS_BATCH):
+                batch = fresh[start : start + _IDS_BATCH]
+                for term, term_rows in (
+                    await _read(session, collection_id, list(behind), batch)
+                ).items():
+                    rows[term].extend(term_rows)
+            for term, cached in behind.items():
+                newer = set(entry.added_since(cached.version))
+                mine = [row for row in rows.get(term, ()) if row[1] in newer]
+                found[term] = cached.extended(version, _to_postings(version, entry, mine))
+                CACHE.put(collection_id, entry, term, found[term])
     if missing:
-        connection = await session.connection()
-        result = await connection.execute(
-            select(_posting.c.term, _posting.c.chunk_id, _posting.c.tf, _posting.c.chunk_length)
-            .where(_posting.c.collection_id == collection_id, _posting.c.term.in_(missing))
-            .order_by(_posting.c.term)
-        )
-        rows = result.all()
-        grouped: defaultdict[str, list[Any]] = defaultdict(list)
-        for row in rows:
-            grouped[row[0]].append(row)
-        for term, term_rows in grouped.items():
-            postings = _Postings(
-                slots=entry.slots(row[1] for row in term_rows),
-                tf=np.fromiter((row[2] for row in term_rows), np.float32, len(term_rows)),
-                length=np.fromiter((row[3] for row in term_rows), np.float32, len(term_rows)),
-            )
-            found[term] = postings
-            if postings.size >= CACHE_MIN_DF:
-                CACHE.put(collection_id, entry, term, postings)
+        for term, term_rows in (await _read(session, collection_id, missing)).items():
+            found[term] = _to_postings(version, entry, term_rows)
+            if len(term_rows) >= CACHE_MIN_DF:
+                CACHE.put(collection_id, entry, term, found[term])
     return entry, found
 
 
@@ -481,6 +629,8 @@ async def search(
         tf = found.tf.astype(np.float64)
         share = weight * tf / (tf + K1 * (1 - B) + slope * found.length.astype(np.float64))
         scores += np.bincount(found.slots, weights=share, minlength=len(scores))
+    if entry.dead:
+        scores[np.fromiter(entry.dead, np.int64, len(entry.dead))] = 0.0
     matched = np.flatnonzero(scores > 0)
     if allowed is not None:
         allowed_slots = [entry.slot_of[i] for i in allowed if i in entry.slot_of]

@@ -486,3 +486,45 @@ async def test_concurrent_ingest_and_delete_keep_counters_exact(
     await assert_counters_exact(sessions, docs)
     hits = await docs.search(" ".join(f"w{i}" for i in range(80)), limit=500)
     assert {name for name, _ in hits} == set(names[40:])  # all of the first 40 were removed
+
+
+async def test_kept_postings_follow_writes_through_the_log(
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Random adds, removals and re-adds: memory patched by the log answers as SQL does."""
+    kept = keyword_index.PostingCache()
+    monkeypatch.setattr(keyword_index, "CACHE", kept)
+    monkeypatch.setattr(keyword_index, "CACHE_MIN_DF", 0)
+    rng = random.Random(5)
+    texts = zipf_corpus(120, seed=9)
+    names = sorted(texts)
+    docs = await corpus(sessions, **{n: texts[n] for n in names[:60]})
+    live = set(names[:60])
+    queries = ["w0 w1", "w2 w40 단어가", "w5", "w0 w1 w2 w3"]
+    for q in queries:
+        await docs.search(q, limit=8)
+    entry = kept.collection(docs.collection_id)
+    assert entry is not None
+    for step in range(12):
+        if step % 3 == 2 and live:  # remove a few, and re-add one of them under its id
+            gone = rng.sample(sorted(live), 3)
+            await docs.remove(*gone)
+            live -= set(gone)
+            await docs.add(**{gone[0]: texts[gone[0]] + " w0"})
+            live.add(gone[0])
+        else:
+            new = rng.sample([n for n in names if n not in live], 4)
+            await docs.add(**{n: texts[n] for n in new})
+            live |= set(new)
+        for q in queries:
+            patched = await docs.search(q, limit=8)
+            monkeypatch.setattr(keyword_index, "CACHE", keyword_index.PostingCache())
+            monkeypatch.setattr(keyword_index, "CACHE_MIN_DF", 10**9)
+            from_sql = await docs.search(q, limit=8)
+            monkeypatch.setattr(keyword_index, "CACHE", kept)
+            monkeypatch.setattr(keyword_index, "CACHE_MIN_DF", 0)
+            assert [n for n, _ in patched] == [n for n, _ in from_sql], (step, q)
+            assert [s for _, s in patched] == pytest.approx([s for _, s in from_sql])
+            assert {n for n, _ in patched} <= live
+    assert kept.collection(docs.collection_id) is entry  # patched all along, never restarted
+    assert entry.dead  # removed chunks were masked, not re-read

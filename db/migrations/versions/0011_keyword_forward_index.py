@@ -1,5 +1,8 @@
 """Keyword index: postings stored once; a forward row per chunk replaces the chunk index.
 
+Also the write log (``ahc_keyword_log``) that lets search processes patch the postings they
+keep in memory instead of re-reading them after each write.
+
 The secondary index ``ix_ahc_keyword_postings_chunk`` was a second full copy of every
 posting (it found a chunk's postings on removal). ``ahc_keyword_chunks`` holds each chunk's
 length and terms instead, built here from the existing postings in SQL (their ``#length``
@@ -59,10 +62,22 @@ def upgrade() -> None:
     )
     op.execute(f"DELETE FROM ahc_keyword_postings WHERE term = '{LENGTH_TERM}'")
     op.drop_index("ix_ahc_keyword_postings_chunk", table_name="ahc_keyword_postings")
+    op.create_table(
+        "ahc_keyword_log",
+        sa.Column("collection_id", sa.String(length=36), nullable=False),
+        sa.Column("version", sa.BigInteger(), nullable=False),
+        sa.Column("chunk_id", sa.String(length=80), nullable=False),
+        sa.Column("added", sa.Boolean(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "collection_id", "version", "chunk_id", name=op.f("pk_ahc_keyword_log")
+        ),
+        sqlite_with_rowid=False,
+    )
 
 
 def downgrade() -> None:
-    """Restore the chunk index and the length postings; drop the forward rows."""
+    """Restore the chunk index and the length postings; drop the forward rows and the log."""
+    op.drop_table("ahc_keyword_log")
     op.create_index(
         "ix_ahc_keyword_postings_chunk",
         "ahc_keyword_postings",
