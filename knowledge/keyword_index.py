@@ -31,8 +31,6 @@ the terms it needs from SQL: the cache never serves anything but the committed i
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import math
 from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Collection, Iterable, Sequence
@@ -40,22 +38,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import (
-    ColumnElement,
-    Float,
-    FromClause,
-    Select,
-    bindparam,
-    case,
-    cast,
-    delete,
-    func,
-    insert,
-    literal,
-    select,
-)
+from sqlalchemy import bindparam, delete, func, insert, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.base import Base
 from db.models import KeywordChunk, KeywordLog, KeywordPosting, KeywordTerm
@@ -88,22 +73,8 @@ CACHE_MIN_DF = 256
 LOG_KEEP = 512
 """Writes per collection whose log entries are kept; a cache further behind starts over."""
 
-COLD_DF = 5000
-"""A term in more chunks than this is read into memory in the background, not by a query."""
-
 CACHE_POSTINGS = 30_000_000
 """Postings kept in memory per process (6 bytes each: ~180 MB), least recently used out."""
-
-_PRUNE_ABOVE = 5000
-"""Postings a SQL plan may simply scan; above this, common terms are pruned (see ``_top``)."""
-
-_LOOKUP_COST = 10
-"""An index lookup costs about this many postings of a scan (measured, SQLite and PG)."""
-
-_PRUNED_ATTEMPTS = 2
-"""Pruned plans tried (cheapest first) before the plain scan: a failed one is wasted work."""
-
-_logger = logging.getLogger(__name__)
 
 _posting = Base.metadata.tables[KeywordPosting.__tablename__]
 _chunk = Base.metadata.tables[KeywordChunk.__tablename__]
@@ -581,18 +552,15 @@ async def _read(
 
 
 async def _postings(
-    session: AsyncSession,
-    collection_id: str,
-    stats: _Stats,
-    wanted: Sequence[str],
-    entry: _Collection,
-) -> dict[str, _Postings]:
+    session: AsyncSession, collection_id: str, stats: _Stats, wanted: Sequence[str]
+) -> tuple[_Collection, dict[str, _Postings]]:
     """The postings of ``wanted`` terms at the query's version: memory first, then SQL.
 
     A cached term behind the version reads only the postings of the chunks added since
     (primary-key lookups); the others are read whole, and kept if common.
     """
     version = stats.version
+    entry = await _entry(session, collection_id, version)
     found: dict[str, _Postings] = {}
     missing: list[str] = []
     behind: dict[str, _Postings] = {}
@@ -627,7 +595,7 @@ async def _postings(
             found[term] = _to_postings(version, entry, term_rows)
             if len(term_rows) >= CACHE_MIN_DF:
                 CACHE.put(collection_id, entry, term, found[term])
-    return found
+    return entry, found
 
 
 async def search(
@@ -643,11 +611,6 @@ async def search(
     ``allowed`` (the chunk ids that pass the metadata filters) restricts the results, not
     the statistics: N, avgdl and df are always the whole collection's, so a filter never
     changes a chunk's score. Ties are broken by chunk id, so results are deterministic.
-
-    A query with a common term (over ``COLD_DF`` chunks) that this process has not read yet
-    is answered in SQL (with max-score pruning, see ``_top``) while a background task reads
-    that term into memory for the next queries: reading 100k postings costs more than the
-    SQL plan.
     """
     wanted = sorted(terms(query))
     if not wanted or limit <= 0 or (allowed is not None and not allowed):
@@ -656,15 +619,7 @@ async def search(
     present = [term for term in wanted if stats.df.get(term, 0) > 0]
     if not present or stats.chunks <= 0:
         return []
-    entry = await _entry(session, collection_id, stats.version)
-    cold = [t for t in present if stats.df[t] > COLD_DF and t not in entry.terms]
-    if cold:
-        _warm(session, collection_id, cold)
-        bm25 = _Bm25(stats)
-        if allowed is not None:
-            return await _search_within(session, collection_id, bm25, limit, allowed)
-        return await _top(session, collection_id, bm25, limit)
-    postings = await _postings(session, collection_id, stats, present, entry)
+    entry, postings = await _postings(session, collection_id, stats, present)
     if not postings:
         return []
     slope = K1 * B / stats.average_length if stats.average_length > 0 else 0.0
@@ -685,43 +640,6 @@ async def search(
     return _best(entry.ids, scores, matched, limit)
 
 
-_WARMING: set[tuple[str, str]] = set()
-_TASKS: set[asyncio.Task[None]] = set()
-
-
-def _warm(session: AsyncSession, collection_id: str, cold: Sequence[str]) -> None:
-    """Read ``cold`` terms into memory in the background (once per term at a time)."""
-    engine = session.bind
-    todo = [t for t in cold if (collection_id, t) not in _WARMING]
-    if not isinstance(engine, AsyncEngine) or not todo:
-        return
-    keys = {(collection_id, t) for t in todo}
-    _WARMING.update(keys)
-
-    async def read() -> None:
-        try:
-            async with AsyncSession(engine) as own:
-                stats = await _stats(own, collection_id, todo)
-                present = [t for t in todo if stats.df.get(t, 0) > 0]
-                if present:
-                    entry = await _entry(own, collection_id, stats.version)
-                    await _postings(own, collection_id, stats, present, entry)
-        except Exception:  # only an optimization: the next query reads them, or SQL answers
-            _logger.exception("reading keyword postings into memory failed")
-        finally:
-            _WARMING.difference_update(keys)
-
-    task = asyncio.get_running_loop().create_task(read())
-    _TASKS.add(task)
-    task.add_done_callback(_TASKS.discard)
-
-
-async def warmed() -> None:
-    """Wait for the background reads (tests; a clean shutdown)."""
-    while _TASKS:
-        await asyncio.gather(*list(_TASKS), return_exceptions=True)
-
-
 def _best(
     ids: list[str], scores: np.ndarray[Any, Any], matched: np.ndarray[Any, Any], limit: int
 ) -> list[tuple[str, float]]:
@@ -733,174 +651,3 @@ def _best(
     hits = [(ids[slot], float(scores[slot])) for slot in matched.tolist()]
     hits.sort(key=lambda hit: (-hit[1], hit[0]))
     return hits[:limit]
-
-
-# --- the SQL plans: terms not in memory yet ------------------------------------------
-
-
-class _Bm25:
-    """The BM25 sum as SQL over a postings table (or alias), for one query's statistics.
-
-    ``weight`` of a term is idf * (k1 + 1); the denominator is
-    tf + k1 * (1 - b) + (k1 * b / avgdl) * dl, so the SQL is plain arithmetic.
-    """
-
-    def __init__(self, stats: _Stats) -> None:
-        self.weights = {
-            term: idf(stats.chunks, df) * (K1 + 1) for term, df in stats.df.items() if df > 0
-        }
-        self.df = stats.df
-        self.constant = K1 * (1 - B)
-        self.slope = K1 * B / stats.average_length if stats.average_length > 0 else 0.0
-
-    def contribution(self, table: FromClause, terms: Sequence[str]) -> ColumnElement[Any]:
-        """One posting's share of the score, for postings of ``terms``."""
-        tf = cast(table.c.tf, Float)
-        weight = case(
-            {term: bindparam(None, self.weights[term], type_=Float) for term in terms},
-            value=table.c.term,
-            else_=bindparam(None, 0.0, type_=Float),
-        )
-        denominator = (
-            tf
-            + bindparam(None, self.constant, type_=Float)
-            + bindparam(None, self.slope, type_=Float) * cast(table.c.chunk_length, Float)
-        )
-        return weight * tf / denominator
-
-    def full(
-        self,
-        collection_id: str,
-        *,
-        limit: int | None,
-        within: Sequence[str] | None = None,
-    ) -> Select[str, float]:
-        """``SELECT chunk_id, SUM(bm25) ... GROUP BY chunk_id ORDER BY score DESC LIMIT``."""
-        terms = list(self.weights)
-        score = func.sum(self.contribution(_posting, terms)).label("score")
-        query = select(_posting.c.chunk_id, score).where(
-            _posting.c.collection_id == collection_id, _posting.c.term.in_(terms)
-        )
-        if within is not None:
-            query = query.where(_posting.c.chunk_id.in_(list(within)))
-        query = query.group_by(_posting.c.chunk_id).order_by(score.desc(), _posting.c.chunk_id)
-        return query if limit is None else query.limit(limit)
-
-    def pruned(
-        self, collection_id: str, essential: Sequence[str], optional: Sequence[str], limit: int
-    ) -> Select[str, float]:
-        """The best chunks among those that contain an ``essential`` term, fully scored.
-
-        Only the essential terms' postings are scanned (the candidates and their partial
-        scores, materialized once). The ``optional`` (common) terms add at most
-        ``ceiling``, so a candidate whose partial score is below the ``limit``-th best
-        partial minus ``ceiling`` cannot reach the top: only the others look their optional
-        postings up by primary key (a correlated subquery, so both planners do lookups).
-        """
-        found = _posting.alias("found")
-        extra = _posting.alias("extra")
-        candidates = (
-            select(found.c.chunk_id, func.sum(self.contribution(found, essential)).label("partial"))
-            .where(found.c.collection_id == collection_id, found.c.term.in_(list(essential)))
-            .group_by(found.c.chunk_id)
-            .cte("candidates")
-            .prefix_with("MATERIALIZED")  # read twice; SQLite >= 3.35 and PostgreSQL >= 12
-        )
-        cutoff = (
-            select(candidates.c.partial)
-            .order_by(candidates.c.partial.desc())
-            .limit(1)
-            .offset(limit - 1)
-            .scalar_subquery()
-        )
-        ceiling = sum(self.weights[term] for term in optional)
-        rest = (
-            select(func.sum(self.contribution(extra, optional)))
-            .where(  # primary-key lookups
-                extra.c.collection_id == collection_id,
-                extra.c.term.in_(list(optional)),
-                extra.c.chunk_id == candidates.c.chunk_id,
-            )
-            .scalar_subquery()
-        )
-        score = (candidates.c.partial + func.coalesce(rest, 0.0)).label("score")
-        return (
-            select(candidates.c.chunk_id, score)
-            .where(
-                candidates.c.partial
-                >= func.coalesce(cutoff, 0.0) - bindparam(None, ceiling, type_=Float)
-            )
-            .order_by(score.desc(), candidates.c.chunk_id)
-            .limit(limit)
-        )
-
-
-async def _rows(session: AsyncSession, query: Select[str, float]) -> list[tuple[str, float]]:
-    return [(chunk_id, float(score)) for chunk_id, score in await session.execute(query)]
-
-
-async def _top(
-    session: AsyncSession, collection_id: str, bm25: _Bm25, limit: int
-) -> list[tuple[str, float]]:
-    """The exact top ``limit``, skipping the scan of very common terms when that is safe.
-
-    Max-score pruning: with the terms ordered rarest first, score only the chunks that hold
-    one of the rare ("essential") terms, fully (common terms looked up per candidate). A
-    chunk without any rare term scores at most the sum of the common terms' weights
-    (idf * (k1 + 1), BM25's ceiling); if the ``limit``-th candidate scores above that, no
-    such chunk can enter the top and the answer is exact. The split is chosen by estimated
-    cost; if the check fails, the plain scan of every posting answers.
-    """
-    order = sorted(bm25.weights, key=lambda term: (bm25.df[term], term))
-    postings = sum(bm25.df[term] for term in order)
-    plans: list[tuple[float, int]] = []
-    for split in range(1, len(order)) if postings > _PRUNE_ABOVE else ():
-        essential, optional = order[:split], order[split:]
-        ceiling = sum(bm25.weights[term] for term in optional)
-        weight = sum(bm25.weights[term] for term in essential)
-        if weight <= ceiling:
-            continue  # hopeless: candidates would rarely score above the ceiling
-        # Cost in postings: the essential ones scanned, plus lookups for the candidates
-        # within ``ceiling`` of the top (roughly: a typical hit scores half its weight).
-        near = min(1.0, ceiling / (0.5 * weight))
-        cost = sum(bm25.df[t] for t in essential) * (1 + near * len(optional) * _LOOKUP_COST)
-        if 2 * cost < postings:  # clearly cheaper than the plain scan
-            plans.append((cost, split))
-    for _, split in sorted(plans)[:_PRUNED_ATTEMPTS]:
-        essential, optional = order[:split], order[split:]
-        hits = await _rows(session, bm25.pruned(collection_id, essential, optional, limit))
-        if len(hits) == limit and hits[-1][1] > sum(bm25.weights[t] for t in optional):
-            return hits
-    return await _rows(session, bm25.full(collection_id, limit=limit))
-
-
-async def _search_within(
-    session: AsyncSession,
-    collection_id: str,
-    bm25: _Bm25,
-    limit: int,
-    allowed: Collection[str],
-) -> list[tuple[str, float]]:
-    """Top ``limit`` among ``allowed``: the cheaper of two exact plans.
-
-    Few allowed ids (their lookups cheaper than scanning the postings): the top ``limit``
-    of each batch of ids (index lookups), merged. Many: walk down the global ranking, a
-    deeper prefix each round, until ``limit`` allowed chunks are in it (or it ends).
-    """
-    postings = sum(bm25.df[term] for term in bm25.weights)
-    if len(allowed) * len(bm25.weights) * _LOOKUP_COST < postings:
-        ids = sorted(set(allowed))  # a duplicate across two batches would be two hits
-        hits: list[tuple[str, float]] = []
-        for start in range(0, len(ids), _IDS_BATCH):
-            batch = ids[start : start + _IDS_BATCH]
-            hits.extend(await _rows(session, bm25.full(collection_id, limit=limit, within=batch)))
-        hits.sort(key=lambda hit: (-hit[1], hit[0]))
-        return hits[:limit]
-    allowed_set = allowed if isinstance(allowed, set | frozenset) else set(allowed)
-    depth = 4 * limit
-    while True:
-        ranked = await _top(session, collection_id, bm25, depth)
-        hits = [hit for hit in ranked if hit[0] in allowed_set]
-        if len(hits) >= limit or len(ranked) < depth:
-            return hits[:limit]
-        depth *= 8

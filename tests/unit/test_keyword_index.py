@@ -273,28 +273,18 @@ async def test_removal_in_large_batches(sessions: async_sessionmaker[AsyncSessio
     )
 
 
-def sql_plans(monkeypatch: pytest.MonkeyPatch, lookup_cost: int = 10) -> None:
-    """Every term counts as cold and is never read into memory: the SQL plans answer."""
-    monkeypatch.setattr(keyword_index, "COLD_DF", -1)
-    monkeypatch.setattr(keyword_index, "_warm", lambda *args: None)
-    monkeypatch.setattr(keyword_index, "_LOOKUP_COST", lookup_cost)
-
-
-@pytest.fixture(params=["from-sql", "from-memory", "sql-id-lookups", "sql-ranking-walk"])
-def cached(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """Every way a query is answered: postings read each time or kept in memory, or the
-    SQL plans of cold terms (a filtered one looks the allowed ids up, or walks the ranking)."""
+@pytest.fixture(params=["from-sql", "from-memory"])
+def cached(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[bool]:
+    """Both ways a term's postings are read: from SQL each time, or kept in memory."""
     keyword_index.CACHE.clear()
-    way = request.param
-    monkeypatch.setattr(keyword_index, "CACHE_MIN_DF", 0 if way == "from-memory" else 10**9)
-    if way.startswith("sql"):
-        sql_plans(monkeypatch, 0 if way == "sql-id-lookups" else 10**9)
-    yield way
+    memory = request.param == "from-memory"
+    monkeypatch.setattr(keyword_index, "CACHE_MIN_DF", 0 if memory else 10**9)
+    yield memory
     keyword_index.CACHE.clear()
 
 
 async def test_allowed_restricts_the_results_not_the_scores(
-    sessions: async_sessionmaker[AsyncSession], cached: str
+    sessions: async_sessionmaker[AsyncSession], cached: bool
 ) -> None:
     docs = await corpus(sessions, a="vpn vpn guide", b="vpn setup", c="vpn", d="printer guide")
     everything = await docs.search("vpn guide")
@@ -313,7 +303,7 @@ async def test_allowed_restricts_the_results_not_the_scores(
 
 
 async def test_allowed_picks_the_global_top_among_many(
-    sessions: async_sessionmaker[AsyncSession], cached: str
+    sessions: async_sessionmaker[AsyncSession], cached: bool
 ) -> None:
     docs = await corpus(sessions)
     # 1,100 chunks, the longer the weaker: the best allowed ones are spread out.
@@ -419,46 +409,6 @@ async def test_the_memory_budget_evicts_the_least_recently_used(
     assert set(small._lru) == {(docs.collection_id, "blue")}
     assert sorted(await docs.top("green red")) == ["a", "b", "c"]
     assert small._size <= 5
-
-
-async def test_sql_plans_answer_cold_terms_exactly_and_memory_takes_over(
-    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    docs = await corpus(sessions, **zipf_corpus(300))
-    keyword_index.CACHE.clear()
-    monkeypatch.setattr(keyword_index, "CACHE_MIN_DF", 0)
-    expected = {(q, k): await docs.search(q, limit=k) for q in QUERIES for k in (1, 5)}
-    assert keyword_index.CACHE._lru  # answered from memory
-    keyword_index.CACHE.clear()
-    monkeypatch.setattr(keyword_index, "COLD_DF", 50)  # w0, w1, w2... are cold now
-    monkeypatch.setattr(keyword_index, "_PRUNE_ABOVE", 0)
-    scans = 0
-    original = keyword_index._Bm25.full
-
-    def full(self: keyword_index._Bm25, *args: object, **kw: object) -> object:
-        nonlocal scans
-        scans += 1
-        return original(self, *args, **kw)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(keyword_index._Bm25, "full", full)
-    monkeypatch.setattr(keyword_index, "_warm", lambda *args: None)
-    for (q, k), want in expected.items():
-        hits = await docs.search(q, limit=k)
-        assert [n for n, _ in hits] == [n for n, _ in want], q
-        assert [s for _, s in hits] == pytest.approx([s for _, s in want])
-    assert 0 < scans < len(expected) - 4  # most answers came from pruned plans
-    monkeypatch.undo()
-    # Now read in the background: once done, memory answers (and SQL plans no more).
-    keyword_index.CACHE.clear()
-    monkeypatch.setattr(keyword_index, "CACHE_MIN_DF", 0)
-    monkeypatch.setattr(keyword_index, "COLD_DF", 50)
-    await docs.search("w0 w1 w2", limit=5)
-    await keyword_index.warmed()
-    monkeypatch.setattr(keyword_index, "_top", None)  # would fail if SQL were asked
-    assert await docs.search("w0 w1 w2", limit=5) == [
-        (n, pytest.approx(s)) for n, s in expected[("w0 w1 w2", 5)]
-    ]
-    keyword_index.CACHE.clear()
 
 
 async def counters(sessions: async_sessionmaker[AsyncSession], collection_id: str) -> dict:
