@@ -21,12 +21,14 @@ Search. Scoring is Okapi BM25 (k1 = 1.2, b = 0.75, idf = ln(1 + (N - df + 0.5) /
 0.5))), one point per distinct query term. SQL engines rank a disjunction by scoring every
 matching row, which is what made common words slow (measured at 100k chunks: SQLite FTS5's
 ``ORDER BY rank`` 450 ms p50; the SQL ``GROUP BY`` sum 35 ms p50 / 240 ms p95). So the
-postings of a query's terms are read once and kept in this process as numpy arrays
-(:class:`PostingCache`), valid while the collection's ``#version`` counter, read with the
-statistics in the same primary-key lookup, is unchanged; scoring is then a vectorized sum
-over them (about a millisecond for 100k postings). Rare terms are read from SQL every time
-(a few rows). Any write to the collection bumps ``#version``, so the next search re-reads
-the terms it needs from SQL: the cache never serves anything but the committed index.
+postings of a query's common terms are read once (one aggregated row per term) and kept in
+this process as numpy arrays (:class:`PostingCache`); scoring is a vectorized sum over them
+(a millisecond or two for 100k postings). Rare terms are read from SQL every time (a few
+rows). Every write bumps the collection's ``#version`` and logs the chunks it added or
+removed (``ahc_keyword_log``); a search reads ``#version`` with the statistics, in one
+primary-key statement, and first brings the cache up to it from the log (removed chunks
+masked, only the added chunks' postings read, by key): the cache never serves anything but
+the committed index, and a write does not cost a re-read of the common terms.
 """
 
 from __future__ import annotations
