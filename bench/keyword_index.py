@@ -11,9 +11,17 @@ CPU time: this process's, plus on PostgreSQL that of our database's backends (fr
 /proc); "load avg" is the 1-minute load when the row finished. Search CPU is a mean, so
 the few queries made only of very common terms weigh on it.
 
+Also: the keyword index's bytes per chunk (its tables and indexes: SQLite's ``dbstat``,
+PostgreSQL's ``pg_total_relation_size``), zipf queries from 10 concurrent clients ("c10"),
+zipf queries again once the first ones have run ("steady state": the common terms are in
+memory), and zipf queries each right after a one-chunk write to the collection ("after a
+write": the search first catches up with the write log).
+
 SQLite runs in a temporary directory; ``--pg URL`` also runs on PostgreSQL in a scratch
-database of its own (created next to URL's database and dropped afterwards). Tables are
-created by the service's migrations. Usage::
+database of its own (created next to URL's database and dropped afterwards). ``--keep DIR``
+keeps the filled indexes (SQLite files in DIR, PostgreSQL databases named after the size)
+and reuses them on the next run, so a 100k-chunk index is built once. Tables are created by
+the service's migrations. Usage::
 
     uv run python bench/keyword_index.py --pg postgresql+psycopg://postgres@127.0.0.1:5432/test
 """
@@ -22,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import sys
@@ -37,6 +46,7 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -117,11 +127,15 @@ class Result:
     backend: str
     chunks: int
     postings: int
-    index_rate: float
-    index_cpu_rate: float
+    bytes_per_chunk: float
+    index_rate: float | None
+    index_cpu_rate: float | None
     tokenize_rate: float
     zipf: list[float]
     uniform: list[float]
+    again: list[float]
+    concurrent: list[float]
+    after_write: list[float]
     cpu_ms: dict[str, float]
     load: float
 
@@ -158,20 +172,73 @@ def cpu_probe(admin: psycopg.Connection | None, database: str = "") -> Callable[
     return probe
 
 
+async def index_bytes(conn: AsyncConnection, backend: str) -> int:
+    """Bytes of the keyword index's tables and their indexes."""
+    if backend == "postgresql":
+        query = (
+            "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = current_schema() AND c.relkind = 'r'"
+            " AND c.relname LIKE 'ahc_keyword%'"
+        )
+    else:
+        query = (
+            "SELECT COALESCE(SUM(pgsize), 0) FROM dbstat WHERE name LIKE 'ahc_keyword%'"
+            " OR name IN (SELECT name FROM sqlite_master WHERE tbl_name LIKE 'ahc_keyword%')"
+        )
+    return int((await conn.execute(text(query))).scalar_one())
+
+
+async def timed_searches(
+    sessions: async_sessionmaker[AsyncSession], collection: str, asked: list[str], clients: int
+) -> list[float]:
+    """Each query's latency, ``clients`` at a time."""
+    latencies: list[float] = []
+    pending = list(reversed(asked))
+
+    async def client() -> None:
+        while pending:
+            q = pending.pop()
+            began = time.perf_counter()
+            async with sessions() as session:
+                await keyword_index.search(session, collection, q, limit=10)
+            latencies.append(time.perf_counter() - began)
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return latencies
+
+
 async def run(
-    settings: Settings, backend: str, size: int, query_count: int, cpu: Callable[[], float]
+    settings: Settings,
+    backend: str,
+    size: int,
+    query_count: int,
+    cpu: Callable[[], float],
 ) -> Result:
     upgrade(settings)
     engine = create_engine(settings)
     sessions = create_sessionmaker(engine)
     rng = random.Random(SEED)
     vocab = vocabulary(rng)
-    collection = str(uuid.uuid4())
+    collection = str(uuid.UUID(int=SEED + size))  # the same in a kept index
     indexing = tokenizing = index_cpu = 0.0
+    if hasattr(keyword_index, "CACHE"):  # (not before revision 0011: for comparisons)
+        keyword_index.CACHE.clear()
     try:
         async with sessions() as session:  # open the pooled connection before measuring
-            await session.execute(text("SELECT 1"))
-        for start in range(0, size, BATCH):
+            have = int(
+                (
+                    await session.execute(
+                        text(
+                            "SELECT COALESCE(MAX(df), 0) FROM ahc_keyword_terms"
+                            " WHERE collection_id = :c AND term = '#chunks'"
+                        ),
+                        {"c": collection},
+                    )
+                ).scalar_one()
+            )
+        built = have < size
+        for start in range(have, size, BATCH):
             texts = [chunk_text(rng, vocab) for _ in range(min(BATCH, size - start))]
             batch = [(f"doc-{start // BATCH:05d}:{i:04d}", t) for i, t in enumerate(texts)]
             began = time.process_time()
@@ -184,71 +251,109 @@ async def run(
                 await session.commit()
             indexing += time.perf_counter() - began
             index_cpu += cpu() - used
+        if not built:
+            texts = [chunk_text(rng, vocab) for _ in range(BATCH)]
+            began = time.process_time()
+            for t in texts:
+                terms(t)
+            tokenizing = (time.process_time() - began) * size / BATCH
         async with engine.connect() as conn:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             postings = int(
                 (await conn.execute(text("SELECT count(*) FROM ahc_keyword_postings"))).scalar_one()
             )
-            # What autovacuum does after a bulk load (PostgreSQL also sets the visibility map).
-            vacuum = "VACUUM ANALYZE ahc_keyword_postings" if backend == "postgresql" else "ANALYZE"
-            await conn.execute(text(vacuum))
+            if built:  # what autovacuum does after a bulk load (PostgreSQL: the visibility map)
+                await conn.execute(text("VACUUM ANALYZE" if backend == "postgresql" else "ANALYZE"))
+            stored = await index_bytes(conn, backend)
+        asker = random.Random(SEED + 1)
         latencies: dict[str, list[float]] = {}
         cpu_ms: dict[str, float] = {}
         for kind in ("zipf", "uniform"):
-            asked = queries(rng, vocab, query_count, zipf=kind == "zipf")
-            for q in asked[:5]:  # warm the caches and the connection pool
+            asked = queries(asker, vocab, query_count, zipf=kind == "zipf")
+            for q in asked[:5]:  # warm the connection pool
                 async with sessions() as session:
                     await keyword_index.search(session, collection, q, limit=10)
-            latencies[kind] = []
             used = cpu()
-            for q in asked:
-                began = time.perf_counter()
-                async with sessions() as session:
-                    await keyword_index.search(session, collection, q, limit=10)
-                latencies[kind].append(time.perf_counter() - began)
+            latencies[kind] = await timed_searches(sessions, collection, asked, 1)
             cpu_ms[kind] = (cpu() - used) / len(asked) * 1000
+        # Steady state: more queries of the same kind, now that common terms are in memory.
+        latencies["again"] = await timed_searches(
+            sessions, collection, queries(asker, vocab, query_count, zipf=True), 1
+        )
+        asked = queries(asker, vocab, query_count, zipf=True)
+        latencies["c10"] = await timed_searches(sessions, collection, asked, 10)
+        after: list[float] = []
+        for i, q in enumerate(queries(asker, vocab, max(10, query_count // 10), zipf=True)):
+            chunk_id = f"bench-write-{i}"
+            async with sessions() as session:
+                await keyword_index.index_chunks(
+                    session, collection, [(chunk_id, chunk_text(asker, vocab))]
+                )
+                await session.commit()
+            after.extend(await timed_searches(sessions, collection, [q], 1))
+            async with sessions() as session:
+                await keyword_index.remove_chunks(session, [chunk_id])
+                await session.commit()
     finally:
         await engine.dispose()
     return Result(
         backend=backend,
         chunks=size,
         postings=postings,
-        index_rate=size / indexing,
-        index_cpu_rate=size / index_cpu,
+        bytes_per_chunk=stored / size,
+        index_rate=size / indexing if built and indexing else None,
+        index_cpu_rate=size / index_cpu if built and index_cpu else None,
         tokenize_rate=size / tokenizing,
         zipf=latencies["zipf"],
         uniform=latencies["uniform"],
+        again=latencies["again"],
+        concurrent=latencies["c10"],
+        after_write=after,
         cpu_ms=cpu_ms,
         load=os.getloadavg()[0],
     )
 
 
 @contextmanager
-def scratch_database(url: str) -> Iterator[tuple[str, str, str]]:
-    """A database of our own on URL's server; dropped (forcefully) at the end.
+def scratch_database(url: str, keep: str | None = None) -> Iterator[tuple[str, str, str]]:
+    """A database of our own on URL's server; dropped (forcefully) at the end unless kept.
 
     Yields its SQLAlchemy URL, its name and a libpq URL of the server's admin database.
     """
     parsed = make_url(url)
     admin = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-    name = f"ahc_bench_kw_{uuid.uuid4().hex[:10]}"
+    name = keep or f"ahc_bench_kw_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
         yield parsed.set(database=name).render_as_string(hide_password=False), name, admin
     finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+        if keep is None:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                )
+
+
+def rate(value: float | None) -> str:
+    return "(kept)" if value is None else f"{value:,.0f}"
+
+
+def p50_95(values: list[float]) -> str:
+    return f"{percentile(values, 0.5):.1f} / {percentile(values, 0.95):.1f}"
 
 
 def row(result: Result) -> str:
     return (
         f"| {result.backend} | {result.chunks:,} | {result.postings:,} "
-        f"| {result.index_rate:,.0f} | {result.index_cpu_rate:,.0f} | {result.tokenize_rate:,.0f} "
-        f"| {percentile(result.zipf, 0.5):.1f} / {percentile(result.zipf, 0.95):.1f} "
-        f"| {percentile(result.uniform, 0.5):.1f} / {percentile(result.uniform, 0.95):.1f} "
+        f"| {result.bytes_per_chunk:,.0f} "
+        f"| {rate(result.index_rate)} | {rate(result.index_cpu_rate)} "
+        f"| {result.tokenize_rate:,.0f} "
+        f"| {p50_95(result.zipf)} | {p50_95(result.uniform)} | {p50_95(result.again)} "
+        f"| {p50_95(result.concurrent)} "
+        f"| {p50_95(result.after_write)} "
         f"| {result.cpu_ms['zipf']:.1f} / {result.cpu_ms['uniform']:.1f} | {result.load:.1f} |"
     )
 
@@ -259,23 +364,37 @@ async def main() -> None:
     parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--keep", help="keep the filled indexes here and reuse them")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     print(
-        "| backend | chunks | postings | index chunks/s | index chunks/CPU-s "
-        "| terms() chunks/CPU-s | search ms p50 / p95 (zipf) | search ms p50 / p95 (uniform) "
-        "| search CPU ms/query (zipf / uniform) | load avg |"
+        "| backend | chunks | postings | index bytes/chunk | index chunks/s "
+        "| index chunks/CPU-s | terms() chunks/CPU-s | search ms p50 / p95 (zipf) "
+        "| search ms p50 / p95 (uniform) | zipf again (steady state) p50 / p95 "
+        "| zipf, 10 clients, p50 / p95 "
+        "| zipf after a write p50 / p95 | search CPU ms/query (zipf / uniform) | load avg |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for size in sizes:
         if not args.no_sqlite:
-            with tempfile.TemporaryDirectory(prefix="ahc-bench-kw-") as data:
-                settings = Settings(_env_file=None, data_dir=Path(data))
+            with contextlib.ExitStack() as stack:
+                if args.keep:
+                    data = Path(args.keep) / f"sqlite-{size}"
+                    data.mkdir(parents=True, exist_ok=True)
+                else:
+                    data = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+                settings = Settings(_env_file=None, data_dir=data)
                 result = await run(settings, "sqlite", size, args.queries, cpu_probe(None))
                 print(row(result), flush=True)
         if args.pg:
+            tag = (
+                "".join(c if c.isalnum() else "_" for c in Path(args.keep).name)
+                if args.keep
+                else ""
+            )
+            keep = f"ahc_bench_kw_keep_{tag}_{size}" if args.keep else None
             with (
-                scratch_database(args.pg) as (url, name, admin),
+                scratch_database(args.pg, keep) as (url, name, admin),
                 tempfile.TemporaryDirectory() as d,
             ):
                 settings = Settings(_env_file=None, data_dir=Path(d), database_url=url)

@@ -260,7 +260,8 @@ class KeywordPosting(Base):
     """BM25 postings: how often ``term`` occurs in a chunk of a collection.
 
     Written with the chunk and deleted with it, so the keyword index is always current and
-    shared by every instance; never rebuilt per query.
+    shared by every instance; never rebuilt per query. One copy only (the clustered primary
+    key): removal finds a chunk's postings through its :class:`KeywordChunk` row.
     """
 
     __tablename__ = "ahc_keyword_postings"
@@ -277,13 +278,47 @@ class KeywordPosting(Base):
         PrimaryKeyConstraint(
             "collection_id", "term", "chunk_id", postgresql_include=["tf", "chunk_length"]
         ),
-        # Removal finds a chunk's postings here; search looks up (chunk, term) here too, and
-        # tf and length make that lookup index-only.
-        Index("ix_ahc_keyword_postings_chunk", "chunk_id", "term", "tf", "chunk_length"),
         # SQLite: cluster the rows on the primary key, so a term's postings (tf and length
         # included) are one contiguous range and there is no second copy of the key.
         {"sqlite_with_rowid": False},
     )
+
+
+class KeywordChunk(Base):
+    """A chunk's entry in the keyword index: its length and its terms (the forward index).
+
+    Removal reads the terms here and deletes the postings by primary key, so the postings
+    need no second index by chunk (which doubled their size). ``terms`` is space-separated
+    ``term`` or ``term:tf`` (tf > 1); terms never hold spaces or colons.
+    """
+
+    __tablename__ = "ahc_keyword_chunks"
+
+    chunk_id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    collection_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    length: Mapped[int] = mapped_column(Integer, nullable=False)
+    terms: Mapped[str] = mapped_column(Text, nullable=False)
+
+    __table_args__ = (Index("ix_ahc_keyword_chunks_collection", "collection_id"),)
+
+
+class KeywordLog(Base):
+    """Which chunks each write to a collection's keyword index added or removed.
+
+    ``version`` is the collection's ``#version`` after the write. A search process that keeps
+    postings in memory at an older version reads the entries since then and patches them
+    (masks the removed chunks, reads only the added chunks' postings), instead of re-reading
+    whole posting lists after every write. Writers prune entries older than a window.
+    """
+
+    __tablename__ = "ahc_keyword_log"
+
+    collection_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    chunk_id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    added: Mapped[bool] = mapped_column(Boolean, nullable=False)
+
+    __table_args__ = ({"sqlite_with_rowid": False},)
 
 
 class KeywordTerm(Base):
@@ -291,8 +326,9 @@ class KeywordTerm(Base):
 
     Counting postings per query would cost O(df) (and O(N) for the collection's size); these
     counters make it a few primary-key lookups. Reserved terms hold the collection's chunk
-    count (``#chunks``) and token total (``#tokens``). Updated by increments in the writer's
-    transaction, so concurrent ingests and deletes add up exactly.
+    count (``#chunks``), token total (``#tokens``) and write count (``#version``, which
+    tells a search process whether its cached postings are current). Updated by increments
+    in the writer's transaction, so concurrent ingests and deletes add up exactly.
     """
 
     __tablename__ = "ahc_keyword_terms"

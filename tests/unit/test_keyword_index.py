@@ -8,7 +8,7 @@ import random
 import unicodedata
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from core.config import Settings
 from db.migrate import upgrade
 from db.models import (
+    KeywordChunk,
     KeywordPosting,
     KeywordTerm,
     KnowledgeChunk,
@@ -208,7 +209,17 @@ async def test_token_counts_are_the_document_lengths(
             .select_from(KeywordPosting)
             .where(KeywordPosting.collection_id == docs.collection_id)
         )
-    assert stored == 3 + 3  # a's three terms, and one length posting per chunk
+        forward = dict(
+            (
+                await session.execute(
+                    select(KeywordChunk.chunk_id, KeywordChunk.length).where(
+                        KeywordChunk.collection_id == docs.collection_id
+                    )
+                )
+            ).all()
+        )
+    assert stored == 3  # a's three terms: postings are stored once, no length postings
+    assert forward == {docs.ids["a"]: 3, docs.ids["b"]: 0, docs.ids["c"]: 0}
 
 
 async def test_ranking_picks_the_right_korean_and_english_chunks(
@@ -262,12 +273,19 @@ async def test_removal_in_large_batches(sessions: async_sessionmaker[AsyncSessio
     )
 
 
-@pytest.mark.parametrize("lookup_cost", [0, 10**9], ids=["id-lookups", "ranking-walk"])
+@pytest.fixture(params=["from-sql", "from-memory"])
+def cached(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[bool]:
+    """Both ways a term's postings are read: from SQL each time, or kept in memory."""
+    keyword_index.CACHE.clear()
+    memory = request.param == "from-memory"
+    monkeypatch.setattr(keyword_index, "CACHE_MIN_DF", 0 if memory else 10**9)
+    yield memory
+    keyword_index.CACHE.clear()
+
+
 async def test_allowed_restricts_the_results_not_the_scores(
-    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch, lookup_cost: int
+    sessions: async_sessionmaker[AsyncSession], cached: bool
 ) -> None:
-    # Both plans of a filtered search: lookups of the allowed ids, or a walk down the ranking.
-    monkeypatch.setattr(keyword_index, "_LOOKUP_COST", lookup_cost)
     docs = await corpus(sessions, a="vpn vpn guide", b="vpn setup", c="vpn", d="printer guide")
     everything = await docs.search("vpn guide")
     assert [name for name, _ in everything] == ["a", "d", "c", "b"]
@@ -284,16 +302,16 @@ async def test_allowed_restricts_the_results_not_the_scores(
     assert await docs.search("vpn guide", allowed=["missing"]) == []
 
 
-async def test_allowed_batches_merge_to_the_global_top(
-    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+async def test_allowed_picks_the_global_top_among_many(
+    sessions: async_sessionmaker[AsyncSession], cached: bool
 ) -> None:
-    monkeypatch.setattr(keyword_index, "_LOOKUP_COST", 0)  # the id-lookup plan
     docs = await corpus(sessions)
-    # 1,100 chunks, the longer the weaker: the best allowed ones sit in different batches.
+    # 1,100 chunks, the longer the weaker: the best allowed ones are spread out.
     await docs.add(**{f"c{i:04d}": "target " + "filler " * (i % 7) for i in range(1100)})
-    allowed = [f"c{i:04d}" for i in range(0, 1100, 2)]  # 550 ids: two IN batches
+    allowed = [f"c{i:04d}" for i in range(0, 1100, 2)]
     hits = await docs.search("target filler", allowed=allowed, limit=5)
     everything = await docs.search("target filler", limit=2000)
+    assert len(everything) == 1100
     assert hits == [hit for hit in everything if hit[0] in set(allowed)][:5]
 
 
@@ -339,66 +357,58 @@ def zipf_corpus(count: int, seed: int = 7) -> dict[str, str]:
     }
 
 
-QUERIES = [
-    "w0 w1 w50",  # two very common terms and a rare one
-    "w0 w70",
-    "w0 w1 w2",  # only common terms: pruning cannot help, the scan answers
-    "w3 w60 w61 단어가",
-    "단어나 w0",
-    "w79 w78",
-]
+QUERIES = ["w0 w1 w50", "w0 w70", "w0 w1 w2", "w3 w60 w61 단어가", "단어나 w0", "w79 w78"]
 
 
-async def test_pruning_of_common_terms_is_exact(
+async def test_memory_answers_as_sql_does(
     sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     docs = await corpus(sessions, **zipf_corpus(300))
-    monkeypatch.setattr(keyword_index, "_PRUNE_ABOVE", 10**9)
-    plain = {q: await docs.search(q, limit=limit) for q in QUERIES for limit in (1, 5)}
-    monkeypatch.setattr(keyword_index, "_PRUNE_ABOVE", 0)
-    answered_pruned = 0
-    original = keyword_index._Bm25.full
-
-    def full(self: keyword_index._Bm25, *args: object, **kw: object) -> object:
-        nonlocal answered_pruned
-        answered_pruned -= 1
-        return original(self, *args, **kw)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(keyword_index._Bm25, "full", full)
-    for q in QUERIES:
-        for limit in (1, 5):
-            answered_pruned += 1
-            pruned = await docs.search(q, limit=limit)
-            assert [n for n, _ in pruned] == [n for n, _ in plain[q]][:limit], q
-            assert [s for _, s in pruned] == pytest.approx([s for _, s in plain[q]][:limit])
-    assert answered_pruned >= 4  # most of these queries never scanned the common terms
+    keyword_index.CACHE.clear()
+    monkeypatch.setattr(keyword_index, "CACHE_MIN_DF", 10**9)
+    from_sql = {(q, k): await docs.search(q, limit=k) for q in QUERIES for k in (1, 5, 400)}
+    assert not keyword_index.CACHE._lru  # nothing was kept
+    monkeypatch.setattr(keyword_index, "CACHE_MIN_DF", 0)
+    for _ in range(2):  # filling the cache, then answering from it
+        for (q, k), expected in from_sql.items():
+            hits = await docs.search(q, limit=k)
+            assert [n for n, _ in hits] == [n for n, _ in expected], q
+            assert [s for _, s in hits] == pytest.approx([s for _, s in expected])
+    assert keyword_index.CACHE._lru
+    keyword_index.CACHE.clear()
 
 
-async def test_allowed_many_ids_walks_down_the_ranking(
+async def test_every_write_is_seen_by_the_next_search(
     sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    texts = zipf_corpus(300, seed=11)
-    docs = await corpus(sessions, **texts)
-    everything = await docs.search("w0 w1 w40", limit=1000)
-    walks: list[int] = []
-    top = keyword_index._top
+    keyword_index.CACHE.clear()
+    monkeypatch.setattr(keyword_index, "CACHE_MIN_DF", 0)  # everything from memory
+    docs = await corpus(sessions, a="alpha beta", b="alpha")
+    assert await docs.top("alpha") == ["b", "a"]
+    await docs.add(c="alpha alpha")
+    assert await docs.top("alpha") == ["c", "b", "a"]
+    await docs.remove("b")
+    assert await docs.top("alpha") == ["c", "a"]
+    ((_, score),) = await docs.search("beta")
+    assert score == pytest.approx(bm25(tf=1, dl=2, avgdl=2, n=2, df=1), abs=1e-6)
+    # A second index over the same database (another process) sees the same.
+    other = keyword_index.PostingCache()
+    monkeypatch.setattr(keyword_index, "CACHE", other)
+    assert await docs.top("alpha") == ["c", "a"]
 
-    async def spy(session: AsyncSession, collection_id: str, bm25: object, limit: int) -> object:
-        walks.append(limit)
-        return await top(session, collection_id, bm25, limit)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(keyword_index, "_top", spy)
-    # Two chunks in three allowed: more ids than postings, so the global ranking is walked.
-    allowed = [name for i, name in enumerate(sorted(texts)) if i % 3]
-    hits = await docs.search("w0 w1 w40", allowed=allowed, limit=7)
-    assert hits == [hit for hit in everything if hit[0] in set(allowed)][:7]
-    assert walks == [28]
-    # The three weakest matches and many ids of no chunk: rounds until the ranking ends.
-    weakest = [name for name, _ in everything][-3:]
-    walks.clear()
-    many = [*weakest, *(f"missing-{i}" for i in range(300))]
-    assert await docs.search("w0 w1 w40", allowed=many, limit=3) == everything[-3:]
-    assert walks == [12, 96, 768]
+async def test_the_memory_budget_evicts_the_least_recently_used(
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    small = keyword_index.PostingCache(budget=5)
+    monkeypatch.setattr(keyword_index, "CACHE", small)
+    monkeypatch.setattr(keyword_index, "CACHE_MIN_DF", 0)
+    docs = await corpus(sessions, a="red blue", b="red blue", c="red green", d="blue")
+    assert sorted(await docs.top("red")) == ["a", "b", "c"]
+    assert sorted(await docs.top("blue")) == ["a", "b", "d"]  # 3 + 3 > 5: red goes
+    assert set(small._lru) == {(docs.collection_id, "blue")}
+    assert sorted(await docs.top("green red")) == ["a", "b", "c"]
+    assert small._size <= 5
 
 
 async def counters(sessions: async_sessionmaker[AsyncSession], collection_id: str) -> dict:
@@ -408,7 +418,7 @@ async def counters(sessions: async_sessionmaker[AsyncSession], collection_id: st
                 KeywordTerm.collection_id == collection_id
             )
         )
-        return {term: df for term, df in rows}
+        return {term: df for term, df in rows if term != keyword_index.VERSION_TERM}
 
 
 async def assert_counters_exact(sessions: async_sessionmaker[AsyncSession], docs: Corpus) -> None:
@@ -476,3 +486,45 @@ async def test_concurrent_ingest_and_delete_keep_counters_exact(
     await assert_counters_exact(sessions, docs)
     hits = await docs.search(" ".join(f"w{i}" for i in range(80)), limit=500)
     assert {name for name, _ in hits} == set(names[40:])  # all of the first 40 were removed
+
+
+async def test_kept_postings_follow_writes_through_the_log(
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Random adds, removals and re-adds: memory patched by the log answers as SQL does."""
+    kept = keyword_index.PostingCache()
+    monkeypatch.setattr(keyword_index, "CACHE", kept)
+    monkeypatch.setattr(keyword_index, "CACHE_MIN_DF", 0)
+    rng = random.Random(5)
+    texts = zipf_corpus(120, seed=9)
+    names = sorted(texts)
+    docs = await corpus(sessions, **{n: texts[n] for n in names[:60]})
+    live = set(names[:60])
+    queries = ["w0 w1", "w2 w40 단어가", "w5", "w0 w1 w2 w3"]
+    for q in queries:
+        await docs.search(q, limit=8)
+    entry = kept.collection(docs.collection_id)
+    assert entry is not None
+    for step in range(12):
+        if step % 3 == 2 and live:  # remove a few, and re-add one of them under its id
+            gone = rng.sample(sorted(live), 3)
+            await docs.remove(*gone)
+            live -= set(gone)
+            await docs.add(**{gone[0]: texts[gone[0]] + " w0"})
+            live.add(gone[0])
+        else:
+            new = rng.sample([n for n in names if n not in live], 4)
+            await docs.add(**{n: texts[n] for n in new})
+            live |= set(new)
+        for q in queries:
+            patched = await docs.search(q, limit=8)
+            monkeypatch.setattr(keyword_index, "CACHE", keyword_index.PostingCache())
+            monkeypatch.setattr(keyword_index, "CACHE_MIN_DF", 10**9)
+            from_sql = await docs.search(q, limit=8)
+            monkeypatch.setattr(keyword_index, "CACHE", kept)
+            monkeypatch.setattr(keyword_index, "CACHE_MIN_DF", 0)
+            assert [n for n, _ in patched] == [n for n, _ in from_sql], (step, q)
+            assert [s for _, s in patched] == pytest.approx([s for _, s in from_sql])
+            assert {n for n, _ in patched} <= live
+    assert kept.collection(docs.collection_id) is entry  # patched all along, never restarted
+    assert entry.dead  # removed chunks were masked, not re-read
