@@ -11,6 +11,12 @@ Segments are files ``<directory>/<uuid>.jsonl``. A process holds an exclusive ``
 each of its segments until it deletes them, so instances sharing a data directory (the
 compose file's volume) never take each other's: only a dead process's locks are free.
 Replaying a segment twice is harmless, since inserts skip event ids already written.
+
+On the event loop only ``append`` (one ``write``) and ``rotate`` run; opening, reading and
+deleting segments happen in a thread (the recorder sees to it). Segments are opened with
+``O_NONBLOCK``: Linux ignores it for regular files (a write lands in the page cache), and it
+tells blocking-call detectors (LangGraph's, under ``langgraph dev``) that the write is not
+one of the calls they look for.
 """
 
 from __future__ import annotations
@@ -90,10 +96,15 @@ class UsageJournal:
         self._closed.append(self._current)
         self._current = self._new_segment()
 
-    def settled(self, seq: int) -> None:
-        """Every event up to ``seq`` is in the database (or the spool): drop their segments."""
+    def settled(self, seq: int) -> list[_Segment]:
+        """Every event up to ``seq`` is safe: the segments to delete (with :func:`remove`).
+
+        No I/O here, so it may run on the event loop.
+        """
+        done = []
         while self._closed and self._closed[0].last_seq <= seq:
-            _remove(self._closed.popleft())
+            done.append(self._closed.popleft())
+        return done
 
     def close(self, *, keep: bool) -> None:
         """Stop: delete every segment (``keep=False``: all events are safe) or keep them."""
@@ -108,7 +119,7 @@ class UsageJournal:
 
     def _new_segment(self) -> _Segment:
         path = self._directory / f"{uuid.uuid4().hex}.jsonl"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return _Segment(path, fd)
 
@@ -137,6 +148,12 @@ def _read(path: Path) -> list[UsageRecord]:
         except (ValueError, KeyError, TypeError):  # a line cut by the crash
             logger.warning("skipped a torn usage journal line in %s", path.name)
     return events
+
+
+def remove(segments: list[_Segment]) -> None:
+    """Delete settled segments (blocking I/O: call it from a thread)."""
+    for segment in segments:
+        _remove(segment)
 
 
 def _remove(segment: _Segment) -> None:

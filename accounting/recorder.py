@@ -24,7 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from accounting.events import UsageRecord
-from accounting.journal import UsageJournal
+from accounting.journal import UsageJournal, remove
 from db.models import UsageEvent
 
 logger = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class UsageRecorder:
         """Replay the spool and the journal of earlier runs, then start the writer task."""
         self._replay_spool()
         if self._journal is not None:
-            orphans = self._journal.open()
+            orphans = await asyncio.to_thread(self._journal.open)
             self._buffer.extend((self._journal.seq, event) for event in orphans)
         self._task = asyncio.create_task(self._run(), name="usage-recorder")
 
@@ -98,7 +98,7 @@ class UsageRecorder:
             self._spool(list(self._buffer))
             self._buffer.clear()
         if self._journal is not None:  # every event is in the database or the spool
-            self._journal.close(keep=False)
+            await asyncio.to_thread(self._journal.close, keep=False)
 
     async def _run(self) -> None:
         backoff = self._flush_interval
@@ -149,8 +149,19 @@ class UsageRecorder:
     # -- the spool ----------------------------------------------------------------------
     def _settled(self, events: list[tuple[int, UsageRecord]]) -> None:
         """``events`` (the oldest of the buffer) are safe: drop their journal segments."""
-        if self._journal is not None and events:
-            self._journal.settled(max(seq for seq, _ in events))
+        if self._journal is None or not events:
+            return
+        done = self._journal.settled(max(seq for seq, _ in events))
+        if not done:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            remove(done)
+            return
+        # Deleting files is blocking I/O: a thread does it. Should the process die first,
+        # the next start replays those segments, and the ids already written are skipped.
+        loop.run_in_executor(None, remove, done)
 
     def _spool(self, events: list[tuple[int, UsageRecord]]) -> None:
         self._spool_path.parent.mkdir(parents=True, exist_ok=True)

@@ -121,7 +121,7 @@ async def test_retried_batch_is_not_counted_twice(tmp_path: Path, services: Serv
 
 def test_the_journal_keeps_what_a_dead_process_held(tmp_path: Path) -> None:
     """Segments of a process that died (their locks free) are replayed, ours are not."""
-    from accounting.journal import UsageJournal
+    from accounting.journal import UsageJournal, remove
 
     directory = tmp_path / "journal"
     dead = UsageJournal(directory)
@@ -134,7 +134,7 @@ def test_the_journal_keeps_what_a_dead_process_held(tmp_path: Path) -> None:
     again = UsageJournal(directory)
     replayed = again.open()
     assert [e.prompt_tokens for e in replayed] == [0, 1, 2]
-    again.settled(again.seq)  # written to the database: the adopted segment goes
+    remove(again.settled(again.seq))  # written to the database: the adopted segment goes
     assert len(list(directory.glob("*.jsonl"))) == 2  # live's and again's current segments
     live.close(keep=False)
     again.close(keep=False)
