@@ -10,6 +10,7 @@ registry keeps a half document.
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,7 +54,14 @@ async def ingest_document(
 
     ``headings``: every chunk's text starts with the document's title and section path.
     """
-    parsed = await asyncio.to_thread(parse, data, document.filename, document.content_type)
+    stop = threading.Event()  # a cancelled ingestion stops its parsing thread too
+    try:
+        parsed = await asyncio.to_thread(
+            parse, data, document.filename, document.content_type, stop=stop.is_set
+        )
+    except asyncio.CancelledError:
+        stop.set()
+        raise
     chunks = await asyncio.to_thread(
         partial(
             split,

@@ -12,6 +12,7 @@ from loaders.errors import (
     DocumentTooLarge,
     EmptyDocument,
     LoaderError,
+    ParseCancelled,
     UnparseableDocument,
     UnsupportedType,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "DocumentTooLarge",
     "EmptyDocument",
     "LoaderError",
+    "ParseCancelled",
     "ParsedDocument",
     "Section",
     "UnparseableDocument",

@@ -51,3 +51,7 @@ class DocumentTooLarge(LoaderError):
 
     code = "document_too_large"
     status = 413
+
+
+class ParseCancelled(Exception):
+    """The caller stopped a parse in progress (a cancelled ingestion): not a document fault."""

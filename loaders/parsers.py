@@ -17,7 +17,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from loaders.errors import DocumentTooLarge, EmptyDocument, LoaderError, UnparseableDocument
+from loaders.errors import (
+    DocumentTooLarge,
+    EmptyDocument,
+    LoaderError,
+    ParseCancelled,
+    UnparseableDocument,
+)
 from loaders.sniff import CONTENT_TYPES, csv_dialect, decode_text, sniff_type
 
 if TYPE_CHECKING:
@@ -57,8 +63,30 @@ class ParsedDocument:
     sections: list[Section]
 
 
-def parse(data: bytes, filename: str, declared: str | None = None) -> ParsedDocument:
+Checkpoint = Callable[[], None]
+"""Called by the parsers between pages, blocks and rows: raises :class:`ParseCancelled` once
+the caller has asked to stop (parsing runs in a thread, which no cancellation reaches)."""
+
+
+def _checkpoint(stop: Callable[[], bool] | None) -> Checkpoint:
+    def check() -> None:
+        if stop is not None and stop():
+            raise ParseCancelled("the parse was stopped")
+
+    return check
+
+
+def parse(
+    data: bytes,
+    filename: str,
+    declared: str | None = None,
+    *,
+    stop: Callable[[], bool] | None = None,
+) -> ParsedDocument:
     """Parse ``data`` by its sniffed kind into non-empty sections.
+
+    ``stop``: polled between pages, blocks and rows; once it answers True the parse ends
+    with :class:`ParseCancelled` (a cancelled ingestion stops its parsing thread).
 
     Raises:
         UnsupportedType: not a format we read.
@@ -67,7 +95,9 @@ def parse(data: bytes, filename: str, declared: str | None = None) -> ParsedDocu
     """
     kind = sniff_type(data, filename, declared)
     try:
-        sections = _PARSERS[kind](data)
+        sections = _PARSERS[kind](data, _checkpoint(stop))
+    except ParseCancelled:
+        raise
     except DocumentTooLarge as exc:  # raised inside a parser, which knows no file name
         raise DocumentTooLarge(filename, exc.reason) from None
     except LoaderError:
@@ -90,17 +120,18 @@ def _too_much_text(filename: str) -> DocumentTooLarge:
     )
 
 
-def _parse_txt(data: bytes) -> list[Section]:
+def _parse_txt(data: bytes, check: Checkpoint) -> list[Section]:
     return [Section(decode_text(data))]
 
 
-def _parse_md(data: bytes) -> list[Section]:
+def _parse_md(data: bytes, check: Checkpoint) -> list[Section]:
     from langchain_text_splitters import MarkdownHeaderTextSplitter
 
     splitter = MarkdownHeaderTextSplitter(_MD_HEADINGS, strip_headers=False)
     keys = [key for _, key in _MD_HEADINGS]
     sections = []
     for doc in splitter.split_text(decode_text(data)):
+        check()
         path = " > ".join(str(doc.metadata[k]) for k in keys if doc.metadata.get(k))
         # The splitter ends lines with markdown hard breaks ("  \n"); they are noise here.
         text = "\n".join(line.rstrip() for line in doc.page_content.split("\n"))
@@ -108,17 +139,18 @@ def _parse_md(data: bytes) -> list[Section]:
     return sections
 
 
-def _parse_html(data: bytes) -> list[Section]:
+def _parse_html(data: bytes, check: Checkpoint) -> list[Section]:
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(decode_text(data), "html.parser")
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
     for tag in soup.find_all(_HTML_DROPPED):
         tag.decompose()
-    return list(_html_sections(soup.body or soup, title or None))
+    check()
+    return list(_html_sections(soup.body or soup, title or None, check))
 
 
-def _html_sections(root: Tag, title: str | None) -> Iterator[Section]:
+def _html_sections(root: Tag, title: str | None, check: Checkpoint) -> Iterator[Section]:
     """Walk the tree once, cutting a section at each h1/h2 (path "h1 > h2")."""
     from bs4 import NavigableString, Tag
     from bs4.element import PreformattedString
@@ -132,6 +164,7 @@ def _html_sections(root: Tag, title: str | None) -> Iterator[Section]:
     for node in root.descendants:
         if isinstance(node, Tag):
             if node.name in ("h1", "h2"):
+                check()
                 yield flush()
                 parts.clear()
                 heading = node.get_text(" ", strip=True)
@@ -154,7 +187,7 @@ def _tidy(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
-def _parse_pdf(data: bytes) -> list[Section]:
+def _parse_pdf(data: bytes, check: Checkpoint) -> list[Section]:
     from pypdf import PdfReader
 
     # Some producers put junk (a BOM, whitespace) before the header; pypdf insists on it first.
@@ -168,6 +201,7 @@ def _parse_pdf(data: bytes) -> list[Section]:
     sections: list[Section] = []
     total = 0
     for number, page in enumerate(reader.pages, start=1):
+        check()
         text = page.extract_text() or ""
         total += len(text)
         if total > MAX_TEXT_CHARS:  # stop extracting: the rest would be refused anyway
@@ -176,15 +210,17 @@ def _parse_pdf(data: bytes) -> list[Section]:
     return sections
 
 
-def _parse_docx(data: bytes) -> list[Section]:
+def _parse_docx(data: bytes, check: Checkpoint) -> list[Section]:
     import docx
     from docx.table import Table
 
     document = docx.Document(io.BytesIO(data))
+    check()
     path: list[str] = []
     parts: list[str] = []
     sections: list[Section] = []
     for block in document.iter_inner_content():
+        check()
         if isinstance(block, Table):
             parts.append(_docx_table(block))
             continue
@@ -212,7 +248,7 @@ def _docx_table(table: Any) -> str:
     return "\n".join(lines)
 
 
-def _parse_csv(data: bytes) -> list[Section]:
+def _parse_csv(data: bytes, check: Checkpoint) -> list[Section]:
     text = decode_text(data)
     dialect = csv_dialect(text) or csv.excel
     rows = list(csv.reader(io.StringIO(text), dialect))
@@ -222,6 +258,7 @@ def _parse_csv(data: bytes) -> list[Section]:
     records = [row for row in rows[1:] if any(cell.strip() for cell in row)]
     sections = []
     for start in range(0, len(records), CSV_ROWS_PER_SECTION):
+        check()
         group = records[start : start + CSV_ROWS_PER_SECTION]
         text = "\n\n".join(_csv_record(header, row) for row in group)
         last = start + len(group)
@@ -239,7 +276,7 @@ def _csv_record(header: list[str], row: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _parse_json(data: bytes) -> list[Section]:
+def _parse_json(data: bytes, check: Checkpoint) -> list[Section]:
     value = json.loads(decode_text(data))
     if value in ({}, []):
         return []
@@ -252,7 +289,7 @@ def _pretty(value: object) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False)
 
 
-_PARSERS: dict[str, Callable[[bytes], list[Section]]] = {
+_PARSERS: dict[str, Callable[[bytes, Checkpoint], list[Section]]] = {
     "txt": _parse_txt,
     "md": _parse_md,
     "html": _parse_html,

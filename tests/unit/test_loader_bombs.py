@@ -67,3 +67,76 @@ def test_extracted_text_cap(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(DocumentTooLarge) as in_docx:
         parse(docx_bytes("x" * 2000), "long.docx")
     assert "long.docx" in in_docx.value.message
+
+
+def _rows(n: int) -> bytes:
+    return ("name,team\n" + "".join(f"person {i},team {i % 7}\n" for i in range(n))).encode()
+
+
+def test_a_stopped_parse_ends_at_its_next_checkpoint() -> None:
+    """``stop`` is polled while parsing: once it says so, the parse ends (no document error)."""
+    from loaders import ParseCancelled, parse
+
+    calls = 0
+
+    def stop_after_three() -> bool:
+        nonlocal calls
+        calls += 1
+        return calls > 3
+
+    with pytest.raises(ParseCancelled):
+        parse(_rows(10_000), "people.csv", stop=stop_after_three)  # 500 sections of 20 rows
+    assert calls == 4  # it stopped at the first checkpoint after the request, not at the end
+    assert len(parse(_rows(100), "people.csv", stop=lambda: False).sections) == 5
+
+
+async def test_cancelling_an_ingestion_stops_its_parsing_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The parse runs in a thread, which task cancellation does not reach: the stop flag does."""
+    import asyncio
+    import threading
+    from types import SimpleNamespace
+    from typing import Any
+
+    from knowledge import ingest
+    from loaders import ParseCancelled
+
+    started, ended = threading.Event(), threading.Event()
+    seen: list[str] = []
+    real_parse = ingest.parse
+
+    def watched_parse(*args: Any, **kwargs: Any) -> Any:
+        stop = kwargs["stop"]
+
+        def polled() -> bool:
+            started.set()
+            return bool(stop())
+
+        try:
+            return real_parse(*args, **{**kwargs, "stop": polled})
+        except ParseCancelled:
+            seen.append("stopped")
+            raise
+        finally:
+            ended.set()
+
+    monkeypatch.setattr(ingest, "parse", watched_parse)
+    document: Any = SimpleNamespace(id="d", filename="people.csv", content_type="text/csv")
+    task = asyncio.create_task(
+        ingest.ingest_document(
+            document,
+            SimpleNamespace(),  # type: ignore[arg-type]
+            _rows(400_000),
+            sessions=None,  # type: ignore[arg-type]
+            vectors=None,  # type: ignore[arg-type]
+            targets=[],
+            batch_size=1,
+        )
+    )
+    await asyncio.to_thread(started.wait, 30)
+    task.cancel()  # a user's cancel of the document
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await asyncio.to_thread(ended.wait, 30)
+    assert seen == ["stopped"]  # the thread stopped parsing instead of running to the end
