@@ -17,37 +17,26 @@ import asyncio
 import os
 import sys
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import jwt
-import psycopg
-from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._harness import SECRET, Run, cpu_seconds, fake_upstream, load, service, token
+from bench._harness import (
+    SECRET,
+    Run,
+    cpu_seconds,
+    fake_upstream,
+    load,
+    scratch_database,
+    service,
+    token,
+)
 from bench.chat_overhead import body
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 LIMITS = {"requests_per_minute": 10**8, "tokens_per_day": 10**11, "cost_usd_per_month": 10**8}
-
-
-@contextmanager
-def pg_database() -> Iterator[str]:
-    """A throw-away PostgreSQL database."""
-    name = f"ahc_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 def admin_token() -> str:
@@ -75,7 +64,7 @@ async def main_async(args: argparse.Namespace) -> None:
     ]
     rows: list[tuple[str, str, int, Run, float]] = []
     hits: list[tuple[str, Run, float]] = []
-    with fake_upstream(core=1) as upstream, pg_database() as pg:
+    with fake_upstream(core=1) as upstream, scratch_database() as pg:
         setups.append(
             (
                 "accounting + limits (PostgreSQL + Redis)",

@@ -23,21 +23,17 @@ import random
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 import httpx
-import psycopg
-from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._harness import Service, fake_upstream, service, token
+from bench._harness import Service, fake_upstream, scratch_database, service, token
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 MIX = (("chat", 40), ("stream", 30), ("search", 10), ("rag", 10), ("usage", 10))
 DOCUMENT = "\n\n".join(
     f"Policy {i}. Laptops are replaced every {i + 2} years; the VPN client is GlobalProtect. "
@@ -58,21 +54,6 @@ class Tally:
         """The ``q`` quantile of the latencies, in ms."""
         data = sorted(self.latencies)
         return data[min(len(data) - 1, int(q * len(data)))] * 1000 if data else float("nan")
-
-
-@contextmanager
-def scratch_database() -> Iterator[str]:
-    """A PostgreSQL database of its own, dropped afterwards."""
-    name = f"ahc_load_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 def request_for(kind: str, i: int) -> tuple[str, str, dict | None]:
@@ -195,7 +176,11 @@ async def main(args: argparse.Namespace) -> None:
     ]
     throughput: dict[tuple[int, int], float] = {}
     soak_rows: list[str] = []
-    with scratch_database() as database, fake_upstream(core=1) as upstream, ExitStack() as stack:
+    with (
+        scratch_database("ahc_load") as database,
+        fake_upstream(core=1) as upstream,
+        ExitStack() as stack,
+    ):
         env = {
             "AHC_DATABASE_URL": database,
             "AHC_REDIS_URL": "redis://127.0.0.1:6379/0",
