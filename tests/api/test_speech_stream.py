@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from providers.speech.whisper_files import packaged_model_dir
 from tests.support.audio import CLIP_TEXT, clip_wav, words
-from tests.support.service import RunningService, ServiceFactory
+from tests.support.service import RunningService, ServiceFactory, usage_rows
 
 
 @pytest.fixture(scope="module")
@@ -56,23 +55,6 @@ def receive_json(ws: ClientConnection) -> dict[str, Any]:
     return json.loads(message)
 
 
-def usage(service: RunningService, requests: int) -> list[dict[str, str]]:
-    import csv
-    import io
-
-    deadline = time.monotonic() + 10
-    while True:
-        export = httpx.get(
-            f"{service.api}/usage/export",
-            params={"format": "csv"},
-            headers=service.headers("org-a", "boss", "admin"),
-        )
-        rows = list(csv.DictReader(io.StringIO(export.text)))
-        if len(rows) >= requests or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.05)
-
-
 @pytest.mark.slow
 def test_partials_while_audio_arrives_then_the_final(
     services: ServiceFactory, whisper_dir: Path
@@ -98,7 +80,7 @@ def test_partials_while_audio_arrives_then_the_final(
     assert words(message["text"]) == words(CLIP_TEXT)
     assert message["language"] == "en" and message["duration_s"] == pytest.approx(4.05, abs=0.01)
     assert message["segments"] and message["segments"][0]["start"] < 1
-    rows = usage(service, 1)
+    rows = usage_rows(service, 1)
     assert [(r["route"], r["provider"], r["status"]) for r in rows] == [
         ("speech.stream", "local", "ok")
     ]
@@ -151,7 +133,7 @@ def test_bad_frames_and_caps_end_the_session_with_an_error(services: ServiceFact
             assert message["type"] == "error" and message["code"] == code, (frames, message)
             with pytest.raises(ConnectionClosed):
                 ws.recv(timeout=5)
-    rows = usage(service, len(cases))
+    rows = usage_rows(service, len(cases))
     assert sorted(r["error_code"] for r in rows) == sorted(code for _f, code in cases)
 
 
@@ -170,6 +152,6 @@ def test_an_empty_stream_and_a_client_that_vanishes(service: RunningService) -> 
         with connect(ws_url(service, service.token())) as gone:
             gone.send(b"\x00\x00" * 8_000)  # half a second, then gone without a word
             gone.socket.close()
-    rows = usage(service, 2)
+    rows = usage_rows(service, 2)
     assert sorted(r["error_code"] or "ok" for r in rows) == ["client_disconnected", "ok"]
     assert httpx.get(f"{service.url}/healthz").status_code == 200

@@ -24,7 +24,7 @@ from tests.api.test_speech_stream import clip_pcm, pcm_frames, ws_url
 from tests.fakes.elevenlabs_server import FakeElevenLabs, fake_tts
 from tests.fakes.openai_server import FakeOpenAI, fake_speech
 from tests.support.audio import CLIP_TEXT, clip_wav, words
-from tests.support.service import RunningService, ServiceFactory
+from tests.support.service import RunningService, ServiceFactory, usage_rows
 
 Frame = dict[str, Any] | bytes
 
@@ -76,23 +76,6 @@ def thread_messages(service: RunningService, thread: str) -> list[tuple[str, str
     response = httpx.get(f"{service.api}/chat/threads/{thread}", headers=service.headers())
     assert response.status_code == 200, response.text
     return [(m["role"], m["content"]) for m in response.json()["messages"]]
-
-
-def usage_rows(service: RunningService, count: int) -> list[dict[str, str]]:
-    import csv
-    import io
-
-    deadline = time.monotonic() + 10
-    while True:
-        export = httpx.get(
-            f"{service.api}/usage/export",
-            params={"format": "csv"},
-            headers=service.headers("org-a", "boss", "admin"),
-        )
-        rows = list(csv.DictReader(io.StringIO(export.text)))
-        if len(rows) >= count or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.05)
 
 
 @pytest.mark.slow

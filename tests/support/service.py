@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from auth.tokens import Role, mint_token
 from core.config import Settings
@@ -54,6 +59,21 @@ class RunningService:
     ) -> dict[str, str]:
         """``Authorization`` header for ``org``/``user``."""
         return {"Authorization": f"Bearer {self.token(org, user, role)}"}
+
+
+def usage_rows(service: RunningService, count: int) -> list[dict[str, str]]:
+    """The org's usage export (CSV rows), once it holds ``count`` rows (events are batched)."""
+    deadline = time.monotonic() + 10
+    while True:
+        export = httpx.get(
+            f"{service.api}/usage/export",
+            params={"format": "csv"},
+            headers=service.headers("org-a", "boss", "admin"),
+        )
+        rows = list(csv.DictReader(io.StringIO(export.text)))
+        if len(rows) >= count or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)
 
 
 class ServiceFactory:
