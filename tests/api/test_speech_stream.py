@@ -13,27 +13,13 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from providers.speech.whisper_files import packaged_model_dir
-from tests.support.audio import CLIP_TEXT, clip_wav, words
-from tests.support.service import RunningService, ServiceFactory, usage_rows
+from tests.support.audio import CLIP_TEXT, clip_pcm, clip_wav, pcm_frames, words
+from tests.support.service import RunningService, ServiceFactory, speech_ws_url, usage_rows
 
 
 @pytest.fixture(scope="module")
 def whisper_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return packaged_model_dir(tmp_path_factory.mktemp("models"))
-
-
-def ws_url(service: RunningService, token: str | None = None) -> str:
-    base = service.url.replace("http://", "ws://") + "/api/speech/stream"
-    return f"{base}?token={token}" if token else base
-
-
-def pcm_frames(pcm: bytes, seconds: float = 0.5, rate: int = 16_000) -> list[bytes]:
-    size = int(rate * seconds) * 2
-    return [pcm[i : i + size] for i in range(0, len(pcm), size)]
-
-
-def clip_pcm() -> bytes:
-    return clip_wav()[44:]  # the committed WAV: a 44-byte header, then 16 kHz PCM16 mono
 
 
 def resampled_pcm(rate: int) -> bytes:
@@ -61,7 +47,7 @@ def test_partials_while_audio_arrives_then_the_final(
 ) -> None:
     service = services.start(speech_local_model_dir=whisper_dir)
     headers = {"Authorization": f"Bearer {service.token()}"}
-    with connect(ws_url(service), additional_headers=headers) as ws:
+    with connect(speech_ws_url(service), additional_headers=headers) as ws:
         ws.send(json.dumps({"type": "config", "sample_rate": 16_000, "language": "en"}))
         partials = []
         for frame in pcm_frames(clip_pcm()):
@@ -91,7 +77,7 @@ def test_partials_while_audio_arrives_then_the_final(
 def test_other_sample_rates_are_resampled(services: ServiceFactory, whisper_dir: Path) -> None:
     service = services.start(speech_local_model_dir=whisper_dir)
     at_48k = resampled_pcm(48_000)  # a browser's AudioContext rate
-    with connect(ws_url(service, service.token())) as ws:
+    with connect(speech_ws_url(service, service.token())) as ws:
         ws.send(json.dumps({"type": "config", "sample_rate": 48_000, "language": "en"}))
         for frame in pcm_frames(at_48k, rate=48_000):
             ws.send(frame)
@@ -106,10 +92,10 @@ def test_anonymous_and_bad_tokens_are_refused_before_accepting(
     service: RunningService,
 ) -> None:
     for url, headers in [
-        (ws_url(service), {}),
-        (ws_url(service, "not-a-jwt"), {}),
-        (ws_url(service), {"Authorization": "Bearer not-a-jwt"}),
-        (ws_url(service, service.token()[:-4] + "AAAA"), {}),
+        (speech_ws_url(service), {}),
+        (speech_ws_url(service, "not-a-jwt"), {}),
+        (speech_ws_url(service), {"Authorization": "Bearer not-a-jwt"}),
+        (speech_ws_url(service, service.token()[:-4] + "AAAA"), {}),
     ]:
         with pytest.raises(InvalidStatus) as refused:
             connect(url, additional_headers=headers).close()
@@ -126,7 +112,7 @@ def test_bad_frames_and_caps_end_the_session_with_an_error(services: ServiceFact
         ([b"\x00\x00" * 16_000, b"\x00\x00" * 1_000], "audio_too_long"),
     ]
     for frames, code in cases:
-        with connect(ws_url(service, service.token())) as ws:
+        with connect(speech_ws_url(service, service.token())) as ws:
             for frame in frames:
                 ws.send(frame)
             message = receive_json(ws)
@@ -138,7 +124,7 @@ def test_bad_frames_and_caps_end_the_session_with_an_error(services: ServiceFact
 
 
 def test_an_empty_stream_and_a_client_that_vanishes(service: RunningService) -> None:
-    with connect(ws_url(service, service.token())) as ws:
+    with connect(speech_ws_url(service, service.token())) as ws:
         ws.send(json.dumps({"type": "end"}))
         message = receive_json(ws)
     assert message == {
@@ -149,7 +135,7 @@ def test_an_empty_stream_and_a_client_that_vanishes(service: RunningService) -> 
         "segments": [],
     }
     with contextlib.suppress(ConnectionClosed, OSError):
-        with connect(ws_url(service, service.token())) as gone:
+        with connect(speech_ws_url(service, service.token())) as gone:
             gone.send(b"\x00\x00" * 8_000)  # half a second, then gone without a word
             gone.socket.close()
     rows = usage_rows(service, 2)

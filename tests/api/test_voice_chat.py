@@ -20,11 +20,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from providers.speech.whisper_files import packaged_model_dir
-from tests.api.test_speech_stream import clip_pcm, pcm_frames, ws_url
 from tests.fakes.elevenlabs_server import FakeElevenLabs, fake_tts
 from tests.fakes.openai_server import FakeOpenAI, fake_speech
-from tests.support.audio import CLIP_TEXT, clip_wav, words
-from tests.support.service import RunningService, ServiceFactory, usage_rows
+from tests.support.audio import CLIP_TEXT, clip_pcm, clip_wav, pcm_frames, words
+from tests.support.service import RunningService, ServiceFactory, speech_ws_url, usage_rows
 
 Frame = dict[str, Any] | bytes
 
@@ -83,7 +82,7 @@ def test_chat_mode_partials_final_tokens_audio_then_done(
     voice_service: RunningService, fake_openai: FakeOpenAI
 ) -> None:
     service = voice_service
-    with connect(ws_url(service, service.token())) as ws:
+    with connect(speech_ws_url(service, service.token())) as ws:
         ask(ws, {"thread_id": "talk-1", "voice": "nova"})
         frames = conversation(ws)
     assert kinds(frames) == [
@@ -141,7 +140,7 @@ def test_chat_mode_speaks_with_elevenlabs(
         elevenlabs_api_key="xi-service",
         elevenlabs_base_url=fake_elevenlabs.base_url,
     )
-    with connect(ws_url(service), additional_headers=service.headers()) as ws:
+    with connect(speech_ws_url(service), additional_headers=service.headers()) as ws:
         ask(ws, {"thread_id": "talk-xi", "voice": "voice-en", "format": "mp3"})
         frames = conversation(ws)
     assert kinds(frames)[-4:] == ["audio_start", "bytes", "audio_end", "done"]
@@ -161,7 +160,7 @@ def test_without_a_voice_the_answer_comes_as_text_and_an_error(
     service = services.start(
         speech_local_model_dir=whisper_dir, openai_api_key=None, speech_piper_enabled=False
     )
-    with connect(ws_url(service, service.token())) as ws:
+    with connect(speech_ws_url(service, service.token())) as ws:
         ask(ws, {"thread_id": "talk-offline"})
         frames = conversation(ws)
     assert kinds(frames) == ["partial", "final", "token", "error", "done"]
@@ -170,7 +169,7 @@ def test_without_a_voice_the_answer_comes_as_text_and_an_error(
     assert "elevenlabs" in error["message"]
     assert [role for role, _ in thread_messages(service, "talk-offline")] == ["user", "assistant"]
 
-    with connect(ws_url(service, service.token())) as ws:  # text only: no error
+    with connect(speech_ws_url(service, service.token())) as ws:  # text only: no error
         ask(ws, {"thread_id": "talk-offline", "speak": False})
         frames = conversation(ws)
     assert kinds(frames) == ["partial", "final", "token", "done"]
@@ -188,7 +187,7 @@ def test_another_users_thread_and_a_busy_thread_are_refused(
         json={"messages": [{"role": "user", "content": "hi"}], "thread_id": "private"},
     )
     assert mine.status_code == 200
-    with connect(ws_url(service, service.token(user="mallory"))) as ws:
+    with connect(speech_ws_url(service, service.token(user="mallory"))) as ws:
         ask(ws, {"thread_id": "private", "speak": False})
         frames = conversation(ws)
     assert kinds(frames) == ["partial", "final", "error"]
@@ -196,14 +195,14 @@ def test_another_users_thread_and_a_busy_thread_are_refused(
     assert len(thread_messages(service, "private")) == 2
 
     fake_openai.fail_next(status=500, times=5)  # the model fails: an error, nothing kept
-    with connect(ws_url(service, service.token())) as ws:
+    with connect(speech_ws_url(service, service.token())) as ws:
         ask(ws, {"thread_id": "private", "speak": False})
         frames = conversation(ws)
     assert kinds(frames) == ["partial", "final", "error"]
     assert frames[-1]["code"] == "upstream_error", frames[-1]  # type: ignore[index]
     assert len(thread_messages(service, "private")) == 2
 
-    with connect(ws_url(service, service.token())) as ws:
+    with connect(speech_ws_url(service, service.token())) as ws:
         ws.send(json.dumps({"type": "config", "mode": "chat", "thread_id": "bad id!"}))
         assert receive(ws) == {
             "type": "error",
@@ -218,7 +217,7 @@ def test_a_client_that_leaves_mid_answer_frees_the_thread(
 ) -> None:
     service = voice_service
     fake_openai.token_delay = 0.3  # a slow answer: ~12 words, ~4 s
-    with connect(ws_url(service, service.token())) as ws:
+    with connect(speech_ws_url(service, service.token())) as ws:
         ask(ws, {"thread_id": "talk-gone"})
         frame = receive(ws)
         while isinstance(frame, bytes) or frame["type"] != "token":
@@ -341,7 +340,7 @@ def test_a_spoken_turn_waits_for_a_busy_thread_then_gives_up(
         assert typed.status_code == 200
         lines = typed.iter_lines()  # (kept: a dropped iterator closes the connection)
         next(lines)  # the turn has started: the thread is locked
-        with connect(ws_url(service, service.token())) as ws:
+        with connect(speech_ws_url(service, service.token())) as ws:
             ask(ws, {"thread_id": "busy", "speak": False})
             frames = conversation(ws)
     assert kinds(frames) == ["partial", "final", "error"]
@@ -354,7 +353,7 @@ def test_offline_the_packaged_english_voice_speaks_the_answer(
 ) -> None:
     # No key at all: the answer is spoken by Piper (the optional extra, installed for tests).
     service = services.start(speech_local_model_dir=whisper_dir, openai_api_key=None)
-    with connect(ws_url(service, service.token())) as ws:
+    with connect(speech_ws_url(service, service.token())) as ws:
         ask(ws, {"thread_id": "talk-piper"})
         frames = conversation(ws)
     assert kinds(frames)[-4:] == ["audio_start", "bytes", "audio_end", "done"]

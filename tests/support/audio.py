@@ -32,6 +32,17 @@ def clip_wav() -> bytes:
     return CLIP.read_bytes()
 
 
+def clip_pcm() -> bytes:
+    """The clip's samples: the committed WAV is a 44-byte header, then 16 kHz PCM16 mono."""
+    return clip_wav()[44:]
+
+
+def pcm_frames(pcm: bytes, seconds: float = 0.5, rate: int = 16_000) -> list[bytes]:
+    """``pcm`` (PCM16 mono) cut into frames of ``seconds``, as a live client sends it."""
+    size = int(rate * seconds) * 2
+    return [pcm[i : i + size] for i in range(0, len(pcm), size)]
+
+
 def pcm_wav(samples: np.ndarray, rate: int = 16_000) -> bytes:
     """A 16-bit mono WAV of float samples in [-1, 1]."""
     buffer = io.BytesIO()

@@ -61,6 +61,12 @@ class RunningService:
         return {"Authorization": f"Bearer {self.token(org, user, role)}"}
 
 
+def speech_ws_url(service: RunningService, token: str | None = None) -> str:
+    """The live-speech websocket of ``service``, with ``token`` in the query if given."""
+    base = service.url.replace("http://", "ws://") + "/api/speech/stream"
+    return f"{base}?token={token}" if token else base
+
+
 def usage_rows(service: RunningService, count: int) -> list[dict[str, str]]:
     """The org's usage export (CSV rows), once it holds ``count`` rows (events are batched)."""
     deadline = time.monotonic() + 10
