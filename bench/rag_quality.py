@@ -108,7 +108,7 @@ from jobs.in_process import InProcessJobQueue
 from knowledge import keyword_index
 from knowledge.keywords import terms
 from providers.registry import ModelRegistry
-from services.job_table import job_handlers, register_jobs
+from services.job_table import job_table, register_jobs
 from services.knowledge import (
     DEFAULT_COLLECTION,
     KnowledgeService,
@@ -624,7 +624,7 @@ async def open_pipeline(
             knowledge.embeddings,
             storage.sessions,
         )
-        register_jobs(jobs, job_handlers(knowledge=service))
+        register_jobs(jobs, job_table(knowledge=service))
         await jobs.start()
         stack.push_async_callback(jobs.aclose)
         try:

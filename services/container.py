@@ -23,7 +23,7 @@ from providers.registry import ModelRegistry
 from providers.relay import OpenAIRelay
 from services.chat import ChatService
 from services.embeddings import EmbeddingService
-from services.job_table import job_abandoners, job_handlers, register_jobs
+from services.job_table import job_table, register_jobs
 from services.knowledge import KnowledgeService
 from services.knowledge_query import KnowledgeQuery
 from services.metering import MeteringGate
@@ -120,10 +120,7 @@ async def open_services(
         )
         register_jobs(
             jobs,
-            job_handlers(
-                knowledge=knowledge.service, prompt_evaluations=prompt_evaluations, speech=speech
-            ),
-            job_abandoners(
+            job_table(
                 knowledge=knowledge.service, prompt_evaluations=prompt_evaluations, speech=speech
             ),
         )

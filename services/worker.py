@@ -16,7 +16,7 @@ from contextlib import AsyncExitStack
 from core.config import Settings
 from jobs.procrastinate_queue import ProcrastinateJobQueue, WorkerOptions
 from providers.registry import ModelRegistry
-from services.job_table import job_abandoners, job_handlers, register_jobs
+from services.job_table import job_table, register_jobs
 from services.prompt_evaluations import PromptEvaluations
 from services.prompt_templates import PromptTemplates
 from services.wiring import (
@@ -71,12 +71,7 @@ async def run_worker(
         speech = await open_speech(stack, settings, storage, metering, jobs)
         register_jobs(
             jobs,
-            job_handlers(
-                knowledge=knowledge.service, prompt_evaluations=evaluations, speech=speech
-            ),
-            job_abandoners(
-                knowledge=knowledge.service, prompt_evaluations=evaluations, speech=speech
-            ),
+            job_table(knowledge=knowledge.service, prompt_evaluations=evaluations, speech=speech),
         )
         await jobs.start()
         stack.push_async_callback(jobs.aclose)

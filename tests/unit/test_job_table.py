@@ -1,4 +1,4 @@
-"""The one table of job names → handlers: what a process registers before its queue starts."""
+"""The one table of job names → handlers and abandon hooks: what a process registers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 from jobs.in_process import InProcessJobQueue
-from services.job_table import job_abandoners, job_handlers, register_jobs
+from services.job_table import Job, job_table, register_jobs
 from services.knowledge import INGEST_TASK, REEMBED_TASK, KnowledgeService
 
 
@@ -25,29 +25,19 @@ def _knowledge() -> KnowledgeService:
     )
 
 
-def test_knowledge_jobs_are_in_the_table() -> None:
+def test_knowledge_jobs_and_their_abandon_hooks_are_in_the_table() -> None:
     knowledge = _knowledge()
-    table = job_handlers(knowledge=knowledge)
-    assert table == {
-        INGEST_TASK: knowledge.run_ingest_job,
-        REEMBED_TASK: knowledge.run_reembed_job,
+    assert job_table(knowledge=knowledge) == {
+        INGEST_TASK: Job(knowledge.run_ingest_job, knowledge.abandon_ingest_job),
+        REEMBED_TASK: Job(knowledge.run_reembed_job, knowledge.abandon_reembed_job),
     }
-    assert job_handlers() == {}
+    assert job_table() == {}
 
 
 async def test_register_jobs_registers_every_entry() -> None:
     queue = InProcessJobQueue(workers=1)
-    register_jobs(queue, job_handlers(knowledge=_knowledge()))
+    register_jobs(queue, job_table(knowledge=_knowledge()))
     assert set(queue._handlers) == {INGEST_TASK, REEMBED_TASK}
-
-
-def test_every_knowledge_job_has_an_abandon_hook() -> None:
-    knowledge = _knowledge()
-    assert job_abandoners(knowledge=knowledge) == {
-        INGEST_TASK: knowledge.abandon_ingest_job,
-        REEMBED_TASK: knowledge.abandon_reembed_job,
-    }
-    assert job_abandoners() == {}
 
 
 def test_speech_transcription_jobs_are_in_the_table() -> None:
@@ -55,7 +45,6 @@ def test_speech_transcription_jobs_are_in_the_table() -> None:
 
     jobs = SimpleNamespace(run_job=object(), abandon_job=object())
     speech = cast(Any, SimpleNamespace(transcription_jobs=jobs))
-    table = job_handlers(speech=cast(SpeechService, speech))
-    assert table == {TRANSCRIBE_TASK: jobs.run_job}
-    assert job_abandoners(speech=cast(SpeechService, speech)) == {TRANSCRIBE_TASK: jobs.abandon_job}
+    table = job_table(speech=cast(SpeechService, speech))
+    assert table == {TRANSCRIBE_TASK: Job(jobs.run_job, jobs.abandon_job)}  # type: ignore[arg-type]
     assert TRANSCRIBE_TASK == "speech.transcribe"  # procrastinate queue `speech`
