@@ -115,6 +115,15 @@ class SearchRequest(BaseModel):
         description="hybrid: BM25 and vector results fused by score (each scaled within the "
         "search, then weighted).",
     )
+    rerank: bool | str | None = Field(
+        default=None,
+        description="Rerank the best candidates (`AHC_KNOWLEDGE_RERANK_CANDIDATES`) before "
+        "cutting to k: `true` with the default judge, or a model name (a chat model: the "
+        "LLM judge; or a rerank endpoint's model). Accounted like any model call. Unset: "
+        "the service's default (`AHC_KNOWLEDGE_RERANK_DEFAULT`); `false`: off. Without a "
+        "provider: 400 `rerank_unavailable`.",
+        examples=[True, "gpt-4o-mini"],
+    )
 
 
 class SearchResult(BaseModel):
@@ -128,7 +137,31 @@ class SearchResult(BaseModel):
     )
     vector_score: float | None = None
     keyword_score: float | None = None
+    rerank_score: float | None = Field(
+        default=None,
+        description="The rerank stage's score: the judge's grade / 3 (0..1), or the rerank "
+        "endpoint's relevance_score. None: not reranked.",
+    )
     metadata: dict[str, Any]
+
+
+class RerankError(BaseModel):
+    """Why the rerank stage fell back to the search's order."""
+
+    code: str
+    message: str
+
+
+class RerankPublic(BaseModel):
+    """What the rerank stage did."""
+
+    model: str
+    applied: bool = Field(
+        description="False: the judge failed and the results keep the search's order."
+    )
+    error: RerankError | None = Field(
+        default=None, description="Why it fell back (`upstream_error`, `upstream_timeout`...)."
+    )
 
 
 class SearchResponse(BaseModel):
@@ -137,6 +170,7 @@ class SearchResponse(BaseModel):
     results: list[SearchResult]
     collection: str
     mode: str
+    rerank: RerankPublic | None = Field(default=None, description="Set when reranking was asked.")
 
 
 class ReembedRequest(BaseModel):
@@ -170,6 +204,15 @@ class KnowledgeQueryRequest(BaseModel):
         "without a model call (default: calibrated per embedding model, "
         "`AHC_RAG_MIN_SIMILARITY`; a strong keyword match also counts).",
     )
+    rerank: bool | str | None = Field(
+        default=None,
+        description="Rerank the best candidates (`AHC_KNOWLEDGE_RERANK_CANDIDATES`) before "
+        "cutting to k: `true` with the default judge, or a model name (a chat model: the "
+        "LLM judge; or a rerank endpoint's model). Accounted like any model call. Unset: "
+        "the service's default (`AHC_KNOWLEDGE_RERANK_DEFAULT`); `false`: off. Without a "
+        "provider: 400 `rerank_unavailable`.",
+        examples=[True, "gpt-4o-mini"],
+    )
     model: str | None = Field(default=None, description="Chat model; the default if unset.")
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1)
@@ -198,6 +241,7 @@ class KnowledgeQueryRequest(BaseModel):
             filter=self.filter,
             mode=self.mode,
             min_similarity=self.min_similarity,
+            rerank=self.rerank,
             model=self.model,
             temperature=self.temperature,
             max_tokens=self.max_tokens,

@@ -200,6 +200,34 @@ class MeteredInput(_Held):
             inner, spec=spec, accountant=self.gate.accountant, context=self.context
         )
 
+    def record(
+        self,
+        started: float,
+        *,
+        model: str,
+        provider: str,
+        tokens: int = 0,
+        cost: Decimal = Decimal(0),
+        error: str | None = None,
+    ) -> None:
+        """The call's one usage event (it settles the hold): its input tokens, or its error.
+
+        For a call without a reply that is not an embedder's (a rerank endpoint).
+        """
+        self.gate.accountant.record(
+            self.context,
+            UsageRecord.of(
+                self.context,
+                model=model,
+                provider=provider,
+                prompt_tokens=tokens,
+                cost_usd=cost,
+                latency_ms=round((time.perf_counter() - started) * 1000),
+                status="ok" if error is None else "error",
+                error_code=error,
+            ),
+        )
+
 
 @dataclass(slots=True)
 class MeteredCall(_Held):
