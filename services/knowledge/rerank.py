@@ -34,6 +34,8 @@ from typing import Any
 
 import httpx
 import openai
+from langchain_core.runnables import Runnable
+from langchain_openai import ChatOpenAI
 from pydantic import ValidationError
 
 from accounting.embeddings import estimate_tokens
@@ -89,6 +91,7 @@ class Reranker:
         self._settings = settings
         self._gate = gate
         self._http: httpx.AsyncClient | None = None
+        self._judges: dict[tuple[int, int], tuple[ChatOpenAI, Runnable]] = {}
 
     async def aclose(self) -> None:
         """Close the rerank endpoint's connection pool."""
@@ -174,7 +177,8 @@ class Reranker:
             question=question,
             passages=judge_passages(hits, settings.knowledge_rerank_passage_chars),
         )
-        reply_cap = 32 + 16 * len(hits)  # {"passage": n, "grade": g} per passage
+        # {"passage": n, "grade": g} per candidate; one cap per service (a cached runnable)
+        reply_cap = 32 + 16 * max(len(hits), settings.knowledge_rerank_candidates)
         call = await self._gate.hold(
             principal,
             context,
@@ -184,10 +188,7 @@ class Reranker:
             reply_limit=reply_cap,
         )
         async with call:
-            model = call.chat_model().model_copy(
-                update={"max_tokens": reply_cap, "temperature": 0.0}
-            )
-            structured = model.with_structured_output(RelevanceVerdict, method="json_schema")
+            structured = self._structured(call.chat_model(), reply_cap)
             verdict = await structured.ainvoke(messages, call.runnable_config())
         if not isinstance(verdict, RelevanceVerdict):
             raise _InvalidVerdict(f"the judge answered {type(verdict).__name__}")
@@ -249,6 +250,21 @@ class Reranker:
             raise _InvalidVerdict("the rerank endpoint answered no results")
         scores = scores_from_results([r for r in results if isinstance(r, dict)], len(hits))
         return reorder(hits, scores, k=k, min_score=settings.knowledge_rerank_min_score)
+
+    def _structured(self, model: ChatOpenAI, reply_cap: int) -> Runnable:
+        """The judge's structured-output runnable over ``model`` (built once per model).
+
+        Building it (a copy with the reply cap, the JSON schema) costs ~1 ms of CPU.
+        """
+        cached = self._judges.get((id(model), reply_cap))
+        if cached is not None and cached[0] is model:
+            return cached[1]
+        if len(self._judges) >= 256:  # bounded: many orgs' keys over time
+            self._judges.pop(next(iter(self._judges)))
+        judge = model.model_copy(update={"max_tokens": reply_cap, "temperature": 0.0})
+        structured = judge.with_structured_output(RelevanceVerdict, method="json_schema")
+        self._judges[(id(model), reply_cap)] = (model, structured)
+        return structured
 
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:

@@ -145,3 +145,19 @@ def fake_rerank(_fake_rerank_session: FakeRerank) -> Iterator[FakeRerank]:
     _fake_rerank_session.reset()
     yield _fake_rerank_session
     _fake_rerank_session.reset()
+
+
+def main() -> None:
+    """Serve standalone until killed: prints ``READY <base_url>`` (for the benchmarks)."""
+    import argparse
+    import contextlib
+
+    argparse.ArgumentParser(description="Fake rerank endpoint.").parse_args()
+    with FakeRerank() as fake:
+        print(f"READY {fake.base_url}", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
