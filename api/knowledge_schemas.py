@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas import TemplateRef
 from core.patterns import COLLECTION_PATTERN, THREAD_ID_PATTERN
 from services.gateway_types import KnowledgeQuestion
+
+RerankModel = Annotated[str, Field(min_length=1, max_length=200)]
+"""A rerank judge's model name."""
 
 
 class DocumentError(BaseModel):
@@ -115,7 +118,7 @@ class SearchRequest(BaseModel):
         description="hybrid: BM25 and vector results fused by score (each scaled within the "
         "search, then weighted).",
     )
-    rerank: bool | str | None = Field(
+    rerank: bool | RerankModel | None = Field(
         default=None,
         description="Rerank the best candidates (`AHC_KNOWLEDGE_RERANK_CANDIDATES`) before "
         "cutting to k: `true` with the default judge, or a model name (a chat model: the "
@@ -204,7 +207,7 @@ class KnowledgeQueryRequest(BaseModel):
         "without a model call (default: calibrated per embedding model, "
         "`AHC_RAG_MIN_SIMILARITY`; a strong keyword match also counts).",
     )
-    rerank: bool | str | None = Field(
+    rerank: bool | RerankModel | None = Field(
         default=None,
         description="Rerank the best candidates (`AHC_KNOWLEDGE_RERANK_CANDIDATES`) before "
         "cutting to k: `true` with the default judge, or a model name (a chat model: the "
@@ -260,6 +263,11 @@ class CitationPublic(BaseModel):
     page: int | None = None
     snippet: str = Field(description="The start of the chunk (at most 300 characters).")
     score: float
+    rerank_score: float | None = Field(
+        default=None,
+        description="The rerank stage's score; null when it was not asked, or its judge "
+        "failed and the search's own order and relevance stood.",
+    )
 
 
 class QueryUsage(BaseModel):

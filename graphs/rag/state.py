@@ -46,6 +46,9 @@ class Citation(TypedDict):
     snippet: str
     """The start of the chunk, at most 300 characters."""
     score: float
+    rerank_score: NotRequired[float]
+    """The rerank stage's score, when the search was reranked (absent: not asked, or its
+    judge failed and the search's own order stood)."""
 
 
 class InputState(BaseModel):

@@ -132,7 +132,8 @@ def test_the_judge_decides_what_rag_answers_from(
     third = str(judged.body["messages"][-1]["content"]).split("[3] ", 1)[1][:40]
     context = str(answer_call.body["messages"][0]["content"])
     assert third in context and "\n[1] (" in context and "\n[2] (" not in context
-    assert len(answered.json()["citations"]) == 1
+    (cited,) = answered.json()["citations"]
+    assert cited["rerank_score"] == 1.0 and third.startswith(cited["snippet"][:20])
 
     # The request opts out of the service's default: no judge.
     fake_openai.requests.clear()
