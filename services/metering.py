@@ -12,6 +12,8 @@ a step (a forgotten org key bills the service's key, silently):
 3. for a call without a reply (an embedding), :meth:`MeteringGate.hold_input` reserves its
    input's tokens and returns a :class:`MeteredInput`, whose embedder accounts the call
    (``accounting.embeddings.AccountedEmbeddings``) and settles the hold with its usage;
+   another call without a reply (a rerank endpoint) settles it with
+   :meth:`MeteredInput.record`;
 4. calls priced by their caller rather than in tokens (speech: audio seconds, characters)
    use :meth:`MeteringGate.hold_priced` and :meth:`MeteredCall.record`.
 

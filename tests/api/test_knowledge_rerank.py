@@ -176,6 +176,27 @@ def test_a_failing_judge_keeps_the_search_order_and_says_so(
     assert unreadable.json()["rerank"]["error"]["code"] == "invalid_verdict"
 
 
+def test_the_judge_calls_with_the_orgs_own_key(
+    services: ServiceFactory, fake_openai: FakeOpenAI
+) -> None:
+    service = services.start(**EMBEDDING)
+    load(service)
+    own = httpx.put(
+        f"{service.api}/provider-keys/openai",
+        headers=service.headers("org-a", "boss", "admin"),
+        json={"api_key": "sk-org-a-own"},
+    )
+    assert own.status_code in (200, 201), own.text
+    fake_openai.structured_reply = grades((1, 3))
+
+    found = search(service, QUESTION, k=2, mode="keyword", rerank=True)
+
+    assert found.status_code == 200, found.text
+    assert found.json()["rerank"]["applied"] is True
+    (call,) = judge_requests(fake_openai)
+    assert call.headers["authorization"] == "Bearer sk-org-a-own"
+
+
 def test_limits_hold_before_the_judge_is_called(
     services: ServiceFactory, fake_openai: FakeOpenAI
 ) -> None:
