@@ -262,7 +262,9 @@ class Reranker:
         if len(self._judges) >= 256:  # bounded: many orgs' keys over time
             self._judges.pop(next(iter(self._judges)))
         judge = model.model_copy(update={"max_tokens": reply_cap, "temperature": 0.0})
-        structured = judge.with_structured_output(RelevanceVerdict, method="json_schema")
+        structured = judge.with_structured_output(
+            RelevanceVerdict, method="json_schema", strict=True
+        )
         self._judges[(id(model), reply_cap)] = (model, structured)
         return structured
 

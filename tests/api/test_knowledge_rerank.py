@@ -96,6 +96,7 @@ def test_the_judge_reorders_and_is_accounted(
     (call,) = judge_requests(fake_openai)
     assert call.body["model"] == "gpt-4o-mini" and call.body["temperature"] == 0
     assert call.body["response_format"]["type"] == "json_schema"
+    assert call.body["response_format"]["json_schema"]["strict"] is True
     assert call.headers["authorization"] == "Bearer sk-service-key"
     prompt = "\n".join(str(m["content"]) for m in call.body["messages"])
     assert QUESTION in prompt and "[3] " in prompt and "GlobalProtect" in prompt
