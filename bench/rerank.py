@@ -5,12 +5,14 @@ knowledge service is built in-process as ``bench/rag_quality.py`` builds it (its
 ``open_pipeline``: SQLite, embedded Chroma, the in-process job queue, accounting and limits
 on), over the documents of ``tests/data/knowledge/`` embedded by the fake OpenAI server
 (``text-embedding-3-small``, instant), and each question of ``questions.jsonl`` is searched
-(hybrid, ``--k``) three ways, interleaved question by question:
+(hybrid, ``--k``) four ways, interleaved question by question:
 
 - ``off``: no rerank;
 - ``judge``: the LLM judge, ``ChatOpenAI`` with structured output through the metering gate,
   against the fake OpenAI server (it answers an example of the schema in microseconds);
 - ``endpoint``: the rerank endpoint client against ``tests/fakes/rerank_server.py``.
+- ``off, k=10``: the search of the judge's candidates without the call (what ranking more
+  hits costs; ``AHC_KNOWLEDGE_RERANK_CANDIDATES``).
 
 Both fakes run in processes of their own, so this process's CPU time is the service's alone.
 Reported per stage: wall p50/p95 and CPU ms p50 per search, the added wall and CPU (p50 of the
@@ -136,21 +138,31 @@ async def run_cost(args: argparse.Namespace) -> str:
             AHC_UPSTREAM_MAX_RETRIES="0",
         )
         async with open_pipeline("text-embedding-3-small", documents, threads=1) as pipeline:
-            stages = {name: Stage(name) for name in ("off", f"judge ({JUDGE_MODEL})", "endpoint")}
-            ways: dict[str, bool | str] = dict(
-                zip(stages, [False, JUDGE_MODEL, ENDPOINT_MODEL], strict=True)
+            candidates = max(args.k, int(os.environ.get("AHC_KNOWLEDGE_RERANK_CANDIDATES", 10)))
+            names = ("off", f"off, k={candidates}", f"judge ({JUDGE_MODEL})", "endpoint")
+            stages = {name: Stage(name) for name in names}
+            ways: dict[str, tuple[int, bool | str]] = dict(
+                zip(
+                    stages,
+                    [
+                        (args.k, False),
+                        (candidates, False),  # the candidates' search, without the call
+                        (args.k, JUDGE_MODEL),
+                        (args.k, ENDPOINT_MODEL),
+                    ],
+                    strict=True,
+                )
             )
             for question in questions[:3]:  # warm-up: clients, pools, caches
-                for rerank in ways.values():
-                    await timed(pipeline, question.question, args.k, rerank)
+                for k, rerank in ways.values():
+                    await timed(pipeline, question.question, k, rerank)
             tokens: list[float] = []
             for question in questions:
-                for name, rerank in ways.items():
-                    _, wall, cpu, error = await timed(pipeline, question.question, args.k, rerank)
+                for name, (k, rerank) in ways.items():
+                    _, wall, cpu, error = await timed(pipeline, question.question, k, rerank)
                     stages[name].wall.append(wall)
                     stages[name].cpu.append(cpu)
                     stages[name].errors += error is not None
-                candidates = max(args.k, int(os.environ.get("AHC_KNOWLEDGE_RERANK_CANDIDATES", 10)))
                 tokens.append(await judge_prompt_tokens(pipeline, question.question, candidates))
     off = stages["off"]
     lines = [
