@@ -136,6 +136,20 @@ def test_the_judge_decides_what_rag_answers_from(
     (cited,) = answered.json()["citations"]
     assert cited["rerank_score"] == 1.0 and third.startswith(cited["snippet"][:20])
 
+    # The same through the stream: the citations event carries the judge's score.
+    streamed = httpx.post(
+        ask,
+        headers=service.headers(),
+        json={"question": QUESTION, "stream": True},
+        timeout=60,
+    )
+    assert streamed.status_code == 200, streamed.text
+    events = [
+        json.loads(line[6:]) for line in streamed.text.splitlines() if line.startswith("data: {")
+    ]
+    (cited_event,) = [e for e in events if e["type"] == "citations"]
+    assert [c["rerank_score"] for c in cited_event["citations"]] == [1.0]
+
     # The request opts out of the service's default: no judge.
     fake_openai.requests.clear()
     plain = httpx.post(
