@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas import TemplateRef
 from core.patterns import COLLECTION_PATTERN, THREAD_ID_PATTERN
 from services.gateway_types import KnowledgeQuestion
+
+RerankModel = Annotated[str, Field(min_length=1, max_length=200)]
+"""A rerank judge's model name."""
 
 
 class DocumentError(BaseModel):
@@ -115,6 +118,15 @@ class SearchRequest(BaseModel):
         description="hybrid: BM25 and vector results fused by score (each scaled within the "
         "search, then weighted).",
     )
+    rerank: bool | RerankModel | None = Field(
+        default=None,
+        description="Rerank the best candidates (`AHC_KNOWLEDGE_RERANK_CANDIDATES`) before "
+        "cutting to k: `true` with the default judge, or a model name (a chat model: the "
+        "LLM judge; or a rerank endpoint's model). Accounted like any model call. Unset: "
+        "the service's default (`AHC_KNOWLEDGE_RERANK_DEFAULT`); `false`: off. Without a "
+        "provider: 400 `rerank_unavailable`.",
+        examples=[True, "gpt-4o-mini"],
+    )
 
 
 class SearchResult(BaseModel):
@@ -128,7 +140,31 @@ class SearchResult(BaseModel):
     )
     vector_score: float | None = None
     keyword_score: float | None = None
+    rerank_score: float | None = Field(
+        default=None,
+        description="The rerank stage's score: the judge's grade / 3 (0..1), or the rerank "
+        "endpoint's relevance_score. None: not reranked.",
+    )
     metadata: dict[str, Any]
+
+
+class RerankError(BaseModel):
+    """Why the rerank stage fell back to the search's order."""
+
+    code: str
+    message: str
+
+
+class RerankPublic(BaseModel):
+    """What the rerank stage did."""
+
+    model: str
+    applied: bool = Field(
+        description="False: the judge failed and the results keep the search's order."
+    )
+    error: RerankError | None = Field(
+        default=None, description="Why it fell back (`upstream_error`, `upstream_timeout`...)."
+    )
 
 
 class SearchResponse(BaseModel):
@@ -137,6 +173,7 @@ class SearchResponse(BaseModel):
     results: list[SearchResult]
     collection: str
     mode: str
+    rerank: RerankPublic | None = Field(default=None, description="Set when reranking was asked.")
 
 
 class ReembedRequest(BaseModel):
@@ -170,6 +207,15 @@ class KnowledgeQueryRequest(BaseModel):
         "without a model call (default: calibrated per embedding model, "
         "`AHC_RAG_MIN_SIMILARITY`; a strong keyword match also counts).",
     )
+    rerank: bool | RerankModel | None = Field(
+        default=None,
+        description="Rerank the best candidates (`AHC_KNOWLEDGE_RERANK_CANDIDATES`) before "
+        "cutting to k: `true` with the default judge, or a model name (a chat model: the "
+        "LLM judge; or a rerank endpoint's model). Accounted like any model call. Unset: "
+        "the service's default (`AHC_KNOWLEDGE_RERANK_DEFAULT`); `false`: off. Without a "
+        "provider: 400 `rerank_unavailable`.",
+        examples=[True, "gpt-4o-mini"],
+    )
     model: str | None = Field(default=None, description="Chat model; the default if unset.")
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1)
@@ -198,6 +244,7 @@ class KnowledgeQueryRequest(BaseModel):
             filter=self.filter,
             mode=self.mode,
             min_similarity=self.min_similarity,
+            rerank=self.rerank,
             model=self.model,
             temperature=self.temperature,
             max_tokens=self.max_tokens,
@@ -216,6 +263,11 @@ class CitationPublic(BaseModel):
     page: int | None = None
     snippet: str = Field(description="The start of the chunk (at most 300 characters).")
     score: float
+    rerank_score: float | None = Field(
+        default=None,
+        description="The rerank stage's score; null when it was not asked, or its judge "
+        "failed and the search's own order and relevance stood.",
+    )
 
 
 class QueryUsage(BaseModel):

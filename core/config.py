@@ -317,6 +317,62 @@ class Settings(BaseSettings):
         description="The same bar for keyword-only searches, which have no similarity.",
     )
 
+    # --- the rerank stage (services.knowledge.rerank) ----------------------------------
+    knowledge_rerank_default: bool = Field(
+        default=False,
+        description="Rerank every knowledge search and RAG retrieval that does not say "
+        "(`rerank` in the request body: false opts out). Needs a provider: an OpenAI key "
+        "(the judge) or `knowledge_rerank_url`.",
+    )
+    knowledge_rerank_model: str | None = Field(
+        default=None,
+        description="What `rerank: true` uses: a chat model (the LLM judge) or one of "
+        "`knowledge_rerank_models` (the rerank endpoint). Unset: the endpoint's first model "
+        "when one is configured, else the default chat model unless it is the embedded one.",
+    )
+    knowledge_rerank_candidates: int = Field(
+        default=10,
+        ge=1,
+        le=50,
+        description="How many of the search's best hits the rerank stage judges (at least k).",
+    )
+    knowledge_rerank_min_grade: int = Field(
+        default=2,
+        ge=0,
+        le=3,
+        description="The LLM judge's grade (0 unrelated, 1 on topic, 2 partly answers, 3 "
+        "answers) from which a hit counts as relevant; a search with none is not answered.",
+    )
+    knowledge_rerank_passage_chars: int = Field(
+        default=1500,
+        ge=100,
+        le=20_000,
+        description="Characters of each candidate the judge reads (bounds the prompt).",
+    )
+    knowledge_rerank_timeout_seconds: float = Field(
+        default=20.0,
+        gt=0,
+        description="A rerank call still running after this falls back to the search's order.",
+    )
+    knowledge_rerank_url: str | None = Field(
+        default=None,
+        description="A rerank endpoint (`POST` `{model, query, documents, top_n}` → "
+        "`{results: [{index, relevance_score}]}`: Cohere v2, Jina, vLLM, Infinity), the "
+        "full URL, e.g. http://reranker:7997/rerank or https://api.jina.ai/v1/rerank.",
+    )
+    knowledge_rerank_api_key: SecretStr | None = Field(
+        default=None, description="The rerank endpoint's bearer key (unset: none sent)."
+    )
+    knowledge_rerank_models: list[str] = Field(
+        default=[],
+        description="The model names the rerank endpoint serves (the first is its default).",
+    )
+    knowledge_rerank_min_score: float | None = Field(
+        default=None,
+        description="The endpoint's `relevance_score` from which a hit counts as relevant "
+        "(its scale is the model's). Unset: the search's own relevance verdict stays.",
+    )
+
     semantic_cache_enabled: bool = Field(
         default=False,
         description="Also answer rephrased repeats (embedding similarity) from the cache.",
@@ -482,7 +538,13 @@ class Settings(BaseSettings):
         "environment (prometheus-client reads it too), empty at start.",
     )
 
-    @field_validator("openai_api_key", "elevenlabs_api_key", "metrics_token", "jwt_secret")
+    @field_validator(
+        "openai_api_key",
+        "elevenlabs_api_key",
+        "metrics_token",
+        "jwt_secret",
+        "knowledge_rerank_api_key",
+    )
     @classmethod
     def _empty_key_is_none(cls, value: SecretStr | None) -> SecretStr | None:
         """An empty ``OPENAI_API_KEY=`` means "no key", not a key that fails upstream.
@@ -522,6 +584,23 @@ class Settings(BaseSettings):
             raise ValueError(
                 "AHC_JOB_QUEUE=procrastinate needs PostgreSQL: set AHC_DATABASE_URL to a "
                 "postgresql+psycopg:// URL, or use AHC_JOB_QUEUE=in_process"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _rerank_default_needs_provider(self) -> Settings:
+        """Reranking by default without a provider would refuse every search: stop at start."""
+        if self.knowledge_rerank_default and (
+            self.openai_api_key is None and not self.knowledge_rerank_url
+        ):
+            raise ValueError(
+                "AHC_KNOWLEDGE_RERANK_DEFAULT=true needs a provider: set OPENAI_API_KEY (the "
+                "LLM judge) or AHC_KNOWLEDGE_RERANK_URL (a rerank endpoint)"
+            )
+        if self.knowledge_rerank_url and not self.knowledge_rerank_models:
+            raise ValueError(
+                "AHC_KNOWLEDGE_RERANK_URL needs AHC_KNOWLEDGE_RERANK_MODELS (the model names "
+                'it serves, e.g. ["jina-reranker-v2-base-multilingual"])'
             )
         return self
 

@@ -49,6 +49,9 @@ class SearchQuery:
     mode: SearchMode = "hybrid"
     min_similarity: float | None = None
     """The similarity bar of :func:`found_relevant` (None: the collection's model's)."""
+    rerank: bool | str | None = None
+    """The rerank stage (``services.knowledge.rerank``): None the service's default, False
+    off, True the default judge, or a judge's model name."""
 
     @property
     def fetch(self) -> int:
@@ -84,6 +87,8 @@ class SearchHit:
     """Whether the search found anything relevant (:func:`found_relevant`), the same for
     every hit of one search: the RAG graph answers "not found" without a model call when
     it is False."""
+    rerank_score: float | None = None
+    """The rerank stage's score (None: not reranked, or its judge failed)."""
 
 
 def keyword_unit(chunks: int) -> float:

@@ -146,6 +146,7 @@ class KnowledgeQuestion:
     filter: dict[str, Any] | None = None
     mode: Literal["vector", "keyword", "hybrid"] = "hybrid"
     min_similarity: float | None = None
+    rerank: bool | str | None = None
     model: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None

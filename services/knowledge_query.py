@@ -81,6 +81,7 @@ def knowledge_search(knowledge: Callable[[], KnowledgeService]) -> SearchFn:
                 collection=query.collection,
                 mode=query.mode,
                 min_similarity=query.min_similarity,
+                rerank=query.rerank,
             ),
         )
         return [Hit(**asdict(hit)) for hit in hits]  # type: ignore[typeddict-item]
@@ -291,6 +292,7 @@ class KnowledgeQuery:
             "filter": request.filter,
             "mode": request.mode,
             "min_similarity": request.min_similarity,
+            "rerank": request.rerank,
         }
         graph: Runnable = self._stateless
         turn: _ThreadTurn | None = None

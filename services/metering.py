@@ -12,6 +12,8 @@ a step (a forgotten org key bills the service's key, silently):
 3. for a call without a reply (an embedding), :meth:`MeteringGate.hold_input` reserves its
    input's tokens and returns a :class:`MeteredInput`, whose embedder accounts the call
    (``accounting.embeddings.AccountedEmbeddings``) and settles the hold with its usage;
+   another call without a reply (a rerank endpoint) settles it with
+   :meth:`MeteredInput.record`;
 4. calls priced by their caller rather than in tokens (speech: audio seconds, characters)
    use :meth:`MeteringGate.hold_priced` and :meth:`MeteredCall.record`.
 
@@ -198,6 +200,34 @@ class MeteredInput(_Held):
         """``inner`` accounted to this call: each call one usage event, settling the hold."""
         return AccountedEmbeddings(
             inner, spec=spec, accountant=self.gate.accountant, context=self.context
+        )
+
+    def record(
+        self,
+        started: float,
+        *,
+        model: str,
+        provider: str,
+        tokens: int = 0,
+        cost: Decimal = Decimal(0),
+        error: str | None = None,
+    ) -> None:
+        """The call's one usage event (it settles the hold): its input tokens, or its error.
+
+        For a call without a reply that is not an embedder's (a rerank endpoint).
+        """
+        self.gate.accountant.record(
+            self.context,
+            UsageRecord.of(
+                self.context,
+                model=model,
+                provider=provider,
+                prompt_tokens=tokens,
+                cost_usd=cost,
+                latency_ms=round((time.perf_counter() - started) * 1000),
+                status="ok" if error is None else "error",
+                error_code=error,
+            ),
         )
 
 

@@ -43,7 +43,7 @@ from providers.local_llm import start_local_model
 from providers.registry import ModelRegistry
 from providers.relay import OpenAIRelay
 from services.chat import ChatService
-from services.knowledge import KnowledgeService
+from services.knowledge import KnowledgeService, Reranker
 from services.knowledge_query import KnowledgeQuery
 from services.metering import MeteringGate
 from services.prompt_templates import PromptTemplates
@@ -223,6 +223,8 @@ async def open_knowledge(
     vectors = VectorStore(chroma)
     embeddings = EmbeddingRegistry(settings)
     stack.push_async_callback(embeddings.aclose)
+    reranker = Reranker(settings=settings, gate=metering.gate)
+    stack.push_async_callback(reranker.aclose)
     service = KnowledgeService(
         settings=settings,
         sessions=storage.sessions,
@@ -232,6 +234,7 @@ async def open_knowledge(
         jobs=jobs,
         provider_keys=metering.provider_keys,
         limits=metering.limits,
+        reranker=reranker,
     )
     return Knowledge(chroma=chroma, vectors=vectors, embeddings=embeddings, service=service)
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 pytest_plugins = [
     "tests.fakes.openai_server",  # the `fake_openai` fixture
     "tests.fakes.elevenlabs_server",  # `fake_elevenlabs`
+    "tests.fakes.rerank_server",  # `fake_rerank`
     "tests.support.chroma_server",  # `chroma_server`: a real `chroma run`
 ]
 

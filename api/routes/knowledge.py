@@ -24,6 +24,8 @@ from api.knowledge_schemas import (
     DocumentsPublic,
     FileErrorPublic,
     ReembedRequest,
+    RerankError,
+    RerankPublic,
     SearchRequest,
     SearchResponse,
     SearchResult,
@@ -287,7 +289,7 @@ async def search(
     body: SearchRequest, principal: CurrentPrincipal, services: ServicesDep
 ) -> SearchResponse:
     """Find the chunks that answer a query (vector, keyword or hybrid)."""
-    hits = await services.knowledge.search(
+    found = await services.knowledge.find(
         services.knowledge.context(principal, "knowledge.search", current_request_id()),
         SearchQuery(
             query=body.query,
@@ -296,8 +298,10 @@ async def search(
             collection=body.collection,
             mmr=body.mmr,
             mode=body.mode,
+            rerank=body.rerank,
         ),
     )
+    rerank = found.rerank
     return SearchResponse(
         results=[
             SearchResult(
@@ -307,12 +311,22 @@ async def search(
                 score=h.score,
                 vector_score=h.vector_score,
                 keyword_score=h.keyword_score,
+                rerank_score=h.rerank_score,
                 metadata=h.metadata,
             )
-            for h in hits
+            for h in found.hits
         ],
         collection=body.collection,
         mode=body.mode,
+        rerank=None
+        if rerank is None
+        else RerankPublic(
+            model=rerank.model,
+            applied=rerank.applied,
+            error=RerankError(code=rerank.error, message=rerank.message or "")
+            if rerank.error
+            else None,
+        ),
     )
 
 

@@ -43,6 +43,7 @@ class RagConfigurable(TypedDict, total=False):
     filter: dict[str, Any]
     mode: SearchMode
     min_similarity: float
+    rerank: bool | str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,6 +61,8 @@ class RetrievalQuery:
     mode: SearchMode
     min_similarity: float | None = None
     """The request's similarity bar (None: the one of the collection's embedding model)."""
+    rerank: bool | str | None = None
+    """The rerank stage: None the service's default, False off, True or a judge's model."""
 
 
 SearchFn = Callable[[RetrievalQuery], Awaitable[list[Hit]]]
@@ -83,6 +86,13 @@ class RagConfiguration(ChatConfiguration):
         metadata={
             "description": "Similarity the best chunk must reach for an answer (default: "
             "calibrated for the collection's embedding model)."
+        },
+    )
+    rerank: bool | str | None = field(
+        default=None,
+        metadata={
+            "description": "Rerank the candidates before answering: true (the default "
+            "judge) or a model name; false: off (default: the service's setting)."
         },
     )
     answer_prompt: ChatPromptTemplate | None = field(
@@ -116,6 +126,7 @@ class RagConfiguration(ChatConfiguration):
             collection=self.collection,
             mode=self.mode,
             min_similarity=self.min_similarity,
+            rerank=self.rerank,
         )
 
     def is_relevant(self, hit: Hit) -> bool:

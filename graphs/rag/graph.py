@@ -169,7 +169,7 @@ def citation(number: int, hit: Hit) -> Citation:
     """The client's view of the ``number``-th passage of the context."""
     meta = hit.get("metadata") or {}
     page = meta.get("page")
-    return Citation(
+    cited = Citation(
         index=number,
         document_id=hit["document_id"],
         filename=meta.get("filename"),
@@ -178,6 +178,9 @@ def citation(number: int, hit: Hit) -> Citation:
         snippet=snippet(hit.get("text") or ""),
         score=float(hit["score"]),
     )
+    if (reranked := hit.get("rerank_score")) is not None:
+        cited["rerank_score"] = float(reranked)
+    return cited
 
 
 def build_retriever(search: SearchFn) -> Runnable:
@@ -197,6 +200,7 @@ def build_retriever(search: SearchFn) -> Runnable:
                     "score": hit["score"],
                     "vector_score": hit.get("vector_score"),
                     "keyword_score": hit.get("keyword_score"),
+                    "rerank_score": hit.get("rerank_score"),
                     "relevant": hit.get("relevant"),
                 },
             )

@@ -28,7 +28,10 @@ class Hit(TypedDict):
     vector_score: float | None
     keyword_score: float | None
     relevant: NotRequired[bool | None]
-    """The search's verdict: whether it found anything relevant (same for all its hits)."""
+    """The search's verdict: whether it found anything relevant (same for all its hits,
+    unless a rerank judge graded each)."""
+    rerank_score: NotRequired[float | None]
+    """The rerank stage's score (None: not reranked)."""
 
 
 class Citation(TypedDict):
@@ -43,6 +46,9 @@ class Citation(TypedDict):
     snippet: str
     """The start of the chunk, at most 300 characters."""
     score: float
+    rerank_score: NotRequired[float]
+    """The rerank stage's score, when the search was reranked (absent: not asked, or its
+    judge failed and the search's own order stood)."""
 
 
 class InputState(BaseModel):

@@ -40,7 +40,8 @@ from services.knowledge.intake import (
     call_context,
 )
 from services.knowledge.reembed import REEMBED_TASK, Reembedding
-from services.knowledge.search import Search
+from services.knowledge.rerank import Reranker, RerankOutcome
+from services.knowledge.search import Found, Search
 
 __all__ = [
     "DEFAULT_COLLECTION",
@@ -48,7 +49,10 @@ __all__ = [
     "REEMBED_TASK",
     "CollectionOptions",
     "FileError",
+    "Found",
     "KnowledgeService",
+    "RerankOutcome",
+    "Reranker",
     "SearchHit",
     "SearchMode",
     "SearchQuery",
@@ -73,6 +77,7 @@ class KnowledgeService:
         jobs: JobQueue,
         provider_keys: ProviderKeyStore,
         limits: LimitEnforcer,
+        reranker: Reranker | None = None,
     ) -> None:
         embedders = KnowledgeEmbedders(
             embeddings=embeddings, accountant=accountant, provider_keys=provider_keys, limits=limits
@@ -97,6 +102,7 @@ class KnowledgeService:
             limits=limits,
             collections=self._collections,
             embedders=embedders,
+            reranker=reranker,
         )
         self._reembedding = Reembedding(
             settings=settings,
@@ -195,6 +201,10 @@ class KnowledgeService:
     async def search(self, context: CallContext, query: SearchQuery) -> list[SearchHit]:
         """Find the chunks of the org's collection that answer ``query``."""
         return await self._search.search(context, query)
+
+    async def find(self, context: CallContext, query: SearchQuery) -> Found:
+        """:meth:`search`, with what its rerank stage did (``query.rerank``)."""
+        return await self._search.find(context, query)
 
     # --- re-embedding --------------------------------------------------------------
 

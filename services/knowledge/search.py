@@ -3,12 +3,14 @@
 The legs run concurrently; ranking, fusion and the relevance verdict are the pure
 functions of ``knowledge.search``. A search of its own (not RAG's retrieval, which its
 query holds) reserves its query's embedding against the org's limits like a chat prompt.
+An optional rerank stage (``services.knowledge.rerank``) reorders the best candidates last.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -39,6 +41,15 @@ from knowledge.vectors import VectorHit, VectorStore, space_of
 from limits.enforcer import LimitEnforcer
 from services.knowledge.collections import Collections
 from services.knowledge.embedders import KnowledgeEmbedders
+from services.knowledge.rerank import Judge, Reranker, RerankOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A search's hits, best first, and what its rerank stage did (None: not asked)."""
+
+    hits: list[SearchHit]
+    rerank: RerankOutcome | None = None
 
 
 class Search:
@@ -54,8 +65,10 @@ class Search:
         limits: LimitEnforcer,
         collections: Collections,
         embedders: KnowledgeEmbedders,
+        reranker: Reranker | None = None,
     ) -> None:
         self._settings = settings
+        self._reranker = reranker
         self._sessions = sessions
         self._vectors = vectors
         self._accountant = accountant
@@ -65,6 +78,11 @@ class Search:
 
     async def search(self, context: CallContext, query: SearchQuery) -> list[SearchHit]:
         """The hits of ``query`` (404 for an unknown collection; none before any upload)."""
+        return (await self.find(context, query)).hits
+
+    async def find(self, context: CallContext, query: SearchQuery) -> Found:
+        """:meth:`search`, with what the rerank stage did (400 when it has no provider)."""
+        judge = await self._judge(context.org_id, query.rerank)
         where = None
         if query.filter is not None:
             try:
@@ -74,7 +92,7 @@ class Search:
         cached = await self._collections.for_search(context.org_id, query.collection)
         if cached is None:
             if query.collection == DEFAULT_COLLECTION:
-                return []  # nothing uploaded yet
+                return Found([])  # nothing uploaded yet
             raise ApiError(
                 404, "collection_not_found", f"no knowledge collection {query.collection!r}"
             )
@@ -90,10 +108,24 @@ class Search:
             )
             held = context.reservation
         try:
-            return await self._search(context, query, cached, where)
+            if judge is None:
+                return Found(await self._search(context, query, cached, where))
+            assert self._reranker is not None
+            candidates = replace(query, k=self._reranker.candidates(query.k))
+            hits = await self._search(context, candidates, cached, where)
         finally:
             if held is not None:
                 held.release()  # a no-op once the embedding's usage settled it
+        hits, outcome = await self._reranker.rerank(context, query.query, hits, judge, query.k)
+        return Found(hits, outcome)
+
+    async def _judge(self, org_id: str, requested: bool | str | None) -> Judge | None:
+        """The rerank stage's judge (None: off), or the 400 of one asked for without provider."""
+        if self._reranker is None:
+            if requested:
+                raise ApiError(400, "rerank_unavailable", "reranking is not available here")
+            return None
+        return await self._reranker.judge_for(org_id, requested)
 
     async def _search(
         self,

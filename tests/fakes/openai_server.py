@@ -12,6 +12,7 @@ one server per session (``_fake_openai_session``), state reset around each test:
         client = openai.OpenAI(base_url=fake_openai.base_url, api_key="sk-test")
         fake_openai.reply = "hello"                          # default: "echo: <last user msg>"
         fake_openai.fail_next(status=429, retry_after="1")   # scripted, one per chat/embeddings
+        fake_openai.structured_reply = '{"grades": []}'       # answers with a response_format
         ...
         assert fake_openai.requests[-1].headers["authorization"] == "Bearer sk-test"
 
@@ -104,6 +105,7 @@ class FakeOpenAI:
         self.completed_streams = 0
         self.parallel_tools = False  # True: call every offered tool at once (not the first)
         self.tool_arguments: dict[str, Any] | None = None  # None: an example of the schema
+        self.structured_reply: str | None = None  # a response_format's answer (None: example)
         self.requests.clear()
         self._scripts.clear()
         self.client_disconnected.clear()
@@ -302,6 +304,8 @@ class FakeOpenAI:
         """The reply as streamed chunks: its words, regrouped or repeated to ``stream_tokens``."""
         if self.reply is not None:
             content = self.reply
+        elif self.structured_reply is not None and body.get("response_format"):
+            content = self.structured_reply
         elif (structured := _tool_or_structured_reply(body)) is not None:
             content = structured
         else:
