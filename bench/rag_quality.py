@@ -170,6 +170,7 @@ class Unanswerable:
     question: str
     lang: str
     kind: str  # "company" (looks like one, shares vocabulary) or "off_topic"
+    holdout: bool = False  # from holdout_unanswerable.jsonl: never tuned on, reported apart
 
 
 def load_documents(data_dir: Path) -> dict[str, str]:
@@ -213,8 +214,16 @@ def load_rare_terms(data_dir: Path) -> list[RareTerm]:
 
 
 def load_unanswerable(data_dir: Path) -> list[Unanswerable]:
-    """The questions of ``unanswerable.jsonl`` (none of the documents answers them)."""
-    return [Unanswerable(**row) for row in _jsonl(data_dir / "unanswerable.jsonl")]
+    """The questions of ``unanswerable.jsonl``, then ``holdout_unanswerable.jsonl`` if any.
+
+    None of the documents answers them. The holdout set was written before the relevance
+    gate was tuned on the first: calibration never picks thresholds with it.
+    """
+    found = [Unanswerable(**row) for row in _jsonl(data_dir / "unanswerable.jsonl")]
+    holdout = data_dir / "holdout_unanswerable.jsonl"
+    if holdout.exists():
+        found += [Unanswerable(**row, holdout=True) for row in _jsonl(holdout)]
+    return found
 
 
 def chunk_documents(documents: dict[str, str], chunk_size: int) -> list[Chunk]:
@@ -794,6 +803,48 @@ async def rare_term_report(pipeline: Pipeline, rare: list[RareTerm], k: int) -> 
     return "\n".join(lines)
 
 
+async def verdict_report(
+    pipeline: Pipeline,
+    questions: list[Question],
+    unanswerable: list[Unanswerable],
+    rare: list[RareTerm],
+    k: int,
+) -> str:
+    """The service's relevance verdict per question set: what the RAG graph would do.
+
+    Answered: the hybrid search (``k`` chunks, as the RAG graph asks) calls its hits
+    relevant, so the graph calls the model; refused: it answers "not found" without one.
+    """
+    verdicts: dict[tuple[str, str], list[bool]] = {}
+
+    async def ask(kind: str, group: str, question: str) -> None:
+        hits = (await timed_search(pipeline, question, k, "hybrid")).hits
+        relevant = bool(hits) and hits[0].relevant
+        verdicts.setdefault((kind, group), []).append(relevant)
+
+    for q in questions:
+        name = "holdout_cross.jsonl" if q.holdout else "questions.jsonl"
+        await ask(name, q.group, q.question)
+        if not q.holdout:
+            await ask(name, "all", q.question)
+    for item in rare:
+        await ask("rare_terms.jsonl", "all", item.question)
+    for u in unanswerable:
+        name = "holdout_unanswerable.jsonl" if u.holdout else "unanswerable.jsonl"
+        await ask(name, u.kind, u.question)
+        await ask(name, "all", u.question)
+    lines = [
+        f"### Relevance verdict per set: {pipeline.embedding}, hybrid k={k} (the RAG graph)",
+        "",
+        "| set | group | n | answered | refused |",
+        "|---|---|--:|--:|--:|",
+    ]
+    for (name, group), flags in verdicts.items():
+        answered = sum(flags) / len(flags)
+        lines.append(f"| {name} | {group} | {len(flags)} | {answered:.2f} | {1 - answered:.2f} |")
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------- calibration
 
 FEATURES = (
@@ -831,6 +882,7 @@ class CalibrationQuery:
     best_keyword: float  # the query's best BM25 in the whole collection (0: none)
     unit: float  # the keyword unit (services.knowledge.keyword_unit) of the collection
     hits: list[CalibrationHit]
+    holdout: bool = False  # a holdout question: scored apart, never used to pick a rule
 
     @property
     def answerable(self) -> bool:
@@ -855,18 +907,18 @@ class CalibrationQuery:
 async def query_statistics(
     pipeline: Pipeline, query_terms: Sequence[str]
 ) -> tuple[int, dict[str, int]]:
-    """N (chunks) and each term's df in the collection's keyword index."""
+    """N (the ingested chunks) and each term's df in the collection's keyword postings."""
     async with pipeline.sessions() as session:
         rows = await session.execute(
             select(KeywordPosting.term, func.count())
             .where(
                 KeywordPosting.collection_id == pipeline.collection_id,
-                KeywordPosting.term.in_([keyword_index.LENGTH_TERM, *query_terms]),
+                KeywordPosting.term.in_(list(query_terms)),
             )
             .group_by(KeywordPosting.term)
         )
         counts = {str(term): int(count) for term, count in rows}
-    return counts.pop(keyword_index.LENGTH_TERM, 0), counts
+    return pipeline.chunks, counts
 
 
 async def calibration_query(
@@ -878,6 +930,7 @@ async def calibration_query(
     document: str | None,
     k: int,
     mode: SearchMode,
+    holdout: bool = False,
 ) -> CalibrationQuery:
     """Search ``question`` as the RAG graph does and compute every feature of its hits."""
     timed = await timed_search(pipeline, question, k, mode)
@@ -913,6 +966,7 @@ async def calibration_query(
         best_keyword=(strongest[0].keyword_score or 0.0) if strongest else 0.0,
         unit=unit,
         hits=hits,
+        holdout=holdout,
     )
 
 
@@ -935,12 +989,20 @@ async def calibration_set(
                 document=q.document,
                 k=k,
                 mode=mode,
+                holdout=q.holdout,
             )
         )
     for u in unanswerable:
         found.append(
             await calibration_query(
-                pipeline, u.question, group=u.kind, lang=u.lang, document=None, k=k, mode=mode
+                pipeline,
+                u.question,
+                group=u.kind,
+                lang=u.lang,
+                document=None,
+                k=k,
+                mode=mode,
+                holdout=u.holdout,
             )
         )
     return found
@@ -961,14 +1023,23 @@ class RuleScore:
     rejected_company: float
     rejected_off_topic: float
     recall_by_group: dict[str, float]
+    answered_holdout: float = math.nan  # holdout_cross.jsonl: some hit passes
+    rejected_holdout: float = math.nan  # holdout_unanswerable.jsonl: no hit passes
 
 
 def _share(flags: Sequence[bool]) -> float:
     return sum(flags) / len(flags) if flags else math.nan
 
 
+def tuning(data: list[CalibrationQuery]) -> list[CalibrationQuery]:
+    """The questions rules are tuned on (the holdout ones left out)."""
+    return [q for q in data if not q.holdout]
+
+
 def score_rule(name: str, rule: Rule, data: list[CalibrationQuery]) -> RuleScore:
-    """Recall, answered and rejected shares of one rule."""
+    """Recall, answered and rejected shares of one rule (and apart, on the holdout sets)."""
+    held = [q for q in data if q.holdout]
+    data = tuning(data)
     answerable = [q for q in data if q.answerable]
     found = [(q, q.right) for q in answerable if q.right is not None]
     unanswerable = [q for q in data if not q.answerable]
@@ -987,6 +1058,8 @@ def score_rule(name: str, rule: Rule, data: list[CalibrationQuery]) -> RuleScore
             g: _share([rule(q, right) for q, right in found if q.group == g])
             for g in sorted({q.group for q, _ in found})
         },
+        answered_holdout=_share([any(rule(q, h) for h in q.hits) for q in held if q.answerable]),
+        rejected_holdout=rejected([q for q in held if not q.answerable]),
     )
 
 
@@ -997,14 +1070,14 @@ def _cuts(values: Sequence[float]) -> list[float]:
 
 def hit_values(data: list[CalibrationQuery], feature: str) -> list[float]:
     """``feature`` of the right hits (where per-hit thresholds change the recall)."""
-    return [q.right.features[feature] for q in data if q.right is not None]
+    return [q.right.features[feature] for q in tuning(data) if q.right is not None]
 
 
 def query_values(
     data: list[CalibrationQuery], value: Callable[[CalibrationQuery], float]
 ) -> list[float]:
     """A per-query value of the answerable questions whose document was found."""
-    return [value(q) for q in data if q.right is not None]
+    return [value(q) for q in tuning(data) if q.right is not None]
 
 
 def best_rule(
@@ -1063,7 +1136,7 @@ def render_distribution(data: list[CalibrationQuery]) -> str:
             f"| {percentile(best, 0.5):.3f} | {percentile(best, 0.9):.3f} | {max(best):.3f} |"
         )
 
-    unanswerable = [q for q in data if not q.answerable]
+    unanswerable = [q for q in tuning(data) if not q.answerable]
     lines.append(
         row(
             "query's best similarity",
@@ -1084,15 +1157,15 @@ def render_rules(scores: list[RuleScore]) -> str:
     lines = [
         "| rule | recall | answered | rejected | rejected company | rejected off-topic | "
         + " | ".join(f"recall {g}" for g in groups)
-        + " |",
-        "|---|--:|--:|--:|--:|--:|" + "--:|" * len(groups),
+        + " | holdout: answered | holdout: rejected |",
+        "|---|--:|--:|--:|--:|--:|" + "--:|" * len(groups) + "--:|--:|",
     ]
     for s in scores:
         lines.append(
             f"| {s.name} | {s.recall:.2f} | {s.answered:.2f} | {s.rejected:.2f} "
             f"| {s.rejected_company:.2f} | {s.rejected_off_topic:.2f} | "
             + " | ".join(f"{s.recall_by_group.get(g, math.nan):.2f}" for g in groups)
-            + " |"
+            + f" | {s.answered_holdout:.2f} | {s.rejected_holdout:.2f} |"
         )
     return "\n".join(lines)
 
@@ -1203,13 +1276,16 @@ def calibrate(data: list[CalibrationQuery], embedding: str, k: int) -> str:
     out = [f"### Calibration: {embedding}, k={k}"]
     for mode, render in (("hybrid", calibrate_hybrid), ("keyword", calibrate_keyword)):
         subset = [q for q in data if q.mode == mode]
-        answerable = [q for q in subset if q.answerable]
+        answerable = [q for q in tuning(subset) if q.answerable]
         found = sum(q.right is not None for q in answerable)
+        held = [q for q in subset if q.holdout]
         out += [
             "",
             f"**{mode}**: {len(answerable)} answerable questions ({found} with the right "
-            f"document in the hits), {len(subset) - len(answerable)} unanswerable; recall "
-            f"target {TARGET_RECALL}. A missing score counts as 0 (or never passes).",
+            f"document in the hits), {len(tuning(subset)) - len(answerable)} unanswerable; "
+            f"recall target {TARGET_RECALL}. A missing score counts as 0 (or never passes). "
+            f"Holdout (never tuned on): {sum(q.answerable for q in held)} cross-lingual "
+            f"answerable, {sum(not q.answerable for q in held)} unanswerable.",
             "",
         ]
         if mode == "hybrid":
@@ -1334,6 +1410,9 @@ async def run_service(args: argparse.Namespace) -> None:
                 results.append(await evaluate_service(pipeline, questions, args.k, mode))
             if rare:
                 reports.append(await rare_term_report(pipeline, rare, args.calibration_k))
+            reports.append(
+                await verdict_report(pipeline, questions, unanswerable, rare, args.calibration_k)
+            )
             if not args.no_calibration:
                 print("calibrating ...", file=sys.stderr, flush=True)
                 data = [
@@ -1341,7 +1420,7 @@ async def run_service(args: argparse.Namespace) -> None:
                     for mode in ("hybrid", "keyword")
                     for query in await calibration_set(
                         pipeline,
-                        [q for q in questions if not q.holdout],
+                        questions,  # the holdout ones are scored apart, never tuned on
                         unanswerable,
                         args.calibration_k,
                         mode,
