@@ -82,6 +82,7 @@ import itertools
 import json
 import logging
 import math
+import os
 import re
 import statistics
 import sys
@@ -753,6 +754,43 @@ def render_service_table(results: list[ServiceResult], k: int) -> str:
     return "\n".join(lines)
 
 
+def best_leg_check(results: list[ServiceResult], default: str = "hybrid") -> str:
+    """One line per embedding: is ``default`` mode's MRR at least its best leg's in every group?
+
+    The issue's contract ("never worse than its best single leg on any language group");
+    equal counts as a pass (MRR rounded to 3 places, as printed).
+    """
+    lines = []
+    for embedding in dict.fromkeys(result.embedding for result in results):
+        modes = {r.mode: r for r in results if r.embedding == embedding}
+        if default not in modes:
+            continue
+        verdicts = []
+        for group in GROUPS:
+            fused = modes[default].groups[group]
+            if not fused.n:
+                continue
+            legs = {
+                mode: round(r.groups[group].reciprocal_ranks / r.groups[group].n, 3)
+                for mode, r in modes.items()
+                if mode != default and r.groups[group].n
+            }
+            if not legs:
+                continue
+            leg, best = max(legs.items(), key=lambda pair: pair[1])
+            mine = round(fused.reciprocal_ranks / fused.n, 3)
+            verdicts.append((group, mine >= best, f"{group} {mine:.3f} vs {leg} {best:.3f}"))
+        verdict = "PASS" if all(ok for _, ok, _ in verdicts) else "FAIL"
+        failed = [text for _, ok, text in verdicts if not ok]
+        lines.append(
+            f"{verdict}: {embedding} {default} MRR@k >= its best single leg in every group"
+            + (f" (below: {'; '.join(failed)})" if failed else "")
+            + " | "
+            + "; ".join(text for _, _, text in verdicts)
+        )
+    return "\n".join(lines)
+
+
 def render_ingest_table(pipelines: list[Pipeline]) -> str:
     """The ingestion throughput of each pipeline."""
     lines = [
@@ -1351,7 +1389,11 @@ async def run_service(args: argparse.Namespace) -> None:
                 if args.dump is not None:
                     dump(args.dump, pipeline.embedding, data)
     print()
+    load = " ".join(f"{value:.2f}" for value in os.getloadavg())
+    print(f"load average (1/5/15 min) after the searches: {load}")
     print(render_service_table(results, args.k))
+    print()
+    print(best_leg_check(results))
     print()
     print(render_ingest_table(pipelines))
     for report in reports:

