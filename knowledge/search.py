@@ -137,11 +137,13 @@ def rank(
     - chunks in the query's script lose ``c * fusion.language_penalty`` of similarity,
       less the share of the best BM25 they reach (the keyword leg's own vouching: a chunk
       BM25 ranks first keeps its similarity);
-    - BM25's weight shrinks to ``(1 - c) * fusion.keyword_weight``: BM25 matches only the
-      query's language, so for a cross-lingual question it is noise.
+    - BM25 of chunks in the query's script is scaled by ``1 - c``: BM25 matches the
+      query's own words, so for a cross-lingual question those matches are noise (its
+      matches in the other language, a name or a code, keep their weight).
 
-    The hits are then cut to the best ``query.fetch`` (the reserve beyond served only the
-    penalty). A question that is sure to be in its own language (``c`` = 0) is fused as
+    ``c`` is also at least the other language's best BM25 over the best BM25 (a shared name
+    or code). The hits are then cut to the best ``query.fetch`` (the reserve beyond served
+    only the penalty). A question that is sure to be in its own language (``c`` = 0) is fused as
     plain score fusion; a collection in one language has ``c`` = 0 throughout.
     """
     if query.mode == "vector":
@@ -150,22 +152,20 @@ def rank(
         return list(keyword_hits[: query.k])
     fusion = fusion or Fusion()
     vector = [(hit.chunk_id, hit.score) for hit in vector_hits]
-    keyword_weight = fusion.keyword_weight
+    keyword = list(keyword_hits)
+    best = max((score for _, score in keyword_hits), default=0.0)
     own = script_of(query.query) if fusion.language_penalty else ""
     if own:
-        in_own = [script_of(hit.text) == own for hit in vector_hits]
+        in_own = {hit.chunk_id: script_of(hit.text) == own for hit in vector_hits}
+        other_keyword = max(
+            (score for cid, score in keyword_hits if not in_own.get(cid, True)), default=0.0
+        )
         confidence = cross_lingual_confidence(
-            sorted(
-                (hit.score for hit, mine in zip(vector_hits, in_own, strict=True) if mine),
-                reverse=True,
-            ),
-            sorted(
-                (hit.score for hit, mine in zip(vector_hits, in_own, strict=True) if not mine),
-                reverse=True,
-            ),
+            sorted((hit.score for hit in vector_hits if in_own[hit.chunk_id]), reverse=True),
+            sorted((hit.score for hit in vector_hits if not in_own[hit.chunk_id]), reverse=True),
+            other_keyword=other_keyword / best if best > 0 else 0.0,
         )
         if confidence > 0:
-            best = max((score for _, score in keyword_hits), default=0.0)
             vouched = (
                 {cid: max(score, 0.0) / best for cid, score in keyword_hits} if best > 0 else {}
             )
@@ -173,15 +173,22 @@ def rank(
             vector = sorted(
                 (
                     (hit.chunk_id, hit.score - penalty * (1.0 - vouched.get(hit.chunk_id, 0.0)))
-                    if mine
+                    if in_own[hit.chunk_id]
                     else (hit.chunk_id, hit.score)
-                    for hit, mine in zip(vector_hits, in_own, strict=True)
+                    for hit in vector_hits
                 ),
                 key=lambda pair: -pair[1],
             )
-            keyword_weight *= 1.0 - confidence
-    vector = vector[: query.fetch]
-    return score_fusion(vector, keyword_hits, keyword_weight=keyword_weight)[: query.k]
+            # BM25's matches in the query's own language (and those the vector leg did not
+            # return) are noise when the answer is in the other language; its matches in the
+            # other language (a name, a code) are not.
+            keyword = [
+                (cid, score * (1.0 - confidence)) if in_own.get(cid, True) else (cid, score)
+                for cid, score in keyword_hits
+            ]
+    vector = vector[: query.fetch]  # the reserve beyond served only the penalty
+    fused = score_fusion(vector, keyword, keyword_weight=fusion.keyword_weight, keyword_best=best)
+    return fused[: query.k]
 
 
 def to_hits(

@@ -61,6 +61,9 @@ def test_cross_lingual_confidence_compares_how_far_each_language_stands_out() ->
     assert cross_lingual_confidence(standing_out, flat) == 0.0  # ... in the query's own
     assert cross_lingual_confidence(flat, flat) == pytest.approx(0.5)  # no telling
     assert cross_lingual_confidence(flat, []) == 0.0  # one language: nothing to be fair to
+    # BM25 found a name or code in the other language: evidence of its own.
+    assert cross_lingual_confidence(standing_out, flat, other_keyword=0.7) == pytest.approx(0.7)
+    assert cross_lingual_confidence(flat, standing_out, other_keyword=0.2) == 1.0
     assert cross_lingual_confidence([], flat) == 0.0
     assert standout([0.9, 0.8]) == pytest.approx(0.1)  # fewer hits than the depth
     assert standout([]) == 0.0
@@ -122,6 +125,21 @@ def test_keyword_leg_vouches_for_own_language_chunks_and_fades_when_cross_lingua
     assert "ko-elsewhere" not in _ids(keyword_only)
     plain = rank(KOREAN_QUESTION, vector, [("ko-elsewhere", 9.0)], Fusion(keyword_weight=0.9))
     assert _ids(plain)[0] == "ko-elsewhere"
+
+
+def test_a_code_bm25_finds_in_the_other_language_lifts_it() -> None:
+    # "PO 번호가 없으면?": the Korean crowd has a chunk that stands out (a shared bigram), the
+    # English procurement chunk is far down the vector leg, but BM25 finds "PO" in it.
+    question = SearchQuery("PO 번호가 없으면 어떻게 돼?", k=3)
+    korean = [_hit("ko-top", 0.66, "비밀번호 규칙"), *KOREAN_CROWD]
+    english = [_hit(f"en-{i}", 0.55 - i / 1000, "travel policy") for i in range(5)]
+    procurement = _hit("en-po", 0.54, "Every purchase needs a PO number")
+    vector = sorted([*korean, *english, procurement], key=lambda hit: -hit.score)
+    keyword = [("ko-top", 7.0), ("en-po", 4.8)]
+    fusion = Fusion(keyword_weight=0.2, language_penalty=0.1)
+    assert "en-po" in _ids(rank(question, vector, keyword, fusion))
+    korean_only_keyword = [("ko-top", 7.0), ("ko-1", 4.8)]
+    assert "en-po" not in _ids(rank(question, vector, korean_only_keyword, fusion))
 
 
 @pytest.mark.parametrize(
