@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from knowledge.fusion import cross_lingual_confidence, score_fusion, standout
+from knowledge.fusion import (
+    CROSS_LINGUAL_FLOOR,
+    cross_lingual_confidence,
+    score_fusion,
+    standout,
+)
 from knowledge.identifiers import identifiers, rare_identifier_found
 from knowledge.language import script_of
 from knowledge.search import Fusion, SearchQuery, rank
@@ -58,11 +63,13 @@ def test_cross_lingual_confidence_compares_how_far_each_language_stands_out() ->
     flat = [0.60, 0.599, 0.598, 0.597, 0.596, 0.55]
     standing_out = [0.70, 0.60, 0.59, 0.58, 0.57]
     assert cross_lingual_confidence(flat, standing_out) == 1.0  # the answer is in the other
-    assert cross_lingual_confidence(standing_out, flat) == 0.0  # ... in the query's own
+    # In the query's own language: the floor (half the penalty always applies).
+    assert cross_lingual_confidence(standing_out, flat) == CROSS_LINGUAL_FLOOR == 0.5
     assert cross_lingual_confidence(flat, flat) == pytest.approx(0.5)  # no telling
     assert cross_lingual_confidence(flat, []) == 0.0  # one language: nothing to be fair to
     # BM25 found a name or code in the other language: evidence of its own.
     assert cross_lingual_confidence(standing_out, flat, other_keyword=0.7) == pytest.approx(0.7)
+    assert cross_lingual_confidence([], flat, other_keyword=0.7) == pytest.approx(0.7)
     assert cross_lingual_confidence(flat, standing_out, other_keyword=0.2) == 1.0
     assert cross_lingual_confidence([], flat) == 0.0
     assert standout([0.9, 0.8]) == pytest.approx(0.1)  # fewer hits than the depth
@@ -99,15 +106,15 @@ def test_language_penalty_lifts_the_other_language_when_its_answer_stands_out() 
 
 
 def test_language_penalty_spares_a_question_answered_in_its_own_language() -> None:
-    # The Korean answer stands out of its crowd; the English chunks are a flat crowd.
+    # The Korean answer stands out of its crowd; the English chunks are a flat crowd that
+    # the full penalty would lift above it, the floor's half does not.
     korean_answer = _hit("ko-answer", 0.66, "육아휴직은 최대 1년")
-    english_flat = [_hit(f"en-{i}", 0.64 - i / 1000, "holiday policy") for i in range(5)]
+    english_flat = [_hit(f"en-{i}", 0.60 - i / 1000, "holiday policy") for i in range(5)]
     vector = sorted([korean_answer, *KOREAN_CROWD, *english_flat], key=lambda hit: -hit.score)
     fusion = Fusion(keyword_weight=0.2, language_penalty=0.1)
-    assert rank(KOREAN_QUESTION, vector, [], fusion) == rank(
-        KOREAN_QUESTION, vector, [], Fusion(keyword_weight=0.2)
-    )
-    # One language only: nothing changes either.
+    assert _ids(rank(KOREAN_QUESTION, vector, [], fusion))[0] == "ko-answer"
+    assert cross_lingual_confidence([0.66, 0.6, 0.599, 0.598, 0.597], [0.6, 0.599]) == 0.5
+    # One language only: nothing changes.
     english = [_hit("a", 0.6, "leave policy"), _hit("b", 0.5, "holiday policy")]
     question = SearchQuery("How much leave?", k=2)
     assert rank(question, english, [], fusion) == rank(question, english, [], Fusion(0.2))
