@@ -10,9 +10,11 @@ in the ``vector``, ``keyword`` and ``hybrid`` modes. A question is a hit at ``k`
 the ``k`` chunks returned comes from its document (what a RAG prompt would see). Reported per
 mode and question group (``ko``, ``en``, ``cross`` = cross-lingual, and ``holdout``: the
 cross-lingual questions of ``holdout_cross.jsonl``, written after the tuning, kept out of
-``all`` and of the calibration): hit@1, hit@k, MRR@k, the search latency (wall p50/p95, and
-CPU p50: process CPU time, all threads), and the ingestion throughput in chunks per CPU second
-(the steadier figure on a busy machine) and per wall second. ``--embedding
+``all`` and of the calibration): hit@1, hit@k, MRR@k, then a ``PASS``/``FAIL`` line per
+model: whether hybrid's MRR@k is at least its best single leg's in every group (the issue's
+"never worse than its best leg"), the search latency (wall p50/p95, and CPU p50: process CPU
+time, all threads; printed with the load average), and the ingestion throughput in chunks
+per CPU second (the steadier figure on a busy machine) and per wall second. ``--embedding
 local-e5use,local-use,local-e5`` runs one pipeline per model. The questions of
 ``rare_terms.jsonl`` (a code or product name that two chunks hold) are reported apart: whether
 the RAG graph would answer them (the relevance gate) and where keyword search ranks them.

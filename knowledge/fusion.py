@@ -5,6 +5,11 @@ and score fusion, the default: each leg's scores scaled to 0..1 within the searc
 weighted. Score fusion keeps how far ahead a leg's best hit is, where RRF keeps only its
 order: a confident vector hit is not outranked by a keyword hit that matched one common
 word (the cross-lingual failure of RRF, measured in bench/rag_quality.py).
+
+:func:`cross_lingual_confidence` tells how sure a search is that its answer is written in
+the other language, which ``knowledge.search.rank`` scales its language penalty by: z-score
+and max normalisations and CombMNZ ranked worse on the same questions
+(bench/results/fusion-2026-12-05b.txt).
 """
 
 from __future__ import annotations
