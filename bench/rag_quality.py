@@ -10,9 +10,11 @@ in the ``vector``, ``keyword`` and ``hybrid`` modes. A question is a hit at ``k`
 the ``k`` chunks returned comes from its document (what a RAG prompt would see). Reported per
 mode and question group (``ko``, ``en``, ``cross`` = cross-lingual, and ``holdout``: the
 cross-lingual questions of ``holdout_cross.jsonl``, written after the tuning, kept out of
-``all`` and of the calibration): hit@1, hit@k, MRR@k, the search latency (wall p50/p95, and
-CPU p50: process CPU time, all threads), and the ingestion throughput in chunks per CPU second
-(the steadier figure on a busy machine) and per wall second. ``--embedding
+``all`` and of the calibration): hit@1, hit@k, MRR@k, then a ``PASS``/``FAIL`` line per
+model: whether hybrid's MRR@k is at least its best single leg's in every group (the issue's
+"never worse than its best leg"), the search latency (wall p50/p95, and CPU p50: process CPU
+time, all threads; printed with the load average), and the ingestion throughput in chunks
+per CPU second (the steadier figure on a busy machine) and per wall second. ``--embedding
 local-e5use,local-use,local-e5`` runs one pipeline per model. The questions of
 ``rare_terms.jsonl`` (a code or product name that two chunks hold) are reported apart: whether
 the RAG graph would answer them (the relevance gate) and where keyword search ranks them.
@@ -82,6 +84,7 @@ import itertools
 import json
 import logging
 import math
+import os
 import re
 import statistics
 import sys
@@ -762,6 +765,43 @@ def render_service_table(results: list[ServiceResult], k: int) -> str:
     return "\n".join(lines)
 
 
+def best_leg_check(results: list[ServiceResult], default: str = "hybrid") -> str:
+    """One line per embedding: is ``default`` mode's MRR at least its best leg's in every group?
+
+    The issue's contract ("never worse than its best single leg on any language group");
+    equal counts as a pass (MRR rounded to 3 places, as printed).
+    """
+    lines = []
+    for embedding in dict.fromkeys(result.embedding for result in results):
+        modes = {r.mode: r for r in results if r.embedding == embedding}
+        if default not in modes:
+            continue
+        verdicts = []
+        for group in GROUPS:
+            fused = modes[default].groups[group]
+            if not fused.n:
+                continue
+            legs = {
+                mode: round(r.groups[group].reciprocal_ranks / r.groups[group].n, 3)
+                for mode, r in modes.items()
+                if mode != default and r.groups[group].n
+            }
+            if not legs:
+                continue
+            leg, best = max(legs.items(), key=lambda pair: pair[1])
+            mine = round(fused.reciprocal_ranks / fused.n, 3)
+            verdicts.append((group, mine >= best, f"{group} {mine:.3f} vs {leg} {best:.3f}"))
+        verdict = "PASS" if all(ok for _, ok, _ in verdicts) else "FAIL"
+        failed = [text for _, ok, text in verdicts if not ok]
+        lines.append(
+            f"{verdict}: {embedding} {default} MRR@k >= its best single leg in every group"
+            + (f" (below: {'; '.join(failed)})" if failed else "")
+            + " | "
+            + "; ".join(text for _, _, text in verdicts)
+        )
+    return "\n".join(lines)
+
+
 def render_ingest_table(pipelines: list[Pipeline]) -> str:
     """The ingestion throughput of each pipeline."""
     lines = [
@@ -1430,7 +1470,11 @@ async def run_service(args: argparse.Namespace) -> None:
                 if args.dump is not None:
                     dump(args.dump, pipeline.embedding, data)
     print()
+    load = " ".join(f"{value:.2f}" for value in os.getloadavg())
+    print(f"load average (1/5/15 min) after the searches: {load}")
     print(render_service_table(results, args.k))
+    print()
+    print(best_leg_check(results))
     print()
     print(render_ingest_table(pipelines))
     for report in reports:

@@ -286,18 +286,22 @@ class Settings(BaseSettings):
         "`min_similarity` overrides it.",
     )
     knowledge_keyword_weight: float = Field(
-        default=0.3,
+        default=0.2,
         ge=0,
         le=1,
         description="Hybrid search: BM25's share of the fused score (each leg scaled to 0..1 "
-        "within the search; the vector leg has the rest). See bench/rag_quality.py.",
+        "within the search; the vector leg has the rest), shrunk towards 0 as the search "
+        "grows sure the question is cross-lingual (BM25 matches only the query's language). "
+        "See bench/rag_quality.py.",
     )
     knowledge_language_penalty: dict[str, float] = Field(
-        default={"local-e5use": 0.05, "local-e5": 0.05, "local-use": 0.03},
-        description="Per embedding model: similarity taken off chunks written in the query's "
-        "own script (Hangul or Latin) before a hybrid search fuses its legs, against the "
-        "multilingual embedders' bias towards the query's language (cross-lingual questions). "
-        "A model missing here has none. See bench/rag_quality.py.",
+        default={"local-e5use": 0.1, "local-e5": 0.05, "local-use": 0.05},
+        description="Per embedding model: the most similarity taken off chunks written in the "
+        "query's own script (Hangul or Latin) before a hybrid search fuses its legs, against "
+        "the multilingual embedders' bias towards the query's language (cross-lingual "
+        "questions). Scaled by how sure the search is that the answer is in the other "
+        "language (which language's best hits stand out) and waived for the chunks BM25 "
+        "ranks high. A model missing here has none. See bench/rag_quality.py.",
     )
     rag_min_keyword_score: float = Field(
         default=1.0,

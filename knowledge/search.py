@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from knowledge import keyword_index
 from knowledge.collections import DEFAULT_COLLECTION
-from knowledge.fusion import score_fusion
+from knowledge.fusion import cross_lingual_confidence, score_fusion
 from knowledge.language import script_of
 from knowledge.vectors import VectorHit
 
@@ -28,13 +28,13 @@ VECTOR_RESERVE = 3
 class Fusion:
     """How a hybrid search merges its legs (per embedding model where the scale differs)."""
 
-    keyword_weight: float = 0.3
+    keyword_weight: float = 0.2
     """BM25's share in the fused score (the vector leg has the rest)."""
     language_penalty: float = 0.0
-    """Similarity taken off chunks in the query's own script before fusing: the
+    """The most similarity taken off chunks in the query's own script before fusing: the
     multilingual embedders' bias towards the query's language, which buries the answer to
-    a cross-lingual question. Uniform within one language, so it never reorders a
-    single-language collection."""
+    a cross-lingual question. :func:`rank` scales it by how sure the search is that the
+    answer is in the other language, and waives it for chunks BM25 vouches for."""
 
 
 @dataclass(frozen=True)
@@ -135,9 +135,21 @@ def rank(
 ) -> list[tuple[str, float]]:
     """The best ``k`` chunk ids with their score: one leg's own, or fused for hybrid.
 
-    Hybrid: the similarities, less ``fusion.language_penalty`` for chunks written in the
-    query's script, cut to the best ``query.fetch``, fused with BM25 by
-    :func:`~knowledge.fusion.score_fusion`.
+    Hybrid: :func:`~knowledge.fusion.score_fusion` of the similarities and BM25, made fair
+    to the other language by how sure the search is that the answer is written in it
+    (``c``, :func:`~knowledge.fusion.cross_lingual_confidence`):
+
+    - chunks in the query's script lose ``c * fusion.language_penalty`` of similarity,
+      less the share of the best BM25 they reach (the keyword leg's own vouching: a chunk
+      BM25 ranks first keeps its similarity);
+    - BM25 of chunks in the query's script is scaled by ``1 - c``: BM25 matches the
+      query's own words, so for a cross-lingual question those matches are noise (its
+      matches in the other language, a name or a code, keep their weight).
+
+    ``c`` is also at least the other language's best BM25 over the best BM25 (a shared name
+    or code). The hits are then cut to the best ``query.fetch`` (the reserve beyond served
+    only the penalty). A question that is sure to be in its own language (``c`` = 0) is fused as
+    plain score fusion; a collection in one language has ``c`` = 0 throughout.
     """
     if query.mode == "vector":
         return [(hit.chunk_id, hit.score) for hit in vector_hits[: query.k]]
@@ -145,19 +157,43 @@ def rank(
         return list(keyword_hits[: query.k])
     fusion = fusion or Fusion()
     vector = [(hit.chunk_id, hit.score) for hit in vector_hits]
-    if fusion.language_penalty:
-        own = script_of(query.query)
-        vector = sorted(
-            (
-                (hit.chunk_id, hit.score - fusion.language_penalty)
-                if own and script_of(hit.text) == own
-                else (hit.chunk_id, hit.score)
-                for hit in vector_hits
-            ),
-            key=lambda pair: -pair[1],
+    keyword = list(keyword_hits)
+    best = max((score for _, score in keyword_hits), default=0.0)
+    own = script_of(query.query) if fusion.language_penalty else ""
+    if own:
+        in_own = {hit.chunk_id: script_of(hit.text) == own for hit in vector_hits}
+        other_keyword = max(
+            (score for cid, score in keyword_hits if not in_own.get(cid, True)), default=0.0
         )
+        confidence = cross_lingual_confidence(
+            sorted((hit.score for hit in vector_hits if in_own[hit.chunk_id]), reverse=True),
+            sorted((hit.score for hit in vector_hits if not in_own[hit.chunk_id]), reverse=True),
+            other_keyword=other_keyword / best if best > 0 else 0.0,
+        )
+        if confidence > 0:
+            vouched = (
+                {cid: max(score, 0.0) / best for cid, score in keyword_hits} if best > 0 else {}
+            )
+            penalty = confidence * fusion.language_penalty
+            vector = sorted(
+                (
+                    (hit.chunk_id, hit.score - penalty * (1.0 - vouched.get(hit.chunk_id, 0.0)))
+                    if in_own[hit.chunk_id]
+                    else (hit.chunk_id, hit.score)
+                    for hit in vector_hits
+                ),
+                key=lambda pair: -pair[1],
+            )
+            # BM25's matches in the query's own language (and those the vector leg did not
+            # return) are noise when the answer is in the other language; its matches in the
+            # other language (a name, a code) are not.
+            keyword = [
+                (cid, score * (1.0 - confidence)) if in_own.get(cid, True) else (cid, score)
+                for cid, score in keyword_hits
+            ]
     vector = vector[: query.fetch]  # the reserve beyond served only the penalty
-    return score_fusion(vector, keyword_hits, keyword_weight=fusion.keyword_weight)[: query.k]
+    fused = score_fusion(vector, keyword, keyword_weight=fusion.keyword_weight, keyword_best=best)
+    return fused[: query.k]
 
 
 def to_hits(

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from knowledge.fusion import score_fusion
+from knowledge.fusion import (
+    CROSS_LINGUAL_FLOOR,
+    cross_lingual_confidence,
+    score_fusion,
+    standout,
+)
 from knowledge.identifiers import identifiers, rare_identifier_found
 from knowledge.language import script_of
 from knowledge.search import Fusion, SearchQuery, rank
@@ -54,29 +59,94 @@ def test_script_of(text: str, script: str) -> None:
     assert script_of(text) == script
 
 
-def test_language_penalty_lifts_the_other_language_in_hybrid_only() -> None:
-    korean_question = SearchQuery("주 양육자는 유급 육아휴직을 몇 주 쓸 수 있나요?", k=2)
-    vector = [
-        _hit("ko-near", 0.52, "육아휴직 신청은 하모니에서 합니다"),
-        _hit("en-answer", 0.50, "Primary caregiver: 16 weeks of fully paid leave"),
-        _hit("ko-far", 0.30, "휴일 근무 수당"),
-    ]
-    plain = rank(korean_question, vector, [], Fusion(keyword_weight=0.3))
-    assert plain[0][0] == "ko-near"
-    fair = rank(korean_question, vector, [], Fusion(keyword_weight=0.3, language_penalty=0.05))
-    assert fair[0][0] == "en-answer"
-    # Lifted from the vector leg's reserve, past the k chunks a search without it would fuse.
-    reserve = [_hit(f"ko-{i}", 0.60 - i / 100, "휴가 규정") for i in range(20)] + vector[1:2]
-    lifted = rank(korean_question, reserve, [], Fusion(keyword_weight=0.3, language_penalty=0.2))
-    assert lifted[0][0] == "en-answer"
-    as_vector = SearchQuery(korean_question.query, k=2, mode="vector")
-    assert rank(as_vector, vector, [], Fusion(language_penalty=0.05))[0][0] == "ko-near"
-    # One language only: the penalty shifts every chunk alike and reorders nothing.
+def test_cross_lingual_confidence_compares_how_far_each_language_stands_out() -> None:
+    flat = [0.60, 0.599, 0.598, 0.597, 0.596, 0.55]
+    standing_out = [0.70, 0.60, 0.59, 0.58, 0.57]
+    assert cross_lingual_confidence(flat, standing_out) == 1.0  # the answer is in the other
+    # In the query's own language: the floor (half the penalty always applies).
+    assert cross_lingual_confidence(standing_out, flat) == CROSS_LINGUAL_FLOOR == 0.5
+    assert cross_lingual_confidence(flat, flat) == pytest.approx(0.5)  # no telling
+    assert cross_lingual_confidence(flat, []) == 0.0  # one language: nothing to be fair to
+    # BM25 found a name or code in the other language: evidence of its own.
+    assert cross_lingual_confidence(standing_out, flat, other_keyword=0.7) == pytest.approx(0.7)
+    assert cross_lingual_confidence([], flat, other_keyword=0.7) == pytest.approx(0.7)
+    assert cross_lingual_confidence(flat, standing_out, other_keyword=0.2) == 1.0
+    assert cross_lingual_confidence([], flat) == 0.0
+    assert standout([0.9, 0.8]) == pytest.approx(0.1)  # fewer hits than the depth
+    assert standout([]) == 0.0
+
+
+KOREAN_CROWD = [_hit(f"ko-{i}", 0.60 - i / 1000, "휴가 규정 안내") for i in range(5)]
+ENGLISH_CROWD = [_hit(f"en-{i}", 0.50 - i / 100, "holiday policy") for i in range(4)]
+ANSWER = _hit("en-answer", 0.58, "Primary caregiver: 16 weeks of fully paid leave")
+KOREAN_QUESTION = SearchQuery("주 양육자는 유급 육아휴직을 몇 주 쓸 수 있나요?", k=3)
+
+
+def _ids(ranked: list[tuple[str, float]]) -> list[str]:
+    return [item for item, _ in ranked]
+
+
+def test_language_penalty_lifts_the_other_language_when_its_answer_stands_out() -> None:
+    vector = sorted([*KOREAN_CROWD, ANSWER, *ENGLISH_CROWD], key=lambda hit: -hit.score)
+    plain = rank(KOREAN_QUESTION, vector, [], Fusion(keyword_weight=0.2))
+    assert _ids(plain)[0] == "ko-0"  # the embedder's bias: the Korean crowd first
+    fair = rank(KOREAN_QUESTION, vector, [], Fusion(keyword_weight=0.2, language_penalty=0.1))
+    assert _ids(fair)[0] == "en-answer"
+    # Lifted from the vector leg's reserve, past the chunks a search without it would fuse.
+    reserve = [_hit(f"ko-r{i}", 0.65 - i / 10000, "휴가 규정") for i in range(30)]
+    lifted = rank(
+        KOREAN_QUESTION,
+        [*reserve, ANSWER, *ENGLISH_CROWD],
+        [],
+        Fusion(keyword_weight=0.2, language_penalty=0.1),
+    )
+    assert _ids(lifted)[0] == "en-answer"
+    as_vector = SearchQuery(KOREAN_QUESTION.query, k=3, mode="vector")
+    assert _ids(rank(as_vector, vector, [], Fusion(language_penalty=0.1)))[0] == "ko-0"
+
+
+def test_language_penalty_spares_a_question_answered_in_its_own_language() -> None:
+    # The Korean answer stands out of its crowd; the English chunks are a flat crowd that
+    # the full penalty would lift above it, the floor's half does not.
+    korean_answer = _hit("ko-answer", 0.66, "육아휴직은 최대 1년")
+    english_flat = [_hit(f"en-{i}", 0.60 - i / 1000, "holiday policy") for i in range(5)]
+    vector = sorted([korean_answer, *KOREAN_CROWD, *english_flat], key=lambda hit: -hit.score)
+    fusion = Fusion(keyword_weight=0.2, language_penalty=0.1)
+    assert _ids(rank(KOREAN_QUESTION, vector, [], fusion))[0] == "ko-answer"
+    assert cross_lingual_confidence([0.66, 0.6, 0.599, 0.598, 0.597], [0.6, 0.599]) == 0.5
+    # One language only: nothing changes.
     english = [_hit("a", 0.6, "leave policy"), _hit("b", 0.5, "holiday policy")]
     question = SearchQuery("How much leave?", k=2)
-    assert rank(question, english, [], Fusion(language_penalty=0.05)) == rank(
-        question, english, [], Fusion()
-    )
+    assert rank(question, english, [], fusion) == rank(question, english, [], Fusion(0.2))
+
+
+def test_keyword_leg_vouches_for_own_language_chunks_and_fades_when_cross_lingual() -> None:
+    vector = sorted([*KOREAN_CROWD, ANSWER, *ENGLISH_CROWD], key=lambda hit: -hit.score)
+    fusion = Fusion(keyword_weight=0.2, language_penalty=0.1)
+    # BM25's best chunk keeps its similarity: the penalty is for the embedder's bias only.
+    vouched = rank(KOREAN_QUESTION, vector, [("ko-3", 9.0)], fusion)
+    assert _ids(vouched)[:2] == ["ko-3", "en-answer"]
+    # Sure the answer is in English: BM25 (Korean matches only) weighs nothing, so a
+    # keyword-only Korean chunk does not enter the top.
+    keyword_only = rank(KOREAN_QUESTION, vector, [("ko-elsewhere", 9.0)], fusion)
+    assert "ko-elsewhere" not in _ids(keyword_only)
+    plain = rank(KOREAN_QUESTION, vector, [("ko-elsewhere", 9.0)], Fusion(keyword_weight=0.9))
+    assert _ids(plain)[0] == "ko-elsewhere"
+
+
+def test_a_code_bm25_finds_in_the_other_language_lifts_it() -> None:
+    # "PO 번호가 없으면?": the Korean crowd has a chunk that stands out (a shared bigram), the
+    # English procurement chunk is far down the vector leg, but BM25 finds "PO" in it.
+    question = SearchQuery("PO 번호가 없으면 어떻게 돼?", k=3)
+    korean = [_hit("ko-top", 0.66, "비밀번호 규칙"), *KOREAN_CROWD]
+    english = [_hit(f"en-{i}", 0.55 - i / 1000, "travel policy") for i in range(5)]
+    procurement = _hit("en-po", 0.54, "Every purchase needs a PO number")
+    vector = sorted([*korean, *english, procurement], key=lambda hit: -hit.score)
+    keyword = [("ko-top", 7.0), ("en-po", 4.8)]
+    fusion = Fusion(keyword_weight=0.2, language_penalty=0.1)
+    assert "en-po" in _ids(rank(question, vector, keyword, fusion))
+    korean_only_keyword = [("ko-top", 7.0), ("ko-1", 4.8)]
+    assert "en-po" not in _ids(rank(question, vector, korean_only_keyword, fusion))
 
 
 @pytest.mark.parametrize(
