@@ -155,7 +155,7 @@ def service(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # importing the app takes ~50 s at load 10
         while True:
             try:
                 if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:

@@ -911,17 +911,20 @@ async def measure(args: argparse.Namespace, backend: str, database_url: str | No
             stack.close()  # the one-worker service stops; the same data, more workers:
             for workers in [w for w in args.workers if w > 1]:
                 log(f"{backend}: searching {have:,} chunks with {workers} workers")
-                with service(fake.url, core="0,1", env=env, workers=workers) as svc:
-                    pids.append(svc.pid)
-                    async with aiohttp.ClientSession(
-                        connector=connector(), timeout=timeout
-                    ) as session:
-                        client = Client(svc.url, svc.pid, fake, session)
-                        result.searches.extend(
-                            await workers_phase(
-                                client, corpus, have, args.queries, args.k, workers
+                try:
+                    with service(fake.url, core="0,1", env=env, workers=workers) as svc:
+                        pids.append(svc.pid)
+                        async with aiohttp.ClientSession(
+                            connector=connector(), timeout=timeout
+                        ) as session:
+                            client = Client(svc.url, svc.pid, fake, session)
+                            result.searches.extend(
+                                await workers_phase(
+                                    client, corpus, have, args.queries, args.k, workers
+                                )
                             )
-                        )
+                except Exception as exc:  # keep the rows measured so far
+                    log(f"{backend}: {workers} workers failed: {exc!r}")
     except subprocess.TimeoutExpired as exc:  # the service took over 15 s to stop
         for pid in pids:  # not reaped yet, so still ours: stop it before removing its data
             with contextlib.suppress(ProcessLookupError):
