@@ -102,11 +102,12 @@ async def measure(upstream: str, calls: int, redis: str | None) -> list[tuple[st
                 headers=headers,
             )
             assert answer.status_code == 201, answer.text
-            while (
-                await http.get(
+            while True:  # until the document is ingested
+                processing = await http.get(
                     "/api/knowledge/documents", params={"status": "processing"}, headers=headers
                 )
-            ).json()["count"]:
+                if not processing.json()["count"]:
+                    break
                 await asyncio.sleep(0.2)
 
             async def get(path: str, auth: bool = True) -> None:
@@ -155,7 +156,10 @@ async def measure(upstream: str, calls: int, redis: str | None) -> list[tuple[st
 
             await row("limits: hold + release, org without limits", hold)
             await limits.store.put(
-                "o", "", LimitValues(requests_per_minute=10**9, tokens_per_day=10**12), updated_by="b"
+                "o",
+                "",
+                LimitValues(requests_per_minute=10**9, tokens_per_day=10**12),
+                updated_by="b",
             )
             await row(
                 f"limits: hold + release, 2 limits ({'Redis' if redis else 'in-process'} counters)",
@@ -170,11 +174,15 @@ async def measure(upstream: str, calls: int, redis: str | None) -> list[tuple[st
                 lambda: embedders.embedder("o", record.embedding_model, context),
             )
             embedder = await embedders.embedder("o", record.embedding_model, context)
-            await row("query embedding, accounted (lean POST)", lambda: embedder.aembed_query(QUERY))
+            await row(
+                "query embedding, accounted (lean POST)", lambda: embedder.aembed_query(QUERY)
+            )
             sdk = embedder.inner  # type: ignore[attr-defined]
             lean = sdk._session
             sdk._session = None
-            await row("query embedding, openai SDK (OpenAIEmbeddings)", lambda: sdk.aembed_query(QUERY))
+            await row(
+                "query embedding, openai SDK (OpenAIEmbeddings)", lambda: sdk.aembed_query(QUERY)
+            )
             sdk._session = lean
             async with aiohttp.ClientSession() as session:
 

@@ -343,6 +343,7 @@ class LeanQueryOpenAIEmbeddings(OpenAIEmbeddings):
     """
 
     _session: Callable[[], aiohttp.ClientSession] | None = PrivateAttr(default=None)
+    _timeout: aiohttp.ClientTimeout = PrivateAttr(default_factory=aiohttp.ClientTimeout)
 
     async def aembed_query(self, text: str, **kwargs: Any) -> list[float]:
         """Embed a search query: the lean POST, else (on any failure) the SDK's call."""
@@ -358,7 +359,11 @@ class LeanQueryOpenAIEmbeddings(OpenAIEmbeddings):
         headers = {"Authorization": f"Bearer {client.api_key}", "Content-Type": "application/json"}
         if client.organization:
             headers["OpenAI-Organization"] = client.organization
-        payload: dict[str, Any] = {"input": [text], "model": self.model, "encoding_format": "base64"}
+        payload: dict[str, Any] = {
+            "input": [text],
+            "model": self.model,
+            "encoding_format": "base64",
+        }
         if self.dimensions is not None:
             payload["dimensions"] = self.dimensions
         try:
@@ -366,7 +371,7 @@ class LeanQueryOpenAIEmbeddings(OpenAIEmbeddings):
                 f"{str(client.base_url).rstrip('/')}/embeddings",
                 data=orjson.dumps(payload),
                 headers=headers,
-                timeout=aiohttp.ClientTimeout(total=self.request_timeout or None),
+                timeout=self._timeout,
             ) as response:
                 if response.status != 200:
                     return None
@@ -543,4 +548,5 @@ class EmbeddingRegistry:
         )
         if settings.lean_query_embeddings:
             embeddings._session = self._lean.get
+            embeddings._timeout = aiohttp.ClientTimeout(total=settings.upstream_timeout_seconds)
         return embeddings

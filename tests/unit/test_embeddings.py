@@ -371,7 +371,11 @@ async def test_a_query_is_one_lean_post_with_the_sdk_s_url_key_and_usage(
     assert not sdk_sent(sent)
     assert sent.headers["authorization"] == "Bearer sk-service"
     assert sent.headers["openai-organization"] == "org-service"
-    assert sent.body == {"input": ["topic three"], "model": OPENAI_MODEL, "encoding_format": "base64"}
+    assert sent.body == {
+        "input": ["topic three"],
+        "model": OPENAI_MODEL,
+        "encoding_format": "base64",
+    }
     assert (tally.prompt_tokens, tally.responses, tally.reported) == (2, 1, 1)
     # The same vector as the SDK's call (which the switch turns back on).
     with measure_usage() as tally:
@@ -412,7 +416,9 @@ async def test_a_failed_lean_query_falls_back_to_the_sdk(
 
 
 async def test_an_unreachable_upstream_falls_back_to_the_sdk_s_error() -> None:
-    registry = EmbeddingRegistry(settings(openai_api_key="sk-x", openai_base_url="http://127.0.0.1:9/v1"))
+    registry = EmbeddingRegistry(
+        settings(openai_api_key="sk-x", openai_base_url="http://127.0.0.1:9/v1")
+    )
     with pytest.raises(openai.APIConnectionError):
         await registry.embeddings(OPENAI_MODEL).aembed_query("x")
     await registry.aclose()
