@@ -780,7 +780,9 @@ async def breakdown(
         _env_file=None, OPENAI_API_KEY="sk-bench", OPENAI_BASE_URL=client.fake.url
     )
     registry = EmbeddingRegistry(settings)
-    sdk = registry.embeddings(FAKE_MODEL)
+    lean = registry.embeddings(FAKE_MODEL)  # the service's (AHC_LEAN_QUERY_EMBEDDINGS)
+    sdk_registry = EmbeddingRegistry(settings.model_copy(update={"lean_query_embeddings": False}))
+    sdk = sdk_registry.embeddings(FAKE_MODEL)
     store = Chroma(client=raw_client, collection_name=raw.name)
 
     async def in_thread(i: int) -> None:
@@ -798,7 +800,8 @@ async def breakdown(
             "/api/knowledge/collections", auth=True
         ),
         "embed: aiohttp → fake": lambda i: client.embed([queries[i]]),
-        "embed: service's OpenAIEmbeddings → fake": lambda i: sdk.aembed_query(queries[i]),
+        "embed: service's embedder (lean POST) → fake": lambda i: lean.aembed_query(queries[i]),
+        "embed: openai SDK (OpenAIEmbeddings) → fake": lambda i: sdk.aembed_query(queries[i]),
         "raw Chroma query": raw_query,
         "langchain-chroma query in a thread": in_thread,
     }
@@ -808,6 +811,7 @@ async def breakdown(
         latencies, cpu = await timed(n, call)
         parts[name] = (latencies, None if name.startswith("GET") else cpu)
     await registry.aclose()
+    await sdk_registry.aclose()
     # Raw upserts of fresh chunks (vectors fetched first), 64 per call like the service's.
     count = min(2000, max(n * 10, 500))
     texts = corpus.document(count)
