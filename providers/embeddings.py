@@ -396,8 +396,7 @@ class LeanQueryOpenAIEmbeddings(OpenAIEmbeddings):
 class _Sessions:
     """The lean query path's aiohttp sessions: one per event loop, closed by ``aclose``."""
 
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
+    def __init__(self) -> None:
         self._by_loop: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
 
     def get(self) -> aiohttp.ClientSession:
@@ -410,6 +409,7 @@ class _Sessions:
             session = self._by_loop[loop] = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30),
                 auto_decompress=True,
+                trust_env=True,  # HTTPS_PROXY and friends, as the SDK's client honours them
             )
         return session
 
@@ -433,7 +433,7 @@ class EmbeddingRegistry:
         self._local: dict[str, _LocalEmbeddings | E5UseEmbeddings] = {}
         self._openai: dict[tuple[str, str], OpenAIEmbeddings] = {}
         self._http: tuple[Any, Any] | None = None  # (sync, async) pools every embedder shares
-        self._lean = _Sessions(settings)  # the lean query path's (see the module docstring)
+        self._lean = _Sessions()  # the lean query path's (see the module docstring)
         self._lock = threading.Lock()
 
     @property
