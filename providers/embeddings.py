@@ -42,9 +42,11 @@ import aiohttp
 import numpy as np
 import openai
 import orjson
+from aiohttp.helpers import get_env_proxy_for_url
 from langchain_core.embeddings import Embeddings
 from langchain_openai import OpenAIEmbeddings
 from pydantic import PrivateAttr, SecretStr
+from yarl import URL
 
 from core.config import Settings
 
@@ -343,6 +345,9 @@ class LeanQueryOpenAIEmbeddings(OpenAIEmbeddings):
     """
 
     _session: Callable[[], aiohttp.ClientSession] | None = PrivateAttr(default=None)
+    _proxy: Callable[[str], tuple[str | None, aiohttp.BasicAuth | None]] | None = PrivateAttr(
+        default=None
+    )
     _timeout: aiohttp.ClientTimeout = PrivateAttr(default_factory=aiohttp.ClientTimeout)
 
     async def aembed_query(self, text: str, **kwargs: Any) -> list[float]:
@@ -366,12 +371,16 @@ class LeanQueryOpenAIEmbeddings(OpenAIEmbeddings):
         }
         if self.dimensions is not None:
             payload["dimensions"] = self.dimensions
+        url = f"{str(client.base_url).rstrip('/')}/embeddings"
+        proxy, proxy_auth = self._proxy(url) if self._proxy is not None else (None, None)
         try:
             async with session.post(
-                f"{str(client.base_url).rstrip('/')}/embeddings",
+                url,
                 data=orjson.dumps(payload),
                 headers=headers,
                 timeout=self._timeout,
+                proxy=proxy,
+                proxy_auth=proxy_auth,
             ) as response:
                 if response.status != 200:
                     return None
@@ -398,6 +407,7 @@ class _Sessions:
 
     def __init__(self) -> None:
         self._by_loop: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
+        self._proxies: dict[str, tuple[str | None, aiohttp.BasicAuth | None]] = {}
 
     def get(self) -> aiohttp.ClientSession:
         """The running loop's session (made on first use)."""
@@ -409,9 +419,24 @@ class _Sessions:
             session = self._by_loop[loop] = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30),
                 auto_decompress=True,
-                trust_env=True,  # HTTPS_PROXY and friends, as the SDK's client honours them
             )
         return session
+
+    def proxy(self, url: str) -> tuple[str | None, aiohttp.BasicAuth | None]:
+        """The environment's proxy for ``url`` (HTTPS_PROXY, NO_PROXY...), as the SDK uses.
+
+        Looked up once per base URL: aiohttp's ``trust_env`` reads the environment on every
+        request (~0.6 ms of CPU, as much as the rest of the lean call).
+        """
+        found = self._proxies.get(url)
+        if found is None:
+            try:
+                proxy, auth = get_env_proxy_for_url(URL(url))
+                found = (str(proxy), auth)
+            except LookupError:
+                found = (None, None)
+            self._proxies[url] = found
+        return found
 
     async def aclose(self) -> None:
         """Close the running loop's session (the others' loops have closed theirs)."""
@@ -548,5 +573,6 @@ class EmbeddingRegistry:
         )
         if settings.lean_query_embeddings:
             embeddings._session = self._lean.get
+            embeddings._proxy = self._lean.proxy
             embeddings._timeout = aiohttp.ClientTimeout(total=settings.upstream_timeout_seconds)
         return embeddings

@@ -424,6 +424,22 @@ async def test_an_unreachable_upstream_falls_back_to_the_sdk_s_error() -> None:
     await registry.aclose()
 
 
+def test_the_lean_path_takes_the_environment_s_proxy_once_per_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    sessions = embeddings_module._Sessions()
+    url = "https://api.openai.example/v1/embeddings"
+    assert sessions.proxy(url) == ("http://proxy.example:3128", None)
+    monkeypatch.delenv("HTTPS_PROXY")
+    assert sessions.proxy(url)[0] == "http://proxy.example:3128"  # looked up once
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "api.openai.example")
+    assert embeddings_module._Sessions().proxy(url) == (None, None)
+
+
 # --- accounting -----------------------------------------------------------------------
 
 
