@@ -58,6 +58,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and of its descendants alive now (worker processes)."""
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            total += cpu_seconds(current)
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending.extend(int(c) for c in (task / "children").read_text().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
 def token(org: str = "bench-org", user: str = "bench") -> str:
     return jwt.encode({"sub": user, "org_id": org, "exp": int(time.time()) + 7200}, SECRET, "HS256")
 
@@ -99,9 +113,18 @@ class Service:
 
 @contextmanager
 def service(
-    upstream: str, *, core: int = 0, env: dict[str, str] | None = None
+    upstream: str,
+    *,
+    core: int | str = 0,
+    env: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> Iterator[Service]:
-    """The service in one uvicorn worker pinned to ``core``, upstream = the fake."""
+    """The service in one uvicorn worker pinned to ``core``, upstream = the fake.
+
+    ``workers`` > 1: ``ai-helper-core serve --workers N`` as deployed (it migrates once, then
+    starts the worker processes); ``core`` may then list several (``"0,1"``). The pid is
+    the supervisor's: read its CPU with :func:`tree_cpu_seconds`.
+    """
     port = free_port()
     data = tempfile.mkdtemp(prefix="ahc-bench-")
     environment = {
@@ -114,33 +137,25 @@ def service(
         "AHC_LOG_LEVEL": "WARNING",
         **(env or {}),
     }
+    if workers > 1:
+        command = [
+            *("-c", "from cli import app; app()", "serve"),
+            *("--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)),
+        ]
+    else:
+        command = [
+            *("-m", "uvicorn", "server:app", "--host", "127.0.0.1", "--port", str(port)),
+            *("--loop", "uvloop", "--http", "httptools", "--no-access-log"),
+            *("--log-level", "warning"),
+        ]
     proc = subprocess.Popen(
-        [
-            "taskset",
-            "-c",
-            str(core),
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "server:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
+        ["taskset", "-c", str(core), sys.executable, *command],
         cwd=ROOT,
         env=environment,
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # importing the app takes ~50 s at load 10
         while True:
             try:
                 if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:

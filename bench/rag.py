@@ -34,6 +34,13 @@ query in this process (the default set-up).
     .venv/bin/python bench/rag.py [--chunks 10000,100000] [--queries 200] [--k 4]
         [--local-docs 20] [--local-engines use[,e5]] [--e5-docs 5] [--doc-chunks 1000]
         [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test] [--no-sqlite] [--quick]
+        [--workers 1,2]
+
+``--workers 1,2`` then restarts the service on the same data as ``ai-helper-core serve
+--workers 2`` on both cores (the bench client and the fake share core 1 with it) and repeats
+the search rows (CPU summed over the worker processes). Each worker opens the embedded Chroma
+directory on its own: right for these read-only rows, not for a deployment that writes
+(two workers need a Chroma server, ``AHC_CHROMA_URL``).
 
 ``--pg`` also runs the whole measurement with PostgreSQL as the registry, in a scratch
 database created next to the URL's and dropped afterwards.
@@ -67,7 +74,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._harness import ROOT, cpu_seconds, service, token
+from bench._harness import ROOT, cpu_seconds, service, token, tree_cpu_seconds
 
 SEED = 20261203
 SEARCH_ADDED_MS = 2.0  # the service adds at most this over chromadb direct (vector, p50)
@@ -655,6 +662,29 @@ async def search_phase(
     return rows, floor
 
 
+async def workers_phase(
+    client: Client, corpus: Corpus, size: int, n: int, k: int, workers: int
+) -> list[Search]:
+    """The same searches against ``workers`` worker processes (CPU: all of them)."""
+    client.refresh()
+    queries = corpus.queries(n)
+    # Warm every worker (Chroma's client and index load on a process's first search).
+    for mode in ("vector", "hybrid", "keyword"):
+        await concurrent_searches(client, queries[: 20 * workers], k, mode, CONCURRENT)
+    rows = []
+    for mode in ("vector", "hybrid", "keyword"):
+        before = tree_cpu_seconds(client.pid)
+        latencies = [(await client.search(q, k, mode))[0] for q in queries]
+        cpu_ms = (tree_cpu_seconds(client.pid) - before) / n * 1000
+        rows.append(Search(size, f"{mode} ({workers} workers)", latencies, cpu_ms))
+    for mode in ("hybrid", "keyword"):
+        before = tree_cpu_seconds(client.pid)
+        latencies = await concurrent_searches(client, queries, k, mode, CONCURRENT)
+        cpu_ms = (tree_cpu_seconds(client.pid) - before) / n * 1000
+        rows.append(Search(size, f"{mode} ×{CONCURRENT} ({workers} workers)", latencies, cpu_ms))
+    return rows
+
+
 async def concurrent_searches(
     client: Client, queries: list[str], k: int, mode: str, clients: int
 ) -> list[float]:
@@ -750,7 +780,9 @@ async def breakdown(
         _env_file=None, OPENAI_API_KEY="sk-bench", OPENAI_BASE_URL=client.fake.url
     )
     registry = EmbeddingRegistry(settings)
-    sdk = registry.embeddings(FAKE_MODEL)
+    lean = registry.embeddings(FAKE_MODEL)  # the service's (AHC_LEAN_QUERY_EMBEDDINGS)
+    sdk_registry = EmbeddingRegistry(settings.model_copy(update={"lean_query_embeddings": False}))
+    sdk = sdk_registry.embeddings(FAKE_MODEL)
     store = Chroma(client=raw_client, collection_name=raw.name)
 
     async def in_thread(i: int) -> None:
@@ -763,11 +795,13 @@ async def breakdown(
 
     calls: dict[str, Any] = {
         "GET /healthz": lambda i: client.get("/healthz", auth=False),
+        "GET /api/models (auth, no SQL)": lambda i: client.get("/api/models", auth=True),
         "GET collections (auth + SQL)": lambda i: client.get(
             "/api/knowledge/collections", auth=True
         ),
         "embed: aiohttp → fake": lambda i: client.embed([queries[i]]),
-        "embed: service's OpenAIEmbeddings → fake": lambda i: sdk.aembed_query(queries[i]),
+        "embed: service's embedder (lean POST) → fake": lambda i: lean.aembed_query(queries[i]),
+        "embed: openai SDK (OpenAIEmbeddings) → fake": lambda i: sdk.aembed_query(queries[i]),
         "raw Chroma query": raw_query,
         "langchain-chroma query in a thread": in_thread,
     }
@@ -777,6 +811,7 @@ async def breakdown(
         latencies, cpu = await timed(n, call)
         parts[name] = (latencies, None if name.startswith("GET") else cpu)
     await registry.aclose()
+    await sdk_registry.aclose()
     # Raw upserts of fresh chunks (vectors fetched first), 64 per call like the service's.
     count = min(2000, max(n * 10, 500))
     texts = corpus.document(count)
@@ -833,13 +868,17 @@ async def measure(args: argparse.Namespace, backend: str, database_url: str | No
         env["AHC_DATABASE_URL"] = database_url
     default_tmp, tempfile.tempdir = tempfile.tempdir, str(data)  # the harness's mkdtemp too
     pids: list[int] = []
+    timeout = aiohttp.ClientTimeout(total=600)
+
+    def connector() -> aiohttp.TCPConnector:
+        # Idle connections closed before uvicorn drops them (its keep-alive: 5 s).
+        return aiohttp.TCPConnector(limit=CONCURRENT + 2, keepalive_timeout=3)
+
     try:
-        with fake_embedder(core=1) as fake, service(fake.url, core=0, env=env) as svc:
+        with fake_embedder(core=1) as fake, contextlib.ExitStack() as stack:
+            svc = stack.enter_context(service(fake.url, core=0, env=env))
             pids.append(svc.pid)
-            timeout = aiohttp.ClientTimeout(total=600)
-            # Idle connections closed before uvicorn drops them (its keep-alive: 5 s).
-            connector = aiohttp.TCPConnector(limit=CONCURRENT + 2, keepalive_timeout=3)
-            async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+            async with aiohttp.ClientSession(connector=connector(), timeout=timeout) as session:
                 client = Client(svc.url, svc.pid, fake, session)
                 for engine in args.local_engines:
                     docs = args.e5_docs if engine == "e5" else args.local_docs
@@ -873,6 +912,23 @@ async def measure(args: argparse.Namespace, backend: str, database_url: str | No
                     )
                     result.searches.extend(searches)
                     result.floors.append(floor)
+            stack.close()  # the one-worker service stops; the same data, more workers:
+            for workers in [w for w in args.workers if w > 1]:
+                log(f"{backend}: searching {have:,} chunks with {workers} workers")
+                try:
+                    with service(fake.url, core="0,1", env=env, workers=workers) as svc:
+                        pids.append(svc.pid)
+                        async with aiohttp.ClientSession(
+                            connector=connector(), timeout=timeout
+                        ) as session:
+                            client = Client(svc.url, svc.pid, fake, session)
+                            result.searches.extend(
+                                await workers_phase(
+                                    client, corpus, have, args.queries, args.k, workers
+                                )
+                            )
+                except Exception as exc:  # keep the rows measured so far
+                    log(f"{backend}: {workers} workers failed: {exc!r}")
     except subprocess.TimeoutExpired as exc:  # the service took over 15 s to stop
         for pid in pids:  # not reaped yet, so still ours: stop it before removing its data
             with contextlib.suppress(ProcessLookupError):
@@ -1081,6 +1137,13 @@ def main() -> None:
     parser.add_argument("--pg", help="also on PostgreSQL (postgresql+psycopg://...)")
     parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--quick", action="store_true", help="a smoke run (2000 chunks)")
+    parser.add_argument(
+        "--workers",
+        type=ints,
+        default=[1],
+        help="also search the filled collection with N worker processes on both cores "
+        "(`serve --workers N`; e.g. 1,2): its own rows, CPU summed over the workers",
+    )
     args = parser.parse_args()
     if args.quick:
         args.chunks, args.queries, args.doc_chunks = [2000], 50, 500

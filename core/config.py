@@ -210,6 +210,11 @@ class Settings(BaseSettings):
         description="OpenAI embedding models offered when a key is set.",
     )
     embedding_batch_size: int = Field(default=64, ge=1, description="Texts per embedding call.")
+    lean_query_embeddings: bool = Field(
+        default=True,
+        description="Embed a search's query with OpenAI by one bare HTTP POST instead of the "
+        "openai SDK (~1.3 ms less CPU per search; any failure falls back to the SDK).",
+    )
     knowledge_max_file_bytes: int = Field(
         default=20 * 1024 * 1024, ge=1, description="Largest accepted upload (413 above)."
     )

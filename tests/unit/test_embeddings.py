@@ -350,6 +350,96 @@ async def test_registry_aclose_closes_the_pools(fake_openai: FakeOpenAI) -> None
     assert again is not embedder and again.http_async_client is not embedder.http_async_client  # type: ignore[attr-defined]
 
 
+# --- the lean query path --------------------------------------------------------------
+
+
+def sdk_sent(request: Any) -> bool:
+    """Whether the openai SDK made ``request`` (it sends its X-Stainless headers)."""
+    return "x-stainless-lang" in request.headers
+
+
+async def test_a_query_is_one_lean_post_with_the_sdk_s_url_key_and_usage(
+    fake_openai: FakeOpenAI,
+) -> None:
+    lean = EmbeddingRegistry(openai_settings(fake_openai, OPENAI_ORG_ID="org-service"))
+    sdk = EmbeddingRegistry(
+        openai_settings(fake_openai, OPENAI_ORG_ID="org-service", lean_query_embeddings=False)
+    )
+    with measure_usage() as tally:
+        vector = await lean.embeddings(OPENAI_MODEL).aembed_query("topic three")
+    (sent,) = embedding_requests(fake_openai)
+    assert not sdk_sent(sent)
+    assert sent.headers["authorization"] == "Bearer sk-service"
+    assert sent.headers["openai-organization"] == "org-service"
+    assert sent.body == {
+        "input": ["topic three"],
+        "model": OPENAI_MODEL,
+        "encoding_format": "base64",
+    }
+    assert (tally.prompt_tokens, tally.responses, tally.reported) == (2, 1, 1)
+    # The same vector as the SDK's call (which the switch turns back on).
+    with measure_usage() as tally:
+        expected = await sdk.embeddings(OPENAI_MODEL).aembed_query("topic three")
+    assert sdk_sent(embedding_requests(fake_openai)[-1])
+    assert tally.prompt_tokens == 2 and vector == expected and len(vector) == 1536
+    # An org's own key: its key, not the service's organization.
+    await lean.embeddings(OPENAI_MODEL, org_key="sk-org-own").aembed_query("x")
+    own = embedding_requests(fake_openai)[-1]
+    assert not sdk_sent(own) and own.headers["authorization"] == "Bearer sk-org-own"
+    assert "openai-organization" not in own.headers
+    # Passages stay with the SDK.
+    await lean.embeddings(OPENAI_MODEL).aembed_documents(["a b"])
+    assert sdk_sent(embedding_requests(fake_openai)[-1])
+    await lean.aclose()
+    await sdk.aclose()
+
+
+@pytest.mark.parametrize("status", [500, 429, 401])
+async def test_a_failed_lean_query_falls_back_to_the_sdk(
+    fake_openai: FakeOpenAI, status: int
+) -> None:
+    registry = EmbeddingRegistry(openai_settings(fake_openai))
+    embedder = registry.embeddings(OPENAI_MODEL)
+    fake_openai.fail_next(status=status)
+    with measure_usage() as tally:
+        vector = await embedder.aembed_query("one two")
+    lean, retried = embedding_requests(fake_openai)
+    assert not sdk_sent(lean) and sdk_sent(retried)  # the SDK made the call that answered
+    assert len(vector) == 1536
+    assert (tally.prompt_tokens, tally.responses) == (2, 1)  # the failed attempt counts nothing
+    # When the SDK fails too, its error is the caller's (as without the lean path).
+    fake_openai.fail_next(status=status, times=2)
+    with pytest.raises(openai.APIStatusError) as caught:
+        await embedder.aembed_query("one two")
+    assert caught.value.status_code == status
+    await registry.aclose()
+
+
+async def test_an_unreachable_upstream_falls_back_to_the_sdk_s_error() -> None:
+    registry = EmbeddingRegistry(
+        settings(openai_api_key="sk-x", openai_base_url="http://127.0.0.1:9/v1")
+    )
+    with pytest.raises(openai.APIConnectionError):
+        await registry.embeddings(OPENAI_MODEL).aembed_query("x")
+    await registry.aclose()
+
+
+def test_the_lean_path_takes_the_environment_s_proxy_once_per_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    sessions = embeddings_module._Sessions()
+    url = "https://api.openai.example/v1/embeddings"
+    assert sessions.proxy(url) == ("http://proxy.example:3128", None)
+    monkeypatch.delenv("HTTPS_PROXY")
+    assert sessions.proxy(url)[0] == "http://proxy.example:3128"  # looked up once
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "api.openai.example")
+    assert embeddings_module._Sessions().proxy(url) == (None, None)
+
+
 # --- accounting -----------------------------------------------------------------------
 
 
