@@ -418,7 +418,7 @@ async def counters(sessions: async_sessionmaker[AsyncSession], collection_id: st
                 KeywordTerm.collection_id == collection_id
             )
         )
-        return {term: df for term, df in rows if term != keyword_index.VERSION_TERM}
+        return {term: df for term, df in rows if term not in keyword_index.MONOTONIC}
 
 
 async def assert_counters_exact(sessions: async_sessionmaker[AsyncSession], docs: Corpus) -> None:
