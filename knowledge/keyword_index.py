@@ -526,7 +526,8 @@ CACHE = PostingCache()
 async def _entry(session: AsyncSession, collection_id: str, version: int) -> CachedCollection:
     """The collection's cache entry brought up to ``version`` (or a private one if behind).
 
-    Catching up reads the log since the entry's version (one range of the primary key).
+    Catching up reads the log since the entry's version (one range of the primary key);
+    every write logs at least one entry, so a gap means the index changed under the log.
     """
     entry = CACHE.collection(collection_id)
     if entry is None or entry.stale or version - entry.version > LOG_KEEP // 2:
@@ -544,7 +545,11 @@ async def _entry(session: AsyncSession, collection_id: str, version: int) -> Cac
             )
             .order_by(_log.c.version, _log.c.first)
         )
-        entry.apply([(int(v), int(f), int(la), bool(a)) for v, f, la, a in result.all()])
+        entries = [(int(v), int(f), int(la), bool(a)) for v, f, la, a in result.all()]
+        if len({e[0] for e in entries}) != version - since:
+            # A version with no log entry (statistics rebuilt, a migration): start over.
+            return CACHE.start(collection_id, version)
+        entry.apply(entries)
     return entry
 
 
@@ -708,7 +713,9 @@ async def _names(
 
 # --- warming ---------------------------------------------------------------------------------
 
-_warming: dict[str, asyncio.Task[None]] = {}
+_warming: dict[str, tuple[asyncio.Task[None], CachedCollection | None]] = {}
+"""The last warming task per collection, and the cache entry it was started for."""
+
 _settings: dict[str, int] = {"warm_postings": 0}
 
 
@@ -721,19 +728,21 @@ def configure(*, cache_postings: int, warm_postings: int) -> None:
 def warm_soon(sessions: async_sessionmaker[AsyncSession], collection_id: str) -> None:
     """Start :func:`warm` for the collection in the background, once per cache entry.
 
-    Called after a search: the first search of a collection (or the first after its cache
-    entry was dropped) schedules it; later calls are a dict lookup.
+    Called after each search: the first search of a collection (or the first after its
+    cache entry was started over) schedules it; later calls are a dict lookup.
     """
     budget = _settings["warm_postings"]
     if budget <= 0:
         return
     entry = CACHE.collection(collection_id)
-    task = _warming.get(collection_id)
-    if task is not None and (not task.done() or (entry is not None and entry.terms)):
+    previous = _warming.get(collection_id)
+    if previous is not None and (not previous[0].done() or previous[1] is entry):
         return
-    _warming[collection_id] = asyncio.get_running_loop().create_task(
-        _warm_logged(sessions, collection_id, budget)
-    )
+    if len(_warming) > 1000:  # forget finished ones: bounded
+        for key in [k for k, (task, _) in _warming.items() if task.done()]:
+            del _warming[key]
+    task = asyncio.get_running_loop().create_task(_warm_logged(sessions, collection_id, budget))
+    _warming[collection_id] = (task, entry)
 
 
 async def _warm_logged(

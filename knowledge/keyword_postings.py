@@ -25,7 +25,11 @@ NumberArray = np.ndarray[Any, np.dtype[np.uint32]]
 SmallArray = np.ndarray[Any, np.dtype[np.uint16]]
 
 
-def pack(numbers: Sequence[int], tf: Sequence[int], length: Sequence[int]) -> bytes:
+def pack(
+    numbers: Sequence[int] | np.ndarray[Any, Any],
+    tf: Sequence[int] | np.ndarray[Any, Any],
+    length: Sequence[int] | np.ndarray[Any, Any],
+) -> bytes:
     """One row's bytes: numbers, then tf, then lengths (tf and length saturate at 65,535)."""
     return b"".join(
         (
