@@ -140,7 +140,7 @@ def service(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # a loaded shared machine: imports alone took 90 s
         while True:
             try:
                 if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
