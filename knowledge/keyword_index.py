@@ -657,18 +657,18 @@ async def search(
         numbers = numbers[numbers < size]
         keep[numbers] = True
         scores[~keep] = 0.0
-    matched = np.flatnonzero(scores > 0)
-    best = _best(scores, matched, limit)
+    best = _best(scores, limit)
     names = await _names(session, collection_id, entry, best)
     return [(names[n], float(scores[n])) for n in best if n in names][:limit]
 
 
-def _best(scores: np.ndarray[Any, Any], matched: np.ndarray[Any, Any], limit: int) -> list[int]:
-    """The ``limit`` best of ``matched`` by score, ties by number."""
-    if len(matched) > limit:
-        values = scores[matched]
-        cutoff = np.partition(values, len(values) - limit)[len(values) - limit]
-        matched = matched[values >= cutoff]  # ties at the cutoff: all kept, sorted below
+def _best(scores: np.ndarray[Any, Any], limit: int) -> list[int]:
+    """The numbers of the ``limit`` best positive scores, ties by number."""
+    if limit < len(scores):
+        cutoff = scores[np.argpartition(scores, len(scores) - limit)[len(scores) - limit :]].min()
+        matched = np.flatnonzero(scores >= max(cutoff, np.nextafter(0, 1)))  # ties all kept
+    else:
+        matched = np.flatnonzero(scores > 0)
     order = np.lexsort((matched, -scores[matched]))
     return [int(n) for n in matched[order[:limit]]]
 
