@@ -647,7 +647,12 @@ async def search(
     for term, found in postings.items():
         weight = idf(stats.chunks, stats.df[term]) * (K1 + 1)
         tf = found.tf.astype(np.float64)
-        share = weight * tf / (tf + K1 * (1 - B) + slope * found.length.astype(np.float64))
+        share = found.length.astype(np.float64)  # in place from here: fewer temporaries
+        share *= slope
+        share += K1 * (1 - B)
+        share += tf
+        np.divide(tf, share, out=share)
+        share *= weight
         scores += np.bincount(found.numbers, weights=share, minlength=size)
     if entry.dead:
         scores[entry.dead_numbers()] = 0.0
