@@ -881,7 +881,10 @@ async def measure(args: argparse.Namespace, backend: str, database_url: str | No
                                 args.k,
                             )
                         )
-                have = await client.chunks(COLLECTION) if args.keep else 0
+                have = 0
+                if args.keep:  # documents a killed run left processing: queued again at start
+                    await client.wait_ready(COLLECTION)
+                    have = await client.chunks(COLLECTION)
                 if have:
                     log(f"{backend}: reusing {have:,} kept chunks")
                     skip_documents(corpus, have, args.doc_chunks)
