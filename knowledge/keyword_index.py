@@ -53,7 +53,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.base import Base
-from db.models import KeywordChunk, KeywordLog, KeywordPosting, KeywordSegment, KeywordTerm
+from db.models import (
+    KeywordChunk,
+    KeywordLog,
+    KeywordPosting,
+    KeywordSegment,
+    KeywordTerm,
+    KnowledgeDocument,
+)
 from knowledge.keyword_postings import (
     CachedCollection,
     PostingCache,
@@ -718,7 +725,7 @@ async def _names(
 
 # --- warming ---------------------------------------------------------------------------------
 
-_warming: dict[str, tuple[asyncio.Task[None], CachedCollection | None]] = {}
+_warming: dict[str, tuple[asyncio.Future[Any], CachedCollection | None]] = {}
 """The last warming task per collection, and the cache entry it was started for."""
 
 _settings: dict[str, int] = {"warm_postings": 0}
@@ -748,6 +755,49 @@ def warm_soon(sessions: async_sessionmaker[AsyncSession], collection_id: str) ->
             del _warming[key]
     task = asyncio.get_running_loop().create_task(_warm_logged(sessions, collection_id, budget))
     _warming[collection_id] = (task, entry)
+
+
+def warm_largest_soon(sessions: async_sessionmaker[AsyncSession]) -> asyncio.Task[int] | None:
+    """At start-up: :func:`warm_largest` in the background (None if warming is off)."""
+    budget = _settings["warm_postings"]
+    if budget <= 0:
+        return None
+    return asyncio.get_running_loop().create_task(warm_largest(sessions, budget=budget))
+
+
+async def warm_largest(
+    sessions: async_sessionmaker[AsyncSession], *, budget: int, collections: int = 20
+) -> int:
+    """Warm the largest collections (by ready chunks), the largest first, within ``budget``.
+
+    A process's first searches of a big collection then find its common terms in memory;
+    each collection's warming is marked done, so its first search does not warm it again.
+    """
+    async with sessions() as session:
+        rows = (
+            await session.execute(
+                select(KnowledgeDocument.collection_id, func.sum(KnowledgeDocument.chunks))
+                .where(KnowledgeDocument.status == "ready")
+                .group_by(KnowledgeDocument.collection_id)
+                .order_by(func.sum(KnowledgeDocument.chunks).desc())
+                .limit(collections)
+            )
+        ).all()
+    read = 0
+    for collection_id, _ in rows:
+        if budget - read < CACHE_MIN_DF:
+            break
+        try:
+            read += await warm(sessions, collection_id, budget=budget - read)
+        except Exception:  # a background nicety: never fails start-up
+            logger.warning(
+                "warming the keyword postings of %s failed", collection_id, exc_info=True
+            )
+            continue
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        _warming[collection_id] = (done, CACHE.collection(collection_id))
+    return read
 
 
 async def _warm_logged(

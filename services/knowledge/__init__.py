@@ -11,6 +11,7 @@ and :meth:`run_reembed_job`, and the wiring registers them before the queue star
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -195,6 +196,10 @@ class KnowledgeService:
     async def search(self, context: CallContext, query: SearchQuery) -> list[SearchHit]:
         """Find the chunks of the org's collection that answer ``query``."""
         return await self._search.search(context, query)
+
+    def warm_keyword_index(self) -> asyncio.Task[int] | None:
+        """Start reading the largest collections' common keyword postings (background)."""
+        return self._search.warm_keyword_index()
 
     # --- re-embedding --------------------------------------------------------------
 

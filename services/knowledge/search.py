@@ -67,6 +67,10 @@ class Search:
             warm_postings=settings.knowledge_keyword_warm_postings,
         )
 
+    def warm_keyword_index(self) -> asyncio.Task[int] | None:
+        """At start-up: the largest collections' common postings into memory, in the background."""
+        return keyword_index.warm_largest_soon(self._sessions)
+
     async def search(self, context: CallContext, query: SearchQuery) -> list[SearchHit]:
         """The hits of ``query`` (404 for an unknown collection; none before any upload)."""
         where = None

@@ -578,3 +578,32 @@ async def test_a_collections_first_search_schedules_one_warming(
     assert entry is not None and len(entry.terms) > 1  # more than the searched term
     keyword_index.warm_soon(sessions, docs.collection_id)
     assert keyword_index._warming[docs.collection_id][0] is task  # not again
+
+
+async def test_start_up_warms_the_largest_collections_first(
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kept = keyword_index.PostingCache()
+    monkeypatch.setattr(keyword_index, "CACHE", kept)
+    monkeypatch.setattr(keyword_index, "CACHE_MIN_DF", 20)
+    monkeypatch.setattr(keyword_index, "_warming", {})
+    small = await corpus(sessions, **zipf_corpus(100, seed=1))
+    large = await corpus(sessions, **zipf_corpus(300, seed=2))
+    async with sessions() as session:
+        # Far larger than any other test's (PostgreSQL's database is shared).
+        for docs, chunks in ((small, 10**9 - 1), (large, 10**9)):
+            document = await session.get(KnowledgeDocument, docs.document_id)
+            assert document is not None
+            document.chunks = chunks
+        await session.commit()
+    df = await counters(sessions, large.collection_id)
+    top = max(n for t, n in df.items() if t[0] != "#")
+    # Room for the largest collection's most frequent term only.
+    read = await keyword_index.warm_largest(sessions, budget=top + 1, collections=2)
+    assert read == top
+    assert kept.collection(large.collection_id) is not None
+    assert kept.collection(small.collection_id) is None
+    assert large.collection_id in keyword_index._warming  # its first search will not warm again
+    await keyword_index.warm_largest(sessions, budget=10**6, collections=2)
+    small_entry = kept.collection(small.collection_id)
+    assert small_entry is not None and small_entry.terms
