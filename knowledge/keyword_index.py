@@ -720,12 +720,16 @@ async def search(
 
 
 def _best(scores: np.ndarray[Any, Any], limit: int) -> list[int]:
-    """The numbers of the ``limit`` best positive scores, ties by number."""
-    if limit < len(scores):
-        cutoff = scores[np.argpartition(scores, len(scores) - limit)[len(scores) - limit :]].min()
-        matched = np.flatnonzero(scores >= max(cutoff, np.nextafter(0, 1)))  # ties all kept
-    else:
-        matched = np.flatnonzero(scores > 0)
+    """The numbers of the ``limit`` best positive scores, ties by number.
+
+    Partitions only the matched scores: ``argpartition`` over the whole array (mostly
+    zeros, all equal) measured 11 ms for 100k numbers, this well under one.
+    """
+    matched = np.flatnonzero(scores > 0)
+    if len(matched) > limit:
+        values = scores[matched]
+        cutoff = np.partition(values, len(values) - limit)[len(values) - limit]
+        matched = matched[values >= cutoff]  # ties at the cutoff: all kept, sorted below
     order = np.lexsort((matched, -scores[matched]))
     return [int(n) for n in matched[order[:limit]]]
 
