@@ -811,7 +811,15 @@ def warm_largest_soon(sessions: async_sessionmaker[AsyncSession]) -> asyncio.Tas
     budget = _settings["warm_postings"]
     if budget <= 0:
         return None
-    return asyncio.get_running_loop().create_task(warm_largest(sessions, budget=budget))
+    return asyncio.get_running_loop().create_task(_warm_largest_logged(sessions, budget))
+
+
+async def _warm_largest_logged(sessions: async_sessionmaker[AsyncSession], budget: int) -> int:
+    try:
+        return await warm_largest(sessions, budget=budget)
+    except Exception:  # a background nicety: never fails start-up
+        logger.warning("warming the keyword postings at start-up failed", exc_info=True)
+        return 0
 
 
 async def warm_largest(
