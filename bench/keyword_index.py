@@ -138,6 +138,7 @@ class Result:
     after_write: list[float]
     cpu_ms: dict[str, float]
     load: float
+    notes: list[str]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -214,6 +215,7 @@ async def run(
     size: int,
     query_count: int,
     cpu: Callable[[], float],
+    warm: int = 0,
 ) -> Result:
     upgrade(settings)
     engine = create_engine(settings)
@@ -260,11 +262,29 @@ async def run(
         async with engine.connect() as conn:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             postings = int(
-                (await conn.execute(text("SELECT count(*) FROM ahc_keyword_postings"))).scalar_one()
+                (
+                    await conn.execute(
+                        text(
+                            "SELECT COALESCE(SUM(df), 0) FROM ahc_keyword_terms"
+                            " WHERE collection_id = :c AND term NOT LIKE '#%'"
+                        ),
+                        {"c": collection},
+                    )
+                ).scalar_one()
             )
             if built:  # what autovacuum does after a bulk load (PostgreSQL: the visibility map)
                 await conn.execute(text("VACUUM ANALYZE" if backend == "postgresql" else "ANALYZE"))
             stored = await index_bytes(conn, backend)
+            breakdown = await storage_breakdown(conn, backend)
+        warmed = ""
+        if warm:
+            rss = resident_mb()
+            began, used = time.perf_counter(), cpu()
+            read = await keyword_index.warm(sessions, collection, budget=warm)
+            warmed = (
+                f"warm({warm:,}): {read:,} postings in {time.perf_counter() - began:.2f} s"
+                f" ({cpu() - used:.2f} CPU-s), RSS +{resident_mb() - rss:.0f} MB"
+            )
         asker = random.Random(SEED + 1)
         latencies: dict[str, list[float]] = {}
         cpu_ms: dict[str, float] = {}
@@ -311,7 +331,42 @@ async def run(
         after_write=after,
         cpu_ms=cpu_ms,
         load=os.getloadavg()[0],
+        notes=[warmed, *breakdown] if warmed else breakdown,
     )
+
+
+def resident_mb() -> float:
+    """This process's resident set, MB (from /proc)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def storage_breakdown(conn: AsyncConnection, backend: str) -> list[str]:
+    """Bytes of each keyword table: heap, TOAST and indexes (PostgreSQL) or pages (SQLite)."""
+    if backend == "postgresql":
+        rows = await conn.execute(
+            text(
+                "SELECT c.relname, pg_relation_size(c.oid),"
+                " COALESCE(pg_total_relation_size(NULLIF(c.reltoastrelid, 0)), 0),"
+                " pg_indexes_size(c.oid) FROM pg_class c"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = current_schema() AND c.relkind = 'r'"
+                " AND c.relname LIKE 'ahc_keyword%' ORDER BY c.relname"
+            )
+        )
+        return [
+            f"  {name}: table {heap:,} + TOAST {toast:,} + indexes {indexes:,} bytes"
+            for name, heap, toast, indexes in rows.all()
+        ]
+    rows = await conn.execute(
+        text(
+            "SELECT name, SUM(pgsize) FROM dbstat WHERE name LIKE '%keyword%'"
+            " GROUP BY name ORDER BY name"
+        )
+    )
+    return [f"  {name}: {size:,} bytes" for name, size in rows.all()]
 
 
 @contextmanager
@@ -365,6 +420,12 @@ async def main() -> None:
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--keep", help="keep the filled indexes here and reuse them")
+    parser.add_argument(
+        "--warm",
+        type=int,
+        default=0,
+        help="before searching, warm this many postings of the most frequent terms",
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     print(
@@ -384,8 +445,10 @@ async def main() -> None:
                 else:
                     data = Path(stack.enter_context(tempfile.TemporaryDirectory()))
                 settings = Settings(_env_file=None, data_dir=data)
-                result = await run(settings, "sqlite", size, args.queries, cpu_probe(None))
-                print(row(result), flush=True)
+                result = await run(
+                    settings, "sqlite", size, args.queries, cpu_probe(None), args.warm
+                )
+                print(row(result), *result.notes, sep="\n", flush=True)
         if args.pg:
             tag = (
                 "".join(c if c.isalnum() else "_" for c in Path(args.keep).name)
@@ -400,8 +463,8 @@ async def main() -> None:
                 settings = Settings(_env_file=None, data_dir=Path(d), database_url=url)
                 with psycopg.connect(admin, autocommit=True) as conn:
                     probe = cpu_probe(conn, name)
-                    result = await run(settings, "postgresql", size, args.queries, probe)
-                print(row(result), flush=True)
+                    result = await run(settings, "postgresql", size, args.queries, probe, args.warm)
+                print(row(result), *result.notes, sep="\n", flush=True)
 
 
 if __name__ == "__main__":

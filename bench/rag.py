@@ -34,7 +34,7 @@ query in this process (the default set-up).
     .venv/bin/python bench/rag.py [--chunks 10000,100000] [--queries 200] [--k 4]
         [--local-docs 20] [--local-engines use[,e5]] [--e5-docs 5] [--doc-chunks 1000]
         [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test] [--no-sqlite] [--quick]
-        [--workers 1,2]
+        [--workers 1,2] [--keep DIR]
 
 ``--workers 1,2`` then restarts the service on the same data as ``ai-helper-core serve
 --workers 2`` on both cores (the bench client and the fake share core 1 with it) and repeats
@@ -44,6 +44,15 @@ directory on its own: right for these read-only rows, not for a deployment that 
 
 ``--pg`` also runs the whole measurement with PostgreSQL as the registry, in a scratch
 database created next to the URL's and dropped afterwards.
+
+``--keep DIR`` keeps what ingestion built and reuses it on the next run with the same DIR:
+the service's data directory (SQLite file, Chroma directory, keys) in ``DIR/sqlite`` and
+``DIR/postgresql``, and on PostgreSQL the database ``ahc_bench_rag_keep_<DIR's name>``
+(never dropped: ``DROP DATABASE`` it by hand). A run fills the fake-embedded collection
+only up to each ``--chunks`` size from what it already holds (a kept 100k collection costs
+no ingestion), and draws the same queries as a fresh run (the skipped documents are still
+generated, to advance the seeded generator). Use it with ``--local-docs 0``. The ingestion
+rows of a kept run cover only what it added.
 """
 
 from __future__ import annotations
@@ -188,24 +197,30 @@ def fake_embedder(core: int = 1) -> Iterator[Fake]:
 
 
 @contextmanager
-def scratch_database(url: str) -> Iterator[str]:
-    """A PostgreSQL database of our own on URL's server; dropped (forcefully) at the end."""
+def scratch_database(url: str, keep: str | None = None) -> Iterator[str]:
+    """A PostgreSQL database of our own on URL's server; dropped (forcefully) at the end.
+
+    ``keep``: the database's name; created if missing, reused and never dropped.
+    """
     import psycopg
     from psycopg import sql
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url)
     admin = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-    name = f"ahc_bench_rag_{uuid.uuid4().hex[:10]}"
+    name = keep or f"ahc_bench_rag_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
         yield parsed.set(database=name).render_as_string(hide_password=False)
     finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+        if not keep:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                )
 
 
 STANDALONE = """
@@ -535,6 +550,7 @@ def open_raw(
 
     began = time.perf_counter()
     copy = data.parent / f"raw-chroma-{size}"
+    shutil.rmtree(copy, ignore_errors=True)  # a kept run's leftover (killed before cleanup)
     shutil.copytree(data / "chroma", copy, ignore=shutil.ignore_patterns("*-shm"))
     copied = time.perf_counter() - began
     began = time.perf_counter()
@@ -856,7 +872,10 @@ class Result:
 async def measure(args: argparse.Namespace, backend: str, database_url: str | None) -> Result:
     result = Result(backend)
     corpus = Corpus(random.Random(SEED))
-    data = Path(tempfile.mkdtemp(prefix="ahc-bench-rag-"))
+    if args.keep:
+        data = Path(args.keep) / backend.lower()  # made by main()
+    else:
+        data = Path(tempfile.mkdtemp(prefix="ahc-bench-rag-"))
     env = {
         "AHC_DATA_DIR": str(data / "service"),
         "AHC_EMBEDDING_MODEL": FAKE_MODEL,
@@ -901,11 +920,21 @@ async def measure(args: argparse.Namespace, backend: str, database_url: str | No
                             )
                         )
                 have = 0
+                if args.keep:  # documents a killed run left processing: queued again at start
+                    await client.wait_ready(COLLECTION)
+                    have = await client.chunks(COLLECTION)
+                if have:
+                    log(f"{backend}: reusing {have:,} kept chunks")
+                    skip_documents(corpus, have, args.doc_chunks)
                 for size in args.chunks:
-                    log(f"{backend}: filling to {size:,} chunks")
-                    ingest = await ingest_fake(client, corpus, have, size, args.doc_chunks)
-                    result.ingests.append(ingest)
-                    have += ingest.chunks
+                    if size < have:
+                        log(f"{backend}: {size:,} chunks: the kept collection is larger, skipped")
+                        continue
+                    if size > have:
+                        log(f"{backend}: filling to {size:,} chunks")
+                        ingest = await ingest_fake(client, corpus, have, size, args.doc_chunks)
+                        result.ingests.append(ingest)
+                        have += ingest.chunks
                     log(f"{backend}: searching {have:,} chunks")
                     searches, floor = await search_phase(
                         client, corpus, data / "service", have, args.queries, args.k
@@ -939,8 +968,19 @@ async def measure(args: argparse.Namespace, backend: str, database_url: str | No
         log("the service took over 15 s to stop: killed")
     finally:
         tempfile.tempdir = default_tmp
-        shutil.rmtree(data, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(data, ignore_errors=True)
     return result
+
+
+def skip_documents(corpus: Corpus, chunks: int, per_doc: int) -> None:
+    """Draw (and drop) the documents a kept collection already holds, as ingestion would.
+
+    A kept run then generates the same later documents and queries as a fresh run.
+    """
+    while chunks > 0:
+        corpus.document(min(per_doc, chunks))
+        chunks -= per_doc
 
 
 def log(message: str) -> None:
@@ -1144,7 +1184,14 @@ def main() -> None:
         help="also search the filled collection with N worker processes on both cores "
         "(`serve --workers N`; e.g. 1,2): its own rows, CPU summed over the workers",
     )
+    parser.add_argument("--keep", help="keep the ingested data here and reuse it (see above)")
     args = parser.parse_args()
+    if args.keep and args.local_docs:
+        parser.error("--keep needs --local-docs 0 (the small collections would grow each run)")
+    if args.keep:
+        args.keep = str(Path(args.keep).resolve())
+        for backend in ("sqlite", "postgresql"):
+            (Path(args.keep) / backend).mkdir(parents=True, exist_ok=True)
     if args.quick:
         args.chunks, args.queries, args.doc_chunks = [2000], 50, 500
         args.local_docs, args.e5_docs = min(args.local_docs, 4), min(args.e5_docs, 1)
@@ -1154,7 +1201,11 @@ def main() -> None:
     if not args.no_sqlite:
         report(asyncio.run(measure(args, "SQLite", None)), args.k)
     if args.pg:
-        with scratch_database(args.pg) as url:
+        keep = None
+        if args.keep:
+            tag = "".join(c if c.isalnum() else "_" for c in Path(args.keep).resolve().name)
+            keep = f"ahc_bench_rag_keep_{tag}"
+        with scratch_database(args.pg, keep) as url:
             report(asyncio.run(measure(args, "PostgreSQL", url)), args.k)
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 

@@ -99,14 +99,14 @@ from typing import Any, Protocol
 
 import numpy as np
 from langchain_text_splitters import RecursiveCharacterTextSplitter
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from accounting.events import CallContext
 from auth.tokens import Principal
 from core.config import Settings
-from db.models import KeywordPosting
+from db.models import KeywordTerm
 from jobs.in_process import InProcessJobQueue
 from knowledge import keyword_index
 from knowledge.keywords import terms
@@ -950,15 +950,13 @@ async def query_statistics(
     """N (the ingested chunks) and each term's df in the collection's keyword postings."""
     async with pipeline.sessions() as session:
         rows = await session.execute(
-            select(KeywordPosting.term, func.count())
-            .where(
-                KeywordPosting.collection_id == pipeline.collection_id,
-                KeywordPosting.term.in_(list(query_terms)),
+            select(KeywordTerm.term, KeywordTerm.df).where(
+                KeywordTerm.collection_id == pipeline.collection_id,
+                KeywordTerm.term.in_([keyword_index.CHUNKS_TERM, *query_terms]),
             )
-            .group_by(KeywordPosting.term)
         )
-        counts = {str(term): int(count) for term, count in rows}
-    return pipeline.chunks, counts
+        counts = {str(term): int(df) for term, df in rows}
+    return counts.pop(keyword_index.CHUNKS_TERM, 0), counts
 
 
 async def calibration_query(

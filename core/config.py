@@ -308,6 +308,21 @@ class Settings(BaseSettings):
         "language (which language's best hits stand out) and waived for the chunks BM25 "
         "ranks high. A model missing here has none. See bench/rag_quality.py.",
     )
+    knowledge_keyword_cache_postings: int = Field(
+        default=20_000_000,
+        ge=0,
+        description="Keyword search: postings of common terms each process keeps in memory "
+        "(8 bytes each: 20M is at most ~160 MB), least recently used out. Rare terms are "
+        "read from SQL each time.",
+    )
+    knowledge_keyword_warm_postings: int = Field(
+        default=8_000_000,
+        ge=0,
+        description="Keyword search: after a collection's first search in a process, read "
+        "the most frequent terms' postings into memory in the background, up to this many "
+        "(8 bytes each; capped by `knowledge_keyword_cache_postings`; 0: no warming). "
+        "Their first read is what made the first searches of a large collection slow.",
+    )
     rag_min_keyword_score: float = Field(
         default=1.0,
         ge=0,

@@ -16,7 +16,6 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     Numeric,
-    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
@@ -257,57 +256,74 @@ class KnowledgeChunk(Base):
 
 
 class KeywordPosting(Base):
-    """BM25 postings: how often ``term`` occurs in a chunk of a collection.
+    """BM25 postings of one term in one segment (the chunks of one write), packed in bytes.
 
-    Written with the chunk and deleted with it, so the keyword index is always current and
-    shared by every instance; never rebuilt per query. One copy only (the clustered primary
-    key): removal finds a chunk's postings through its :class:`KeywordChunk` row.
+    ``postings`` holds ``n`` postings as three little-endian arrays: the chunks' numbers
+    (uint32, see :class:`KeywordChunk`), the term's frequency in each (uint16) and each
+    chunk's token count, BM25's dl (uint16; both saturate at 65,535). One row per term and
+    write instead of one per posting: the per-row overhead (PostgreSQL's tuple header and
+    index entry, the collection and chunk ids) was most of the 51 KB a chunk cost.
+    Written with the chunk and deleted with it, so the index is always current, shared by
+    every instance and never half a document.
     """
 
-    __tablename__ = "ahc_keyword_postings"
+    __tablename__ = "ahc_keyword_segment_postings"
 
     collection_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     term: Mapped[str] = mapped_column(String(64), primary_key=True)
-    chunk_id: Mapped[str] = mapped_column(String(80), primary_key=True)
-    tf: Mapped[int] = mapped_column(Integer, nullable=False)
-    chunk_length: Mapped[int] = mapped_column(Integer, nullable=False)
-    """The chunk's token count (BM25's dl), denormalized so scoring reads only this table."""
+    segment: Mapped[int] = mapped_column(Integer, primary_key=True)
+    """The first chunk number of the write (:class:`KeywordSegment`)."""
+    postings: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
 
-    __table_args__ = (
-        # PostgreSQL: tf and length in the key's leaf pages make scans index-only.
-        PrimaryKeyConstraint(
-            "collection_id", "term", "chunk_id", postgresql_include=["tf", "chunk_length"]
-        ),
-        # SQLite: cluster the rows on the primary key, so a term's postings (tf and length
-        # included) are one contiguous range and there is no second copy of the key.
-        {"sqlite_with_rowid": False},
-    )
+    # SQLite: clustered on the key, so a term's rows are one contiguous range.
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+
+class KeywordSegment(Base):
+    """One write's chunk numbers (``segment`` to ``last``) and the terms it has rows for.
+
+    Removal reads the terms here and deletes (or, when only some of the segment's chunks
+    go, rewrites) exactly those posting rows by primary key.
+    """
+
+    __tablename__ = "ahc_keyword_segments"
+
+    collection_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    segment: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last: Mapped[int] = mapped_column(Integer, nullable=False)
+    terms: Mapped[str] = mapped_column(Text, nullable=False)
+    """Space-separated, sorted; terms never hold spaces."""
+
+    __table_args__ = ({"sqlite_with_rowid": False},)
 
 
 class KeywordChunk(Base):
-    """A chunk's entry in the keyword index: its length and its terms (the forward index).
+    """A chunk's entry in the keyword index: its number in the collection and its length.
 
-    Removal reads the terms here and deletes the postings by primary key, so the postings
-    need no second index by chunk (which doubled their size). ``terms`` is space-separated
-    ``term`` or ``term:tf`` (tf > 1); terms never hold spaces or colons.
+    Numbers come from the collection's ``#next`` counter and are never reused, so a
+    process may keep postings by number; search maps the best numbers back to chunk ids.
     """
 
-    __tablename__ = "ahc_keyword_chunks"
+    __tablename__ = "ahc_keyword_numbers"
 
     chunk_id: Mapped[str] = mapped_column(String(80), primary_key=True)
     collection_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    number: Mapped[int] = mapped_column(Integer, nullable=False)
+    segment: Mapped[int] = mapped_column(Integer, nullable=False)
     length: Mapped[int] = mapped_column(Integer, nullable=False)
-    terms: Mapped[str] = mapped_column(Text, nullable=False)
 
-    __table_args__ = (Index("ix_ahc_keyword_chunks_collection", "collection_id"),)
+    __table_args__ = (
+        Index("ux_ahc_keyword_numbers_number", "collection_id", "number", unique=True),
+    )
 
 
 class KeywordLog(Base):
-    """Which chunks each write to a collection's keyword index added or removed.
+    """Which chunk numbers each write to a collection's keyword index added or removed.
 
-    ``version`` is the collection's ``#version`` after the write. A search process that keeps
+    ``version`` is the collection's ``#version`` after the write; ``first`` to ``last`` a
+    run of numbers (an added segment, or removed chunks). A search process that keeps
     postings in memory at an older version reads the entries since then and patches them
-    (masks the removed chunks, reads only the added chunks' postings), instead of re-reading
+    (masks the removed numbers, reads only the added segments' rows), instead of re-reading
     whole posting lists after every write. Writers prune entries older than a window.
     """
 
@@ -315,7 +331,8 @@ class KeywordLog(Base):
 
     collection_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    chunk_id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    first: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last: Mapped[int] = mapped_column(Integer, nullable=False)
     added: Mapped[bool] = mapped_column(Boolean, nullable=False)
 
     __table_args__ = ({"sqlite_with_rowid": False},)
@@ -326,9 +343,10 @@ class KeywordTerm(Base):
 
     Counting postings per query would cost O(df) (and O(N) for the collection's size); these
     counters make it a few primary-key lookups. Reserved terms hold the collection's chunk
-    count (``#chunks``), token total (``#tokens``) and write count (``#version``, which
-    tells a search process whether its cached postings are current). Updated by increments
-    in the writer's transaction, so concurrent ingests and deletes add up exactly.
+    count (``#chunks``), token total (``#tokens``), write count (``#version``, which
+    tells a search process whether its cached postings are current) and the chunk numbers
+    handed out (``#next``). Updated by increments in the writer's transaction, so
+    concurrent ingests and deletes add up exactly.
     """
 
     __tablename__ = "ahc_keyword_terms"

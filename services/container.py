@@ -139,6 +139,8 @@ async def open_services(
                 logger.info(
                     "re-queued %d transcriptions interrupted by the restart", transcriptions
                 )
+        if (warming := knowledge.service.warm_keyword_index()) is not None:
+            stack.callback(warming.cancel)  # a start-up nicety: never outlives the services
         yield Services(
             settings=settings,
             auth_failures=auth_failure_limiter(settings, storage.redis),

@@ -11,6 +11,7 @@ and :meth:`run_reembed_job`, and the wiring registers them before the queue star
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -205,6 +206,10 @@ class KnowledgeService:
     async def find(self, context: CallContext, query: SearchQuery) -> Found:
         """:meth:`search`, with what its rerank stage did (``query.rerank``)."""
         return await self._search.find(context, query)
+
+    def warm_keyword_index(self) -> asyncio.Task[int] | None:
+        """Start reading the largest collections' common keyword postings (background)."""
+        return self._search.warm_keyword_index()
 
     # --- re-embedding --------------------------------------------------------------
 

@@ -75,6 +75,14 @@ class Search:
         self._limits = limits
         self._collections = collections
         self._embedders = embedders
+        keyword_index.configure(
+            cache_postings=settings.knowledge_keyword_cache_postings,
+            warm_postings=settings.knowledge_keyword_warm_postings,
+        )
+
+    def warm_keyword_index(self) -> asyncio.Task[int] | None:
+        """At start-up: the largest collections' common postings into memory, in the background."""
+        return keyword_index.warm_largest_soon(self._sessions)
 
     async def search(self, context: CallContext, query: SearchQuery) -> list[SearchHit]:
         """The hits of ``query`` (404 for an unknown collection; none before any upload)."""
@@ -261,9 +269,11 @@ class Search:
                 collection.vector_collection, space_of(collection.distance), where
             )
         async with self._sessions() as session:
-            return await keyword_index.search(
+            hits = await keyword_index.search(
                 session, collection.id, query.query, limit=query.fetch, allowed=allowed
             )
+        keyword_index.warm_soon(self._sessions, collection.id)
+        return hits
 
     async def _hydrate(
         self, collection: KnowledgeCollection, ids: Sequence[str]

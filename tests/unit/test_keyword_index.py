@@ -418,7 +418,7 @@ async def counters(sessions: async_sessionmaker[AsyncSession], collection_id: st
                 KeywordTerm.collection_id == collection_id
             )
         )
-        return {term: df for term, df in rows if term != keyword_index.VERSION_TERM}
+        return {term: df for term, df in rows if term not in keyword_index.MONOTONIC}
 
 
 async def assert_counters_exact(sessions: async_sessionmaker[AsyncSession], docs: Corpus) -> None:
@@ -528,3 +528,82 @@ async def test_kept_postings_follow_writes_through_the_log(
             assert {n for n, _ in patched} <= live
     assert kept.collection(docs.collection_id) is entry  # patched all along, never restarted
     assert entry.dead  # removed chunks were masked, not re-read
+
+
+async def test_warming_reads_the_most_frequent_terms_within_the_budget(
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kept = keyword_index.PostingCache()
+    monkeypatch.setattr(keyword_index, "CACHE", kept)
+    monkeypatch.setattr(keyword_index, "CACHE_MIN_DF", 20)
+    docs = await corpus(sessions, **zipf_corpus(300))
+    df = {t: n for t, n in (await counters(sessions, docs.collection_id)).items() if t[0] != "#"}
+    common = sorted((n for n in df.values() if n >= 20), reverse=True)
+    budget = sum(common[:4]) + 1
+    read = await keyword_index.warm(sessions, docs.collection_id, budget=budget)
+    entry = kept.collection(docs.collection_id)
+    assert entry is not None
+    warmed = set(entry.terms)
+    assert len(warmed) >= 4
+    assert read == sum(df[t] for t in warmed) <= budget
+    assert min(df[t] for t in warmed) >= max(df[t] for t in df if t not in warmed)
+    # What the warmed memory answers is what SQL answers.
+    for q in QUERIES:
+        from_memory = await docs.search(q, limit=5)
+        monkeypatch.setattr(keyword_index, "CACHE", keyword_index.PostingCache())
+        from_sql = await docs.search(q, limit=5)
+        monkeypatch.setattr(keyword_index, "CACHE", kept)
+        assert [n for n, _ in from_memory] == [n for n, _ in from_sql], q
+        assert [s for _, s in from_memory] == pytest.approx([s for _, s in from_sql])
+
+
+async def test_a_collections_first_search_schedules_one_warming(
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kept = keyword_index.PostingCache()
+    monkeypatch.setattr(keyword_index, "CACHE", kept)
+    monkeypatch.setattr(keyword_index, "CACHE_MIN_DF", 20)
+    monkeypatch.setattr(keyword_index, "_warming", {})
+    monkeypatch.setitem(keyword_index._settings, "warm_postings", 0)
+    docs = await corpus(sessions, **zipf_corpus(300))
+    keyword_index.warm_soon(sessions, docs.collection_id)
+    assert not keyword_index._warming  # warming off (0)
+    keyword_index.configure(cache_postings=10**6, warm_postings=10**6)
+    await docs.search("w0")
+    keyword_index.warm_soon(sessions, docs.collection_id)
+    keyword_index.warm_soon(sessions, docs.collection_id)  # once per cache entry
+    ((task, _),) = keyword_index._warming.values()
+    await task
+    entry = kept.collection(docs.collection_id)
+    assert entry is not None and len(entry.terms) > 1  # more than the searched term
+    keyword_index.warm_soon(sessions, docs.collection_id)
+    assert keyword_index._warming[docs.collection_id][0] is task  # not again
+
+
+async def test_start_up_warms_the_largest_collections_first(
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kept = keyword_index.PostingCache()
+    monkeypatch.setattr(keyword_index, "CACHE", kept)
+    monkeypatch.setattr(keyword_index, "CACHE_MIN_DF", 20)
+    monkeypatch.setattr(keyword_index, "_warming", {})
+    small = await corpus(sessions, **zipf_corpus(100, seed=1))
+    large = await corpus(sessions, **zipf_corpus(300, seed=2))
+    async with sessions() as session:
+        # Far larger than any other test's (PostgreSQL's database is shared).
+        for docs, chunks in ((small, 10**9 - 1), (large, 10**9)):
+            document = await session.get(KnowledgeDocument, docs.document_id)
+            assert document is not None
+            document.chunks = chunks
+        await session.commit()
+    df = await counters(sessions, large.collection_id)
+    top = max(n for t, n in df.items() if t[0] != "#")
+    # Room for the largest collection's most frequent term only.
+    read = await keyword_index.warm_largest(sessions, budget=top + 1, collections=2)
+    assert read == top
+    assert kept.collection(large.collection_id) is not None
+    assert kept.collection(small.collection_id) is None
+    assert large.collection_id in keyword_index._warming  # its first search will not warm again
+    await keyword_index.warm_largest(sessions, budget=10**6, collections=2)
+    small_entry = kept.collection(small.collection_id)
+    assert small_entry is not None and small_entry.terms
