@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from knowledge.keywords import terms
+from knowledge.keywords import normalized, terms, word_pattern
 
 RARE_CHUNKS = 3
 """An identifier held by at most this many of the keyword hits is specific enough."""
@@ -58,5 +58,9 @@ def rare_identifier_found(question: str, keyword_texts: Sequence[str]) -> bool:
     wanted = identifiers(question)
     if not wanted or not keyword_texts:
         return False
-    held = [set(terms(text)) & wanted for text in keyword_texts]
-    return any(1 <= sum(term in h for h in held) <= RARE_CHUNKS for term in wanted)
+    texts = [normalized(text) for text in keyword_texts]
+    for term in wanted:
+        pattern = word_pattern(term)
+        if 1 <= sum(1 for text in texts if pattern.search(text)) <= RARE_CHUNKS:
+            return True
+    return False

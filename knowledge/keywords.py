@@ -46,3 +46,20 @@ def terms(text: str) -> Counter[str]:
         elif word not in STOPWORDS:
             keep(word if len(word) <= MAX_TERM_LENGTH else word[:MAX_TERM_LENGTH])
     return Counter(found)
+
+
+def normalized(text: str) -> str:
+    """``text`` as :func:`terms` reads it (NFKC, lowercased): what :func:`word_pattern` scans."""
+    return unicodedata.normalize("NFKC", text).lower()
+
+
+def word_pattern(term: str) -> re.Pattern[str]:
+    """Finds, in :func:`normalized` text, the places :func:`terms` would read ``term`` as a word.
+
+    For a non-Hangul term (a word, a code): a whole run of letters and digits, so testing a
+    few terms against a text costs a regex scan instead of tokenizing it (the relevance
+    gate's identifier rule reads ~20 hit texts per search). A term cut at
+    :data:`MAX_TERM_LENGTH` matches any longer run it starts.
+    """
+    tail = rf"[^\W_{_HANGUL}]*" if len(term) >= MAX_TERM_LENGTH else ""
+    return re.compile(rf"(?<![^\W_{_HANGUL}]){re.escape(term)}{tail}(?![^\W_{_HANGUL}])")

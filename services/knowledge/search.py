@@ -250,6 +250,19 @@ class Search:
             context.org_id, collection.embedding_model, context
         )
         vector = await embedder.aembed_query(query.query)
+        if query.mode == "hybrid" and not query.mmr:
+            # Hybrid reads 3x its share of vector hits (see SearchQuery.vector_fetch): their
+            # ids from Chroma, their texts from the registry, as for keyword hits (and only
+            # chunks of ready documents, like the keyword leg).
+            nearest = await self._vectors.nearest(
+                collection.vector_collection,
+                space_of(collection.distance),
+                vector,
+                k=query.vector_fetch,
+                where=where,
+            )
+            rows = await self._hydrate(collection, [cid for cid, _ in nearest])
+            return [replace(rows[cid], score=score) for cid, score in nearest if cid in rows]
         return await self._vectors.search(
             collection.vector_collection,
             space_of(collection.distance),

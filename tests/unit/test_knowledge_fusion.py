@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from knowledge.fusion import (
@@ -202,3 +204,24 @@ def test_heading_does_not_repeat_the_title() -> None:
     assert heading(None, "Hotels") == "Hotels"
     assert heading("On-call Policy", None) == "On-call Policy"
     assert heading(None, None) is None
+
+
+def test_word_pattern_finds_a_word_exactly_where_the_tokenizer_does() -> None:
+    """The identifier rule scans hit texts with word_pattern instead of tokenizing them."""
+    import glob
+    import re
+
+    from knowledge.keywords import normalized, terms, word_pattern
+
+    data = Path(__file__).resolve().parents[1] / "data" / "knowledge"
+    files = sorted(glob.glob(str(data / "*.*")))
+    texts = [open(f, encoding="utf-8").read() for f in files]
+    chunks = [t[i : i + 800] for t in texts if t.strip() for i in range(0, len(t), 800)]
+    chunks.append("VPN접속 user_id " + "x" * 70 + " café ＡＢＣ SEV1, M3.")
+    words = {w for c in chunks for w in terms(c) if re.fullmatch(r"[a-z0-9]+", w)}
+    words |= {"vpn", "user", "id", "abc", "caf", "sev1", "m3", "x" * 64}
+    assert len(words) > 500
+    for word in sorted(words):
+        pattern = word_pattern(word)
+        for chunk in chunks:
+            assert (word in terms(chunk)) == bool(pattern.search(normalized(chunk))), (word, chunk)
