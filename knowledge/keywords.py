@@ -15,6 +15,7 @@ Rule, applied to NFKC-normalized, lowercased text:
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections import Counter
@@ -53,6 +54,7 @@ def normalized(text: str) -> str:
     return unicodedata.normalize("NFKC", text).lower()
 
 
+@functools.lru_cache(maxsize=4096)
 def word_pattern(term: str) -> re.Pattern[str]:
     """Finds, in :func:`normalized` text, the places :func:`terms` would read ``term`` as a word.
 
