@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal, overload
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -144,17 +144,34 @@ class Search:
     ) -> list[SearchHit]:
         # ``collection`` becomes the record the vector leg used (after a re-embedding swap).
         vector_hits: list[VectorHit] = []
+        known: dict[str, VectorHit] = {}  # chunk texts already read from the registry
         keyword_hits: list[tuple[str, float]] = []
         if query.mode == "vector":
             collection, vector_hits = await self._vector_leg(context, collection, query, where)
         elif query.mode == "keyword":
             keyword_hits = await self._keyword_leg(collection, query, where)
-        else:
+        elif query.mmr:
             (collection, vector_hits), keyword_hits = await asyncio.gather(
                 self._vector_leg(context, collection, query, where),
                 self._keyword_leg(collection, query, where),
             )
-        relevant = await self._relevant(collection, query, vector_hits, keyword_hits)
+        else:
+            # Hybrid reads 3x its share of vector hits (SearchQuery.vector_fetch): their ids
+            # from Chroma, then both legs' texts from the registry in one read (Chroma's own
+            # read of 60 texts costs ~6.5 ms of CPU at 100k chunks), and only chunks of ready
+            # documents, as the keyword leg always had.
+            (collection, nearest), keyword_hits = await asyncio.gather(
+                self._vector_leg(context, collection, query, where, ids_only=True),
+                self._keyword_leg(collection, query, where),
+            )
+            wanted = dict.fromkeys(
+                [*(cid for cid, _ in nearest), *(cid for cid, _ in keyword_hits)]
+            )
+            known = await self._hydrate(collection, list(wanted))
+            vector_hits = [
+                replace(known[cid], score=score) for cid, score in nearest if cid in known
+            ]
+        relevant = await self._relevant(collection, query, vector_hits, keyword_hits, known)
         fusion = Fusion(
             keyword_weight=self._settings.knowledge_keyword_weight,
             language_penalty=self._settings.knowledge_language_penalty.get(
@@ -163,8 +180,8 @@ class Search:
         )
         ranked = rank(query, vector_hits, keyword_hits, fusion)
         in_vectors = {hit.chunk_id for hit in vector_hits}
-        missing = [cid for cid, _ in ranked if cid not in in_vectors]
-        hydrated = await self._hydrate(collection, missing) if missing else {}
+        missing = [cid for cid, _ in ranked if cid not in in_vectors and cid not in known]
+        hydrated = known | (await self._hydrate(collection, missing) if missing else {})
         return to_hits(ranked, vector_hits, keyword_hits, hydrated, relevant=relevant)
 
     async def _relevant(
@@ -173,6 +190,7 @@ class Search:
         query: SearchQuery,
         vector_hits: list[VectorHit],
         keyword_hits: list[tuple[str, float]],
+        known: dict[str, VectorHit],
     ) -> bool:
         """:func:`found_relevant` with the bars of the collection's model and the mode."""
         settings = self._settings
@@ -210,7 +228,8 @@ class Search:
             return False
         # A code or a name BM25 found in few chunks (see knowledge.identifiers): read the
         # keyword hits' texts, only for the searches that get this far.
-        texts = {hit.chunk_id: hit.text for hit in vector_hits}
+        texts = {cid: hit.text for cid, hit in known.items()}
+        texts.update((hit.chunk_id, hit.text) for hit in vector_hits)
         missing = [cid for cid, _ in keyword_hits if cid not in texts]
         if missing:
             texts.update(
@@ -220,23 +239,70 @@ class Search:
             query.query, [texts[cid] for cid, _ in keyword_hits if cid in texts]
         )
 
+    @overload
     async def _vector_leg(
         self,
         context: CallContext,
         collection: KnowledgeCollection,
         query: SearchQuery,
         where: dict[str, Any] | None,
-    ) -> tuple[KnowledgeCollection, list[VectorHit]]:
-        """The vector hits, and the collection record they came from (after a swap: new)."""
+        *,
+        ids_only: Literal[False] = False,
+    ) -> tuple[KnowledgeCollection, list[VectorHit]]: ...
+
+    @overload
+    async def _vector_leg(
+        self,
+        context: CallContext,
+        collection: KnowledgeCollection,
+        query: SearchQuery,
+        where: dict[str, Any] | None,
+        *,
+        ids_only: Literal[True],
+    ) -> tuple[KnowledgeCollection, list[tuple[str, float]]]: ...
+
+    async def _vector_leg(
+        self,
+        context: CallContext,
+        collection: KnowledgeCollection,
+        query: SearchQuery,
+        where: dict[str, Any] | None,
+        *,
+        ids_only: bool = False,
+    ) -> tuple[KnowledgeCollection, list[VectorHit] | list[tuple[str, float]]]:
+        """The vector hits (or only their ids and similarities), and their collection record.
+
+        After a re-embedding swap, the record is the new one.
+        """
+        query_leg = self._nearest if ids_only else self._vector_query
         try:
-            return collection, await self._vector_query(context, collection, query, where)
+            return collection, await query_leg(context, collection, query, where)
         except Exception:
             # A re-embedding swapped (and dropped) the Chroma collection since the record
             # was read (from SQL or the search cache): search the new one.
             fresh = await self._collections.fresh(context.org_id, query.collection)
             if fresh is None or fresh.vector_collection == collection.vector_collection:
                 raise
-            return fresh, await self._vector_query(context, fresh, query, where)
+            return fresh, await query_leg(context, fresh, query, where)
+
+    async def _nearest(
+        self,
+        context: CallContext,
+        collection: KnowledgeCollection,
+        query: SearchQuery,
+        where: dict[str, Any] | None,
+    ) -> list[tuple[str, float]]:
+        """Embed the query with the collection's model; the ids and similarities Chroma finds."""
+        embedder = await self._embedders.embedder(
+            context.org_id, collection.embedding_model, context
+        )
+        return await self._vectors.nearest(
+            collection.vector_collection,
+            space_of(collection.distance),
+            await embedder.aembed_query(query.query),
+            k=query.vector_fetch,
+            where=where,
+        )
 
     async def _vector_query(
         self,
@@ -250,19 +316,6 @@ class Search:
             context.org_id, collection.embedding_model, context
         )
         vector = await embedder.aembed_query(query.query)
-        if query.mode == "hybrid" and not query.mmr:
-            # Hybrid reads 3x its share of vector hits (see SearchQuery.vector_fetch): their
-            # ids from Chroma, their texts from the registry, as for keyword hits (and only
-            # chunks of ready documents, like the keyword leg).
-            nearest = await self._vectors.nearest(
-                collection.vector_collection,
-                space_of(collection.distance),
-                vector,
-                k=query.vector_fetch,
-                where=where,
-            )
-            rows = await self._hydrate(collection, [cid for cid, _ in nearest])
-            return [replace(rows[cid], score=score) for cid, score in nearest if cid in rows]
         return await self._vectors.search(
             collection.vector_collection,
             space_of(collection.distance),
