@@ -5,14 +5,25 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any, cast
 
+from core.config import Settings
 from jobs.in_process import InProcessJobQueue
 from services.job_table import Job, job_table, register_jobs
 from services.knowledge import INGEST_TASK, REEMBED_TASK, KnowledgeService
 
+_DEFAULTS = Settings.model_fields
+
 
 def _knowledge() -> KnowledgeService:
     """A service built from placeholders: construction does no I/O and registers nothing."""
-    stub = cast(Any, SimpleNamespace(org_cache_seconds=1.0))
+    stub = cast(
+        Any,
+        SimpleNamespace(
+            org_cache_seconds=1.0,
+            # Search's constructor sets the process's keyword cache budget: keep the defaults.
+            knowledge_keyword_cache_postings=_DEFAULTS["knowledge_keyword_cache_postings"].default,
+            knowledge_keyword_warm_postings=_DEFAULTS["knowledge_keyword_warm_postings"].default,
+        ),
+    )
     return KnowledgeService(
         settings=stub,
         sessions=stub,
