@@ -77,32 +77,31 @@ def token(org: str = "bench-org", user: str = "bench") -> str:
 
 
 @contextmanager
-def fake_upstream(core: int = 1) -> Iterator[str]:
-    """The fake OpenAI server in its own process, pinned to ``core``; yields its base URL."""
-    proc = subprocess.Popen(
-        [
-            "taskset",
-            "-c",
-            str(core),
-            sys.executable,
-            "-m",
-            "tests.fakes.openai_server",
-            "--port",
-            "0",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+def fake_server(module: str, core: int | None = 1, *args: str) -> Iterator[str]:
+    """A fake provider (``python -m <module> *args``) in its own process; yields its URL.
+
+    Pinned to ``core`` (None: not pinned); the URL is the one its ``READY <url>`` line names.
+    """
+    command = [sys.executable, "-m", module, *args]
+    if core is not None:
+        command = ["taskset", "-c", str(core), *command]
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline() if proc.stdout else ""
         match = re.match(r"READY (\S+)", line)
         if not match:
-            raise RuntimeError(f"fake upstream did not start: {line!r}")
+            raise RuntimeError(f"{module} did not start: {line!r}")
         yield match.group(1)
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@contextmanager
+def fake_upstream(core: int = 1) -> Iterator[str]:
+    """The fake OpenAI server in its own process, pinned to ``core``; yields its base URL."""
+    with fake_server("tests.fakes.openai_server", core, "--port", "0") as url:
+        yield url
 
 
 @dataclass

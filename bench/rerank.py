@@ -38,20 +38,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
-import re
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._harness import ROOT, fake_upstream
+from bench._harness import fake_server, fake_upstream
 from bench.rag_quality import (
     DATA_DIR,
     Pipeline,
@@ -71,24 +68,9 @@ ENDPOINT_MODEL = "fake-reranker"
 GROUPS = ("ko", "en", "cross", "holdout", "all")
 
 
-@contextmanager
-def fake_rerank(core: int = 1) -> Iterator[str]:
+def fake_rerank(core: int = 1) -> contextlib.AbstractContextManager[str]:
     """The fake rerank endpoint in its own process, pinned to ``core``; yields its URL."""
-    proc = subprocess.Popen(
-        ["taskset", "-c", str(core), sys.executable, "-m", "tests.fakes.rerank_server"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        line = proc.stdout.readline() if proc.stdout else ""
-        match = re.match(r"READY (\S+)", line)
-        if not match:
-            raise RuntimeError(f"fake rerank endpoint did not start: {line!r}")
-        yield match.group(1)
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    return fake_server("tests.fakes.rerank_server", core)
 
 
 async def timed(

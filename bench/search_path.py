@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +34,7 @@ import jwt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._harness import ROOT, SECRET
+from bench._harness import SECRET, fake_server
 
 MODEL = "text-embedding-3-small"
 QUERY = "apples policy 42"
@@ -251,22 +249,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--redis", help="limit counters in this Redis (a scratch db number)")
     args = parser.parse_args()
-    fake = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.openai_server", "--port", "0"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        line = fake.stdout.readline() if fake.stdout else ""
-        match = re.match(r"READY (\S+)", line)
-        if not match:
-            raise RuntimeError(f"fake upstream did not start: {line!r}")
+    with fake_server("tests.fakes.openai_server", None, "--port", "0") as url:
         load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-        rows = asyncio.run(measure(match.group(1), args.calls, args.redis))
-    finally:
-        fake.terminate()
-        fake.wait(10)
+        rows = asyncio.run(measure(url, args.calls, args.redis))
     lean = os.environ.get("AHC_LEAN_QUERY_EMBEDDINGS", "true")
     print(f"load average at start: {load}; at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"{args.calls} calls per row; AHC_LEAN_QUERY_EMBEDDINGS={lean}\n")
