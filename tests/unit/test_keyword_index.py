@@ -27,6 +27,8 @@ from db.models import (
 )
 from db.session import create_engine, create_sessionmaker
 from knowledge import keyword_index
+from knowledge.keyword_index import reads as keyword_reads
+from knowledge.keyword_index import warming as keyword_warming
 from knowledge.keywords import MAX_TERM_LENGTH, terms
 
 # --- tokenizer ------------------------------------------------------------------------------
@@ -278,7 +280,7 @@ def cached(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> I
     """Both ways a term's postings are read: from SQL each time, or kept in memory."""
     keyword_index.CACHE.clear()
     memory = request.param == "from-memory"
-    monkeypatch.setattr(keyword_index, "CACHE_MIN_DF", 0 if memory else 10**9)
+    monkeypatch.setattr(keyword_reads, "CACHE_MIN_DF", 0 if memory else 10**9)
     yield memory
     keyword_index.CACHE.clear()
 
@@ -365,10 +367,10 @@ async def test_memory_answers_as_sql_does(
 ) -> None:
     docs = await corpus(sessions, **zipf_corpus(300))
     keyword_index.CACHE.clear()
-    monkeypatch.setattr(keyword_index, "CACHE_MIN_DF", 10**9)
+    monkeypatch.setattr(keyword_reads, "CACHE_MIN_DF", 10**9)
     from_sql = {(q, k): await docs.search(q, limit=k) for q in QUERIES for k in (1, 5, 400)}
     assert not keyword_index.CACHE._lru  # nothing was kept
-    monkeypatch.setattr(keyword_index, "CACHE_MIN_DF", 0)
+    monkeypatch.setattr(keyword_reads, "CACHE_MIN_DF", 0)
     for _ in range(2):  # filling the cache, then answering from it
         for (q, k), expected in from_sql.items():
             hits = await docs.search(q, limit=k)
@@ -382,7 +384,7 @@ async def test_every_write_is_seen_by_the_next_search(
     sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     keyword_index.CACHE.clear()
-    monkeypatch.setattr(keyword_index, "CACHE_MIN_DF", 0)  # everything from memory
+    monkeypatch.setattr(keyword_reads, "CACHE_MIN_DF", 0)  # everything from memory
     docs = await corpus(sessions, a="alpha beta", b="alpha")
     assert await docs.top("alpha") == ["b", "a"]
     await docs.add(c="alpha alpha")
@@ -393,7 +395,7 @@ async def test_every_write_is_seen_by_the_next_search(
     assert score == pytest.approx(bm25(tf=1, dl=2, avgdl=2, n=2, df=1), abs=1e-6)
     # A second index over the same database (another process) sees the same.
     other = keyword_index.PostingCache()
-    monkeypatch.setattr(keyword_index, "CACHE", other)
+    monkeypatch.setattr(keyword_reads, "CACHE", other)
     assert await docs.top("alpha") == ["c", "a"]
 
 
@@ -401,8 +403,8 @@ async def test_the_memory_budget_evicts_the_least_recently_used(
     sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     small = keyword_index.PostingCache(budget=5)
-    monkeypatch.setattr(keyword_index, "CACHE", small)
-    monkeypatch.setattr(keyword_index, "CACHE_MIN_DF", 0)
+    monkeypatch.setattr(keyword_reads, "CACHE", small)
+    monkeypatch.setattr(keyword_reads, "CACHE_MIN_DF", 0)
     docs = await corpus(sessions, a="red blue", b="red blue", c="red green", d="blue")
     assert sorted(await docs.top("red")) == ["a", "b", "c"]
     assert sorted(await docs.top("blue")) == ["a", "b", "d"]  # 3 + 3 > 5: red goes
@@ -493,8 +495,8 @@ async def test_kept_postings_follow_writes_through_the_log(
 ) -> None:
     """Random adds, removals and re-adds: memory patched by the log answers as SQL does."""
     kept = keyword_index.PostingCache()
-    monkeypatch.setattr(keyword_index, "CACHE", kept)
-    monkeypatch.setattr(keyword_index, "CACHE_MIN_DF", 0)
+    monkeypatch.setattr(keyword_reads, "CACHE", kept)
+    monkeypatch.setattr(keyword_reads, "CACHE_MIN_DF", 0)
     rng = random.Random(5)
     texts = zipf_corpus(120, seed=9)
     names = sorted(texts)
@@ -518,11 +520,11 @@ async def test_kept_postings_follow_writes_through_the_log(
             live |= set(new)
         for q in queries:
             patched = await docs.search(q, limit=8)
-            monkeypatch.setattr(keyword_index, "CACHE", keyword_index.PostingCache())
-            monkeypatch.setattr(keyword_index, "CACHE_MIN_DF", 10**9)
+            monkeypatch.setattr(keyword_reads, "CACHE", keyword_index.PostingCache())
+            monkeypatch.setattr(keyword_reads, "CACHE_MIN_DF", 10**9)
             from_sql = await docs.search(q, limit=8)
-            monkeypatch.setattr(keyword_index, "CACHE", kept)
-            monkeypatch.setattr(keyword_index, "CACHE_MIN_DF", 0)
+            monkeypatch.setattr(keyword_reads, "CACHE", kept)
+            monkeypatch.setattr(keyword_reads, "CACHE_MIN_DF", 0)
             assert [n for n, _ in patched] == [n for n, _ in from_sql], (step, q)
             assert [s for _, s in patched] == pytest.approx([s for _, s in from_sql])
             assert {n for n, _ in patched} <= live
@@ -534,8 +536,8 @@ async def test_warming_reads_the_most_frequent_terms_within_the_budget(
     sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     kept = keyword_index.PostingCache()
-    monkeypatch.setattr(keyword_index, "CACHE", kept)
-    monkeypatch.setattr(keyword_index, "CACHE_MIN_DF", 20)
+    monkeypatch.setattr(keyword_reads, "CACHE", kept)
+    monkeypatch.setattr(keyword_reads, "CACHE_MIN_DF", 20)
     docs = await corpus(sessions, **zipf_corpus(300))
     df = {t: n for t, n in (await counters(sessions, docs.collection_id)).items() if t[0] != "#"}
     common = sorted((n for n in df.values() if n >= 20), reverse=True)
@@ -550,9 +552,9 @@ async def test_warming_reads_the_most_frequent_terms_within_the_budget(
     # What the warmed memory answers is what SQL answers.
     for q in QUERIES:
         from_memory = await docs.search(q, limit=5)
-        monkeypatch.setattr(keyword_index, "CACHE", keyword_index.PostingCache())
+        monkeypatch.setattr(keyword_reads, "CACHE", keyword_index.PostingCache())
         from_sql = await docs.search(q, limit=5)
-        monkeypatch.setattr(keyword_index, "CACHE", kept)
+        monkeypatch.setattr(keyword_reads, "CACHE", kept)
         assert [n for n, _ in from_memory] == [n for n, _ in from_sql], q
         assert [s for _, s in from_memory] == pytest.approx([s for _, s in from_sql])
 
@@ -561,32 +563,32 @@ async def test_a_collections_first_search_schedules_one_warming(
     sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     kept = keyword_index.PostingCache()
-    monkeypatch.setattr(keyword_index, "CACHE", kept)
-    monkeypatch.setattr(keyword_index, "CACHE_MIN_DF", 20)
-    monkeypatch.setattr(keyword_index, "_warming", {})
-    monkeypatch.setitem(keyword_index._settings, "warm_postings", 0)
+    monkeypatch.setattr(keyword_reads, "CACHE", kept)
+    monkeypatch.setattr(keyword_reads, "CACHE_MIN_DF", 20)
+    monkeypatch.setattr(keyword_warming, "_warming", {})
+    monkeypatch.setitem(keyword_warming._settings, "warm_postings", 0)
     docs = await corpus(sessions, **zipf_corpus(300))
     keyword_index.warm_soon(sessions, docs.collection_id)
-    assert not keyword_index._warming  # warming off (0)
+    assert not keyword_warming._warming  # warming off (0)
     keyword_index.configure(cache_postings=10**6, warm_postings=10**6)
     await docs.search("w0")
     keyword_index.warm_soon(sessions, docs.collection_id)
     keyword_index.warm_soon(sessions, docs.collection_id)  # once per cache entry
-    ((task, _),) = keyword_index._warming.values()
+    ((task, _),) = keyword_warming._warming.values()
     await task
     entry = kept.collection(docs.collection_id)
     assert entry is not None and len(entry.terms) > 1  # more than the searched term
     keyword_index.warm_soon(sessions, docs.collection_id)
-    assert keyword_index._warming[docs.collection_id][0] is task  # not again
+    assert keyword_warming._warming[docs.collection_id][0] is task  # not again
 
 
 async def test_start_up_warms_the_largest_collections_first(
     sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     kept = keyword_index.PostingCache()
-    monkeypatch.setattr(keyword_index, "CACHE", kept)
-    monkeypatch.setattr(keyword_index, "CACHE_MIN_DF", 20)
-    monkeypatch.setattr(keyword_index, "_warming", {})
+    monkeypatch.setattr(keyword_reads, "CACHE", kept)
+    monkeypatch.setattr(keyword_reads, "CACHE_MIN_DF", 20)
+    monkeypatch.setattr(keyword_warming, "_warming", {})
     small = await corpus(sessions, **zipf_corpus(100, seed=1))
     large = await corpus(sessions, **zipf_corpus(300, seed=2))
     async with sessions() as session:
@@ -603,7 +605,7 @@ async def test_start_up_warms_the_largest_collections_first(
     assert read == top
     assert kept.collection(large.collection_id) is not None
     assert kept.collection(small.collection_id) is None
-    assert large.collection_id in keyword_index._warming  # its first search will not warm again
+    assert large.collection_id in keyword_warming._warming  # its first search will not warm again
     await keyword_index.warm_largest(sessions, budget=10**6, collections=2)
     small_entry = kept.collection(small.collection_id)
     assert small_entry is not None and small_entry.terms
