@@ -34,7 +34,7 @@ _U16 = 65_535
 
 
 def _pack(numbers: list[int], tfs: list[int], lengths: list[int]) -> bytes:
-    """As ``knowledge.keyword_index.postings.pack`` (copied: a migration does not import the app)."""
+    """As ``knowledge.keyword_index.postings.pack`` (copied: migrations never import the app)."""
     return b"".join(
         (
             np.asarray(numbers, dtype="<u4").tobytes(),
