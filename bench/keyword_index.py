@@ -51,6 +51,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.config import Settings
+from db.driver_sql import DriverReads
 from db.migrate import upgrade
 from db.session import create_engine, create_sessionmaker
 from knowledge import keyword_index
@@ -202,7 +203,8 @@ async def timed_searches(
             q = pending.pop()
             began = time.perf_counter()
             async with sessions() as session:
-                await keyword_index.search(session, collection, q, limit=10)
+                reads = await DriverReads.on(await session.connection())
+                await keyword_index.search(reads, collection, q, limit=10)
             latencies.append(time.perf_counter() - began)
 
     await asyncio.gather(*(client() for _ in range(clients)))
@@ -292,7 +294,8 @@ async def run(
             asked = queries(asker, vocab, query_count, zipf=kind == "zipf")
             for q in asked[:5]:  # warm the connection pool
                 async with sessions() as session:
-                    await keyword_index.search(session, collection, q, limit=10)
+                    reads = await DriverReads.on(await session.connection())
+                await keyword_index.search(reads, collection, q, limit=10)
             used = cpu()
             latencies[kind] = await timed_searches(sessions, collection, asked, 1)
             cpu_ms[kind] = (cpu() - used) / len(asked) * 1000

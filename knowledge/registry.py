@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -125,50 +125,6 @@ async def chunk_ids(session: AsyncSession, document_id: str) -> list[str]:
     return list(result.scalars())
 
 
-class ChunkText(NamedTuple):
-    """What a search shows of a chunk: its text and where it comes from."""
-
-    id: str
-    document_id: str
-    chunk_index: int
-    text: str
-    page: int | None
-    section: str | None
-
-
-async def chunks_by_ids(session: AsyncSession, ids: Sequence[str]) -> dict[str, ChunkText]:
-    """Chunk texts by id (keyword hits, and hybrid's vector hits, carry only ids).
-
-    Plain rows, not ORM objects: a hybrid search reads ~80 of them, and building mapped
-    instances was most of its SQL time.
-    """
-    found: dict[str, ChunkText] = {}
-    columns = (
-        KnowledgeChunk.id,
-        KnowledgeChunk.document_id,
-        KnowledgeChunk.chunk_index,
-        KnowledgeChunk.text,
-        KnowledgeChunk.page,
-        KnowledgeChunk.section,
-    )
-    for start in range(0, len(ids), 500):
-        result = await session.execute(
-            select(*columns).where(KnowledgeChunk.id.in_(ids[start : start + 500]))
-        )
-        found.update((row[0], ChunkText(*row)) for row in result)
-    return found
-
-
-async def documents_by_ids(
-    session: AsyncSession, ids: Sequence[str]
-) -> dict[str, KnowledgeDocument]:
-    """Document rows by id."""
-    if not ids:
-        return {}
-    result = await session.execute(select(KnowledgeDocument).where(KnowledgeDocument.id.in_(ids)))
-    return {doc.id: doc for doc in result.scalars()}
-
-
 async def delete_chunks(session: AsyncSession, ids: Sequence[str]) -> None:
     """Delete chunk rows (their postings are removed by the keyword index)."""
     for start in range(0, len(ids), 500):
@@ -201,14 +157,3 @@ async def unfinished_documents(session: AsyncSession) -> list[KnowledgeDocument]
         select(KnowledgeDocument).where(KnowledgeDocument.status == "processing")
     )
     return list(result.scalars())
-
-
-async def ready_chunk_count(session: AsyncSession, collection_id: str) -> int:
-    """The collection's chunk count (BM25's N, near enough), from its ready documents."""
-    total = await session.scalar(
-        select(func.coalesce(func.sum(KnowledgeDocument.chunks), 0)).where(
-            KnowledgeDocument.collection_id == collection_id,
-            KnowledgeDocument.status == "ready",
-        )
-    )
-    return int(total or 0)

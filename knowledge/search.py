@@ -204,7 +204,7 @@ def to_hits(
     *,
     relevant: bool,
 ) -> list[SearchHit]:
-    """The ranked chunks as hits; text from Chroma, or ``hydrated`` for keyword-only ones.
+    """The ranked chunks as hits: text and metadata from ``hydrated`` (the registry) or Chroma.
 
     A ranked id found in neither was deleted between the two legs and is skipped.
     """
@@ -212,7 +212,7 @@ def to_hits(
     by_keyword = dict(keyword_hits)
     hits: list[SearchHit] = []
     for chunk_id, score in ranked:
-        found = by_vector.get(chunk_id) or hydrated.get(chunk_id)
+        found = hydrated.get(chunk_id) or by_vector.get(chunk_id)
         if found is None:
             continue
         hits.append(

@@ -44,7 +44,8 @@ postings at one version), ``search`` (BM25 scoring), ``warming`` (filling the ca
 from knowledge.keyword_index.layout import CHUNKS_TERM, K1, MONOTONIC, TOKENS_TERM, B
 from knowledge.keyword_index.postings import PostingCache
 from knowledge.keyword_index.reads import CACHE
-from knowledge.keyword_index.search import idf, search
+from knowledge.keyword_index.scoring import idf
+from knowledge.keyword_index.search import KeywordHits, search
 from knowledge.keyword_index.warming import (
     configure,
     warm,
@@ -66,6 +67,7 @@ __all__ = [
     "MONOTONIC",
     "TOKENS_TERM",
     "B",
+    "KeywordHits",
     "PostingCache",
     "configure",
     "idf",

@@ -56,7 +56,7 @@ def count(data: bytes) -> int:
 
 @dataclass(frozen=True)
 class Postings:
-    """One term's postings as of ``version`` (numbers in any order, each at most once)."""
+    """One term's postings as of ``version`` (sorted by number, each at most once)."""
 
     version: int
     numbers: NumberArray
@@ -70,7 +70,7 @@ class Postings:
 
     @classmethod
     def of_rows(cls, version: int, rows: Iterable[bytes]) -> Postings:
-        """The postings of packed rows, concatenated."""
+        """The postings of packed rows given in segment order, concatenated (so by number)."""
         parts = [unpack(data) for data in rows]
         if not parts:
             empty = np.zeros(0, dtype=np.uint16)
@@ -103,12 +103,13 @@ class Postings:
                 self.tf[keep],
                 self.length[keep],
             )
-        return Postings(
-            version,
-            np.concatenate([keep_numbers, more.numbers]),
-            np.concatenate([keep_tf, more.tf]),
-            np.concatenate([keep_length, more.length]),
-        )
+        numbers = np.concatenate([keep_numbers, more.numbers])
+        tf = np.concatenate([keep_tf, more.tf])
+        length = np.concatenate([keep_length, more.length])
+        if len(keep_numbers) and more.size and more.numbers[0] < keep_numbers[-1]:
+            order = np.argsort(numbers, kind="stable")  # an older segment re-read: re-sort
+            numbers, tf, length = numbers[order], tf[order], length[order]
+        return Postings(version, numbers, tf, length)
 
 
 @dataclass

@@ -10,13 +10,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
-from sqlalchemy import Integer, func, literal, select
-from sqlalchemy.dialects.postgresql import aggregate_order_by
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from db.driver_sql import DriverReads
 from knowledge.keyword_index.layout import (
     CHUNKS_TERM,
     IDS_BATCH,
@@ -50,15 +47,14 @@ class Stats:
     df: dict[str, int]
 
 
-async def read_stats(session: AsyncSession, collection_id: str, wanted: Sequence[str]) -> Stats:
+async def read_stats(reads: DriverReads, collection_id: str, wanted: Sequence[str]) -> Stats:
     """N, total length, write count, numbers and each term's df: one key-lookup statement."""
-    result = await session.execute(
-        select(TERMS.c.term, TERMS.c.df).where(
-            TERMS.c.collection_id == collection_id,
-            TERMS.c.term.in_([*RESERVED, *wanted]),
-        )
+    among, params = reads.any_of("term", [*RESERVED, *wanted])
+    rows = await reads.rows(
+        f"SELECT term, df FROM {TERMS.name} WHERE collection_id = ? AND {among}",
+        [collection_id, *params],
     )
-    counters = {term: int(df) for term, df in result}
+    counters = {term: int(df) for term, df in rows}
     chunks = counters.pop(CHUNKS_TERM, 0)
     total = counters.pop(TOKENS_TERM, 0)
     version = counters.pop(VERSION_TERM, 0)
@@ -73,7 +69,14 @@ async def read_stats(session: AsyncSession, collection_id: str, wanted: Sequence
     )
 
 
-async def _entry(session: AsyncSession, collection_id: str, version: int) -> CachedCollection:
+_LOG_SINCE = (
+    f'SELECT version, "first", "last", added FROM {LOG.name} '
+    "WHERE collection_id = ? AND version > ? AND version <= ? "
+    'ORDER BY version, "first"'
+)
+
+
+async def _entry(reads: DriverReads, collection_id: str, version: int) -> CachedCollection:
     """The collection's cache entry brought up to ``version`` (or a private one if behind).
 
     Catching up reads the log since the entry's version (one range of the primary key);
@@ -86,16 +89,8 @@ async def _entry(session: AsyncSession, collection_id: str, version: int) -> Cac
         return CachedCollection(version)
     if version > entry.version:
         since = entry.version
-        result = await session.execute(
-            select(LOG.c.version, LOG.c.first, LOG.c.last, LOG.c.added)
-            .where(
-                LOG.c.collection_id == collection_id,
-                LOG.c.version > since,
-                LOG.c.version <= version,
-            )
-            .order_by(LOG.c.version, LOG.c.first)
-        )
-        entries = [(int(v), int(f), int(la), bool(a)) for v, f, la, a in result.all()]
+        rows = await reads.rows(_LOG_SINCE, [collection_id, since, version])
+        entries = [(int(v), int(f), int(la), bool(a)) for v, f, la, a in rows]
         if len({e[0] for e in entries}) != version - since:
             # A version with no log entry (statistics rebuilt, a migration): start over.
             return CACHE.start(collection_id, version)
@@ -104,22 +99,25 @@ async def _entry(session: AsyncSession, collection_id: str, version: int) -> Cac
 
 
 async def _read(
-    session: AsyncSession, collection_id: str, wanted: Sequence[str], segments: Sequence[int] = ()
+    reads: DriverReads, collection_id: str, wanted: Sequence[str], segments: Sequence[int] = ()
 ) -> defaultdict[str, list[tuple[int, bytes]]]:
     """Packed rows ``(segment, bytes)`` of ``wanted`` terms (only of ``segments`` if given)."""
-    query = select(POSTINGS.c.term, POSTINGS.c.segment, POSTINGS.c.postings).where(
-        POSTINGS.c.collection_id == collection_id, POSTINGS.c.term.in_(wanted)
-    )
+    among, params = reads.any_of("term", wanted)
+    sql = f"SELECT term, segment, postings FROM {POSTINGS.name} WHERE collection_id = ? AND {among}"
     if segments:
-        query = query.where(POSTINGS.c.segment.in_(segments))
+        in_segments, more = reads.any_of("segment", segments)
+        sql += f" AND {in_segments}"
+        params += more
     grouped: defaultdict[str, list[tuple[int, bytes]]] = defaultdict(list)
-    for term, segment, data in (await session.execute(query)).all():
-        grouped[term].append((int(segment), data))
+    for term, segment, data in await reads.rows(sql, [collection_id, *params]):
+        grouped[term].append((int(segment), bytes(data)))
+    for parts in grouped.values():
+        parts.sort()  # segment order is number order: postings stay sorted by number
     return grouped
 
 
 async def postings_for(
-    session: AsyncSession, collection_id: str, stats: Stats, wanted: Sequence[str]
+    reads: DriverReads, collection_id: str, stats: Stats, wanted: Sequence[str]
 ) -> tuple[CachedCollection, dict[str, Postings]]:
     """The postings of ``wanted`` terms at the query's version: memory first, then SQL.
 
@@ -127,7 +125,7 @@ async def postings_for(
     the others are read whole, and kept if common.
     """
     version = stats.version
-    entry = await _entry(session, collection_id, version)
+    entry = await _entry(reads, collection_id, version)
     found: dict[str, Postings] = {}
     missing: list[str] = []
     behind: dict[str, Postings] = {}
@@ -149,9 +147,7 @@ async def postings_for(
             firsts = [first for first, _ in fresh]
             for start in range(0, len(firsts), IDS_BATCH):
                 batch = firsts[start : start + IDS_BATCH]
-                for term, data in (
-                    await _read(session, collection_id, list(behind), batch)
-                ).items():
+                for term, data in (await _read(reads, collection_id, list(behind), batch)).items():
                     rows[term].extend(data)
             for term, cached in behind.items():
                 newer = entry.added_since(cached.version)
@@ -160,15 +156,30 @@ async def postings_for(
                 found[term] = cached.extended(version, Postings.of_rows(version, mine), newer)
                 CACHE.put(collection_id, entry, term, found[term])
     if missing:
-        for term, postings in (await _read_whole(session, collection_id, missing, version)).items():
+        for term, postings in (await _read_whole(reads, collection_id, missing, version)).items():
             found[term] = postings
             if stats.df.get(term, 0) >= CACHE_MIN_DF:
                 CACHE.put(collection_id, entry, term, postings)
     return entry, found
 
 
+def _joined(part: str) -> str:
+    return f"string_agg({part}, ''::bytea ORDER BY segment)"
+
+
+_WHOLE_PG = (
+    "SELECT term, "
+    + _joined("substring(postings, 1, length(postings) / 2)")
+    + ", "
+    + _joined("substring(postings, length(postings) / 2 + 1, length(postings) / 4)")
+    + ", "
+    + _joined("substring(postings, length(postings) / 4 * 3 + 1)")
+    + f" FROM {POSTINGS.name} WHERE collection_id = ? AND term = ANY(?) GROUP BY term"
+)
+
+
 async def _read_whole(
-    session: AsyncSession, collection_id: str, wanted: Sequence[str], version: int
+    reads: DriverReads, collection_id: str, wanted: Sequence[str], version: int
 ) -> dict[str, Postings]:
     """Every posting of ``wanted`` terms.
 
@@ -177,29 +188,12 @@ async def _read_whole(
     segments: a mid-frequency term in 200 segments cost 200 rows through the driver. Every
     aggregate of a group orders its rows by segment, so the three arrays stay aligned.
     """
-    connection = await session.connection()
-    if connection.dialect.name != "postgresql":
-        rows = await _read(session, collection_id, wanted)
+    if not reads.postgres:
+        rows = await _read(reads, collection_id, wanted)
         return {
             term: Postings.of_rows(version, (data for _, data in parts))
             for term, parts in rows.items()
         }
-    p = POSTINGS.c.postings
-    size = func.length(p, type_=Integer)
-
-    def joined(part: Any) -> Any:
-        return func.string_agg(part, aggregate_order_by(literal(b""), POSTINGS.c.segment))
-
-    result = await connection.execute(
-        select(
-            POSTINGS.c.term,
-            joined(func.substring(p, 1, size // 2)),
-            joined(func.substring(p, size // 2 + 1, size // 4)),
-            joined(func.substring(p, size // 4 * 3 + 1)),
-        )
-        .where(POSTINGS.c.collection_id == collection_id, POSTINGS.c.term.in_(wanted))
-        .group_by(POSTINGS.c.term)
-    )
     return {
         term: Postings(
             version,
@@ -207,5 +201,5 @@ async def _read_whole(
             np.frombuffer(tf, dtype="<u2"),
             np.frombuffer(length, dtype="<u2"),
         )
-        for term, numbers, tf, length in result.all()
+        for term, numbers, tf, length in await reads.rows(_WHOLE_PG, [collection_id, list(wanted)])
     }

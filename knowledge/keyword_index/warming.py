@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from db.driver_sql import DriverReads
 from db.models import KnowledgeDocument
 from knowledge.keyword_index import reads
 from knowledge.keyword_index.layout import RESERVED, TERMS
@@ -146,7 +147,8 @@ async def warm(
     for start in range(0, len(picked), _WARM_TERMS):
         batch = picked[start : start + _WARM_TERMS]
         async with sessions() as session:
-            stats = await read_stats(session, collection_id, batch)
+            db_reads = await DriverReads.on(await session.connection())
+            stats = await read_stats(db_reads, collection_id, batch)
             entry = reads.CACHE.collection(collection_id)
             todo = [
                 t
@@ -154,7 +156,7 @@ async def warm(
                 if stats.df.get(t, 0) > 0 and (entry is None or t not in entry.terms)
             ]
             if todo:
-                _, found = await postings_for(session, collection_id, stats, todo)
+                _, found = await postings_for(db_reads, collection_id, stats, todo)
                 read += sum(p.size for p in found.values())
         await asyncio.sleep(0)
     return read

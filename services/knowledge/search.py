@@ -9,7 +9,6 @@ An optional rerank stage (``services.knowledge.rerank``) reorders the best candi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Literal, overload
@@ -22,11 +21,14 @@ from accounting.events import CallContext
 from auth.tokens import Principal
 from core.config import Settings
 from core.errors import ApiError
+from db.driver_sql import DriverReads
 from db.models import KnowledgeCollection
-from knowledge import keyword_index, registry
+from knowledge import keyword_index
+from knowledge.chunk_texts import ChunkText, ready_chunks
 from knowledge.collections import DEFAULT_COLLECTION
 from knowledge.filters import InvalidFilter, validate_filter
 from knowledge.identifiers import identifiers, rare_identifier_found
+from knowledge.keyword_index import KeywordHits
 from knowledge.metadata import chunk_metadata
 from knowledge.search import (
     Fusion,
@@ -142,55 +144,87 @@ class Search:
         collection: KnowledgeCollection,
         where: dict[str, Any] | None,
     ) -> list[SearchHit]:
+        if query.mode == "vector":  # Chroma returns texts and metadata: no SQL at all
+            collection, vector_hits = await self._vector_leg(context, collection, query, where)
+            return await self._ranked(None, query, collection, vector_hits, KeywordHits([]), {})
+        # One connection for the keyword leg and the texts (raw driver reads, db.driver_sql).
+        async with self._sessions() as session:
+            reads = await DriverReads.on(await session.connection())
+            return await self._with_keywords(reads, context, query, collection, where)
+
+    async def _with_keywords(
+        self,
+        reads: DriverReads,
+        context: CallContext,
+        query: SearchQuery,
+        collection: KnowledgeCollection,
+        where: dict[str, Any] | None,
+    ) -> list[SearchHit]:
         # ``collection`` becomes the record the vector leg used (after a re-embedding swap).
         vector_hits: list[VectorHit] = []
-        known: dict[str, VectorHit] = {}  # chunk texts already read from the registry
-        keyword_hits: list[tuple[str, float]] = []
-        if query.mode == "vector":
-            collection, vector_hits = await self._vector_leg(context, collection, query, where)
-        elif query.mode == "keyword":
-            keyword_hits = await self._keyword_leg(collection, query, where)
+        texts: dict[str, ChunkText] = {}  # chunk texts already read from the registry
+        if query.mode == "keyword":
+            keyword = await self._keyword_leg(reads, collection, query, where)
         elif query.mmr:
-            (collection, vector_hits), keyword_hits = await asyncio.gather(
+            (collection, vector_hits), keyword = await asyncio.gather(
                 self._vector_leg(context, collection, query, where),
-                self._keyword_leg(collection, query, where),
+                self._keyword_leg(reads, collection, query, where),
             )
         else:
             # Hybrid reads 3x its share of vector hits (SearchQuery.vector_fetch): their ids
             # from Chroma, then both legs' texts from the registry in one read (Chroma's own
             # read of 60 texts costs ~6.5 ms of CPU at 100k chunks), and only chunks of ready
             # documents, as the keyword leg always had.
-            (collection, nearest), keyword_hits = await asyncio.gather(
+            (collection, nearest), keyword = await asyncio.gather(
                 self._vector_leg(context, collection, query, where, ids_only=True),
-                self._keyword_leg(collection, query, where),
+                self._keyword_leg(reads, collection, query, where),
             )
-            wanted = dict.fromkeys(
-                [*(cid for cid, _ in nearest), *(cid for cid, _ in keyword_hits)]
-            )
-            known = await self._hydrate(collection, list(wanted))
+            wanted = dict.fromkeys([*(cid for cid, _ in nearest), *(c for c, _ in keyword.hits)])
+            texts = await ready_chunks(reads, list(wanted))
             vector_hits = [
-                replace(known[cid], score=score) for cid, score in nearest if cid in known
+                VectorHit(chunk_id=cid, text=texts[cid].text, metadata={}, score=score)
+                for cid, score in nearest
+                if cid in texts
             ]
-        relevant = await self._relevant(collection, query, vector_hits, keyword_hits, known)
+        return await self._ranked(reads, query, collection, vector_hits, keyword, texts)
+
+    async def _ranked(
+        self,
+        reads: DriverReads | None,
+        query: SearchQuery,
+        collection: KnowledgeCollection,
+        vector_hits: list[VectorHit],
+        keyword: KeywordHits,
+        texts: dict[str, ChunkText],
+    ) -> list[SearchHit]:
+        """Fuse the legs and build the hits; metadata is built only for the hits returned."""
+        relevant = await self._relevant(reads, collection, query, vector_hits, keyword, texts)
         fusion = Fusion(
             keyword_weight=self._settings.knowledge_keyword_weight,
             language_penalty=self._settings.knowledge_language_penalty.get(
                 collection.embedding_model, 0.0
             ),
         )
-        ranked = rank(query, vector_hits, keyword_hits, fusion)
-        in_vectors = {hit.chunk_id for hit in vector_hits}
-        missing = [cid for cid, _ in ranked if cid not in in_vectors and cid not in known]
-        hydrated = known | (await self._hydrate(collection, missing) if missing else {})
-        return to_hits(ranked, vector_hits, keyword_hits, hydrated, relevant=relevant)
+        ranked = rank(query, vector_hits, keyword.hits, fusion)
+        from_chroma = {hit.chunk_id for hit in vector_hits if hit.metadata}
+        missing = [cid for cid, _ in ranked if cid not in from_chroma and cid not in texts]
+        if missing and reads is not None:
+            texts = texts | await ready_chunks(reads, missing)
+        shown = {
+            cid: _as_hit(texts[cid], collection)
+            for cid, _ in ranked
+            if cid not in from_chroma and cid in texts
+        }
+        return to_hits(ranked, vector_hits, keyword.hits, shown, relevant=relevant)
 
     async def _relevant(
         self,
+        reads: DriverReads | None,
         collection: KnowledgeCollection,
         query: SearchQuery,
         vector_hits: list[VectorHit],
-        keyword_hits: list[tuple[str, float]],
-        known: dict[str, VectorHit],
+        keyword: KeywordHits,
+        texts: dict[str, ChunkText],
     ) -> bool:
         """:func:`found_relevant` with the bars of the collection's model and the mode."""
         settings = self._settings
@@ -204,9 +238,9 @@ class Search:
             best_similarity, None, min_similarity=min_similarity, min_keyword=None, unit=0.0
         ):
             return True
-        best_keyword = max((score for _, score in keyword_hits), default=None)
+        best_keyword = max((score for _, score in keyword.hits), default=None)
         if best_keyword is None or best_keyword <= 0:
-            return False  # the keyword bar needs the chunk count: only read it when it counts
+            return False
         min_keyword = (
             settings.rag_min_keyword_score_keyword_mode
             if query.mode == "keyword"
@@ -214,29 +248,25 @@ class Search:
                 collection.embedding_model, settings.rag_min_keyword_score
             )
         )
-        async with self._sessions() as session:
-            chunks = await registry.ready_chunk_count(session, collection.id)
         if found_relevant(
             best_similarity,
             best_keyword,
             min_similarity=min_similarity,
             min_keyword=min_keyword,
-            unit=keyword_unit(chunks),
+            unit=keyword_unit(keyword.chunks),
         ):
             return True
         if not identifiers(query.query):
             return False
         # A code or a name BM25 found in few chunks (see knowledge.identifiers): read the
         # keyword hits' texts, only for the searches that get this far.
-        texts = {cid: hit.text for cid, hit in known.items()}
-        texts.update((hit.chunk_id, hit.text) for hit in vector_hits)
-        missing = [cid for cid, _ in keyword_hits if cid not in texts]
-        if missing:
-            texts.update(
-                (cid, hit.text) for cid, hit in (await self._hydrate(collection, missing)).items()
-            )
+        found = {cid: chunk.text for cid, chunk in texts.items()}
+        found.update((hit.chunk_id, hit.text) for hit in vector_hits)
+        missing = [cid for cid, _ in keyword.hits if cid not in found]
+        if missing and reads is not None:
+            found.update((cid, c.text) for cid, c in (await ready_chunks(reads, missing)).items())
         return rare_identifier_found(
-            query.query, [texts[cid] for cid, _ in keyword_hits if cid in texts]
+            query.query, [found[cid] for cid, _ in keyword.hits if cid in found]
         )
 
     @overload
@@ -326,42 +356,33 @@ class Search:
         )
 
     async def _keyword_leg(
-        self, collection: KnowledgeCollection, query: SearchQuery, where: dict[str, Any] | None
-    ) -> list[tuple[str, float]]:
+        self,
+        reads: DriverReads,
+        collection: KnowledgeCollection,
+        query: SearchQuery,
+        where: dict[str, Any] | None,
+    ) -> KeywordHits:
         """BM25 hits from SQL, limited to the chunks matching ``where`` (asked of Chroma)."""
         allowed = None
         if where is not None:
             allowed = await self._vectors.ids_matching(
                 collection.vector_collection, space_of(collection.distance), where
             )
-        async with self._sessions() as session:
-            hits = await keyword_index.search(
-                session, collection.id, query.query, limit=query.fetch, allowed=allowed
-            )
+        hits = await keyword_index.search(
+            reads, collection.id, query.query, limit=query.fetch, allowed=allowed
+        )
         keyword_index.warm_soon(self._sessions, collection.id)
         return hits
 
-    async def _hydrate(
-        self, collection: KnowledgeCollection, ids: Sequence[str]
-    ) -> dict[str, VectorHit]:
-        """Text and metadata of keyword-only hits, rebuilt from the registry."""
-        async with self._sessions() as session:
-            chunks = await registry.chunks_by_ids(session, ids)
-            documents = await registry.documents_by_ids(
-                session, sorted({c.document_id for c in chunks.values()})
-            )
-        found: dict[str, VectorHit] = {}
-        for chunk_id, chunk in chunks.items():
-            document = documents.get(chunk.document_id)
-            if document is None or document.status != "ready":
-                continue
-            meta = chunk_metadata(
-                document,
-                collection,
-                chunk_id=chunk_id,
-                index=chunk.chunk_index,
-                page=chunk.page,
-                section=chunk.section,
-            )
-            found[chunk_id] = VectorHit(chunk_id=chunk_id, text=chunk.text, metadata=meta, score=0)
-        return found
+
+def _as_hit(chunk: ChunkText, collection: KnowledgeCollection) -> VectorHit:
+    """A registry chunk as the hit a vector search would have returned (same metadata)."""
+    meta = chunk_metadata(
+        chunk.document,
+        collection,
+        chunk_id=chunk.id,
+        index=chunk.chunk_index,
+        page=chunk.page,
+        section=chunk.section,
+    )
+    return VectorHit(chunk_id=chunk.id, text=chunk.text, metadata=meta, score=0)

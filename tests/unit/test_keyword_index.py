@@ -16,6 +16,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.config import Settings
+from db.driver_sql import DriverReads
 from db.migrate import upgrade
 from db.models import (
     KeywordChunk,
@@ -150,10 +151,11 @@ class Corpus:
         names = {chunk_id: name for name, chunk_id in self.ids.items()}
         within = None if allowed is None else {self.ids.get(a, a) for a in allowed}
         async with self.sessions() as session:
-            hits = await keyword_index.search(
-                session, self.collection_id, query, limit=limit, allowed=within
+            reads = await DriverReads.on(await session.connection())
+            found = await keyword_index.search(
+                reads, self.collection_id, query, limit=limit, allowed=within
             )
-        return [(names[chunk_id], score) for chunk_id, score in hits]
+        return [(names[chunk_id], score) for chunk_id, score in found.hits]
 
     async def top(
         self, query: str, *, limit: int = 10, allowed: Sequence[str] | None = None

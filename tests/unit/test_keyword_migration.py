@@ -19,6 +19,7 @@ from psycopg import sql
 from sqlalchemy.orm import Session
 
 from core.config import Settings
+from db.driver_sql import DriverReads
 from db.migrate import downgrade, sync_url, upgrade
 from db.models import KnowledgeChunk, KnowledgeCollection, KnowledgeDocument
 from db.session import create_engine, create_sessionmaker
@@ -141,7 +142,8 @@ async def search_all(settings: Settings, collection_id: str, query: str) -> list
     engine = create_engine(settings)
     try:
         async with create_sessionmaker(engine)() as session:
-            return await keyword_index.search(session, collection_id, query, limit=10)
+            reads = await DriverReads.on(await session.connection())
+            return (await keyword_index.search(reads, collection_id, query, limit=10)).hits
     finally:
         await engine.dispose()
 
