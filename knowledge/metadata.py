@@ -8,10 +8,10 @@ The user's metadata goes first and the server-owned keys last: a client cannot o
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
-from db.models import KnowledgeCollection
+from db.models import KnowledgeCollection, KnowledgeDocument
+from knowledge.chunk_texts import DocumentHead
 
 RESERVED_KEYS = frozenset(
     {
@@ -27,23 +27,6 @@ RESERVED_KEYS = frozenset(
         "created_at",
     }
 )
-
-
-class DocumentFields(Protocol):
-    """The document fields a chunk's metadata carries (an ORM row or a plain one)."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def org_id(self) -> str: ...
-    @property
-    def filename(self) -> str: ...
-    @property
-    def content_type(self) -> str: ...
-    @property
-    def created_at(self) -> datetime: ...
-    @property
-    def metadata_(self) -> dict[str, Any]: ...
 
 
 class InvalidMetadata(ValueError):
@@ -76,7 +59,7 @@ def validate_user_metadata(metadata: Any) -> dict[str, Any]:
 
 
 def chunk_metadata(
-    document: DocumentFields,
+    document: KnowledgeDocument | DocumentHead,
     collection: KnowledgeCollection,
     *,
     chunk_id: str,
