@@ -47,10 +47,13 @@ _chunk = Base.metadata.tables[KnowledgeChunk.__tablename__]
 _document = Base.metadata.tables[KnowledgeDocument.__tablename__]
 
 _SELECT = (
+    # The chunks first, once (MATERIALIZED): left to itself, PostgreSQL's generic plan
+    # looked them up again for every document of the table (27 ms instead of 3 at 100k).
+    "WITH c AS MATERIALIZED (SELECT id, document_id, chunk_index, text, page, section "
+    f"FROM {_chunk.name} WHERE {{among}}) "
     "SELECT c.id, c.chunk_index, c.text, c.page, c.section, "
     "d.id, d.org_id, d.filename, d.content_type, d.created_at, d.metadata "
-    f"FROM {_chunk.name} c JOIN {_document.name} d ON d.id = c.document_id "
-    "WHERE d.status = 'ready' AND "
+    f"FROM c JOIN {_document.name} d ON d.id = c.document_id WHERE d.status = 'ready'"
 )
 
 
@@ -61,8 +64,8 @@ async def ready_chunks(reads: DriverReads, ids: Sequence[str]) -> dict[str, Chun
     documents: dict[str, DocumentHead] = {}
     found: dict[str, ChunkText] = {}
     for start in range(0, len(ids), _BATCH):
-        among, params = reads.any_of("c.id", ids[start : start + _BATCH])
-        for row in await reads.rows(_SELECT + among, params):
+        among, params = reads.any_of("id", ids[start : start + _BATCH])
+        for row in await reads.rows(_SELECT.format(among=among), params):
             document = documents.get(row[5])
             if document is None:
                 document = DocumentHead(
