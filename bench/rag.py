@@ -196,6 +196,12 @@ def fake_embedder(core: int = 1) -> Iterator[Fake]:
         proc.wait(10)
 
 
+def kept_database(keep: str) -> str:
+    """The PostgreSQL database name that ``--keep DIR`` keeps its data in."""
+    tag = "".join(c if c.isalnum() else "_" for c in Path(keep).resolve().name)
+    return f"ahc_bench_rag_keep_{tag}"
+
+
 @contextmanager
 def scratch_database(url: str, keep: str | None = None) -> Iterator[str]:
     """A PostgreSQL database of our own on URL's server; dropped (forcefully) at the end.
@@ -1203,8 +1209,7 @@ def main() -> None:
     if args.pg:
         keep = None
         if args.keep:
-            tag = "".join(c if c.isalnum() else "_" for c in Path(args.keep).resolve().name)
-            keep = f"ahc_bench_rag_keep_{tag}"
+            keep = kept_database(args.keep)
         with scratch_database(args.pg, keep) as url:
             report(asyncio.run(measure(args, "PostgreSQL", url)), args.k)
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
