@@ -49,22 +49,11 @@ async def search(
     entry, postings = await postings_for(reads, collection_id, stats, present)
     if not postings:
         return KeywordHits([], stats.chunks)
-    blocked: Blocked | None = None
     dead = entry.dead_numbers() if entry.dead else None
     permitted = None
     if allowed is not None:
         permitted = np.unique(await _numbers_of(reads, collection_id, list(allowed)))
-    if dead is not None or permitted is not None:
-
-        def blocked(numbers: Numbers) -> np.ndarray[Any, np.dtype[np.bool_]]:
-            out = np.zeros(len(numbers), dtype=bool)
-            if dead is not None:
-                out |= np.isin(numbers, dead)
-            if permitted is not None:
-                out |= ~np.isin(numbers, permitted)
-            return out
-
-    top = scoring.pruned(stats, postings, limit, blocked)
+    top = scoring.pruned(stats, postings, limit, _blocker(dead, permitted))
     if top is None:
         scores = scoring.dense(stats, postings)
         if dead is not None:
@@ -77,6 +66,22 @@ async def search(
     names = await _names(reads, collection_id, entry, [n for n, _ in top])
     hits = [(names[n], score) for n, score in top if n in names][:limit]
     return KeywordHits(hits, stats.chunks)
+
+
+def _blocker(dead: Numbers | None, permitted: Numbers | None) -> Blocked | None:
+    """Which candidates may not be returned: removed ones, and those the filters exclude."""
+    if dead is None and permitted is None:
+        return None
+
+    def blocked(numbers: Numbers) -> np.ndarray[Any, np.dtype[np.bool_]]:
+        out = np.zeros(len(numbers), dtype=bool)
+        if dead is not None:
+            out |= np.isin(numbers, dead)
+        if permitted is not None:
+            out |= ~np.isin(numbers, permitted)
+        return out
+
+    return blocked
 
 
 async def _numbers_of(
