@@ -8,16 +8,13 @@ import random
 import unicodedata
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Iterator, Sequence
 
 import pytest
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.config import Settings
 from db.driver_sql import DriverReads
-from db.migrate import upgrade
 from db.models import (
     KeywordChunk,
     KeywordPosting,
@@ -26,7 +23,6 @@ from db.models import (
     KnowledgeCollection,
     KnowledgeDocument,
 )
-from db.session import create_engine, create_sessionmaker
 from knowledge import keyword_index
 from knowledge.keyword_index import reads as keyword_reads
 from knowledge.keyword_index import warming as keyword_warming
@@ -60,18 +56,6 @@ def test_english_words_lowercased_normalized_stopwords_dropped() -> None:
 
 
 # --- the index ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def sessions(
-    tmp_path: Path, database_url: str | None
-) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    """Migrated tables on a SQLite file in tmp_path, or on the session's PostgreSQL database."""
-    settings = Settings(_env_file=None, data_dir=tmp_path, database_url=database_url)
-    upgrade(settings)
-    engine = create_engine(settings)
-    yield create_sessionmaker(engine)
-    await engine.dispose()
 
 
 class Corpus:
