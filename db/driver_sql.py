@@ -18,6 +18,7 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import TypeEngine
 
@@ -50,12 +51,22 @@ class DriverReads:
         return cls(connection, raw.driver_connection, driver == "psycopg")
 
     async def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        """All rows of one ``SELECT`` with ``?`` markers, as tuples."""
-        if self.postgres:
-            cursor = await self.driver.execute(_for_psycopg(sql), params)
-            return list(await cursor.fetchall())
-        async with self.driver.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        """All rows of one ``SELECT`` with ``?`` markers, as tuples.
+
+        The driver's errors are raised as SQLAlchemy's (``OperationalError`` for a locked
+        or unreachable database, ...), so the service answers them as it does any other
+        statement's (503 with ``Retry-After``, not a bare 500).
+        """
+        dialect = self.connection.dialect
+        base = dialect.dbapi.Error if dialect.dbapi is not None else Exception
+        try:
+            if self.postgres:
+                cursor = await self.driver.execute(_for_psycopg(sql), params)
+                return list(await cursor.fetchall())
+            async with self.driver.execute(sql, params) as cursor:
+                return list(await cursor.fetchall())
+        except base as exc:
+            raise DBAPIError.instance(sql, params, exc, base, dialect=dialect) from exc
 
     def any_of(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         """``column`` is one of ``values``: SQL and parameters.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.driver_sql import DriverReads, _for_psycopg
@@ -100,6 +101,18 @@ async def test_any_of_reads_the_same_rows_on_both_backends(
         )
         assert await reads.rows("SELECT 1 WHERE 1 = ?", [2]) == []
     assert rows == [(ids[0], 0), (ids[1], 1)]
+
+
+async def test_driver_errors_are_raised_as_sqlalchemys(
+    sessions: async_sessionmaker[AsyncSession], database_url: str | None
+) -> None:
+    async with sessions() as session:
+        reads = await DriverReads.on(await session.connection())
+        with pytest.raises(DBAPIError) as raised:
+            await reads.rows("SELECT x FROM ahc_no_such_table WHERE x = ?", [1])
+    # What core.errors answers with 503 on SQLite (a locked database is an OperationalError).
+    expected = ProgrammingError if database_url else OperationalError
+    assert isinstance(raised.value, expected)
 
 
 def test_driver_sql_refuses_percent_signs() -> None:
