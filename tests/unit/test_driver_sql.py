@@ -9,8 +9,9 @@ from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.driver_sql import DriverReads, _for_psycopg
-from db.models import KnowledgeChunk, KnowledgeCollection, KnowledgeDocument
+from db.models import KnowledgeChunk, KnowledgeDocument
 from knowledge.chunk_texts import ready_chunks
+from tests.support.registry_rows import collection_row, document_row
 
 
 async def documents(sessions: async_sessionmaker[AsyncSession]) -> dict[str, KnowledgeDocument]:
@@ -18,32 +19,17 @@ async def documents(sessions: async_sessionmaker[AsyncSession]) -> dict[str, Kno
     collection_id = str(uuid.uuid4())  # PostgreSQL's database is shared by tests
     made: dict[str, KnowledgeDocument] = {}
     async with sessions() as session:
-        session.add(
-            KnowledgeCollection(
-                id=collection_id,
-                org_id="org-a",
-                name=f"c-{collection_id}",
-                embedding_model="e5",
-                embedding_dim=4,
-                chunk_size=1000,
-                chunk_overlap=100,
-                vector_collection=f"v-{collection_id[:8]}",
-            )
-        )
+        session.add(collection_row(collection_id))
         await session.flush()
         user_metadata = {"team": "hr", "year": 2026, "draft": False}
         for status, meta in (("ready", user_metadata), ("processing", {})):
-            document = KnowledgeDocument(
-                id=str(uuid.uuid4()),
-                org_id="org-a",
-                collection_id=collection_id,
+            document = document_row(
+                collection_id,
+                str(uuid.uuid4()),
+                status=status,
                 filename=f"{status}.pdf",
                 content_type="application/pdf",
-                size_bytes=10,
-                sha256=uuid.uuid4().hex,
-                status=status,
-                metadata_=meta,
-                created_by="u",
+                metadata=meta,
             )
             session.add(document)
             await session.flush()

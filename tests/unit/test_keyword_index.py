@@ -20,13 +20,13 @@ from db.models import (
     KeywordPosting,
     KeywordTerm,
     KnowledgeChunk,
-    KnowledgeCollection,
     KnowledgeDocument,
 )
 from knowledge import keyword_index
 from knowledge.keyword_index import reads as keyword_reads
 from knowledge.keyword_index import warming as keyword_warming
 from knowledge.keywords import MAX_TERM_LENGTH, terms
+from tests.support.registry_rows import collection_row, document_row
 
 # --- tokenizer ------------------------------------------------------------------------------
 
@@ -69,32 +69,9 @@ class Corpus:
 
     async def create(self) -> Corpus:
         async with self.sessions() as session:
-            session.add(
-                KnowledgeCollection(
-                    id=self.collection_id,
-                    org_id="org-a",
-                    name=f"c-{self.collection_id}",
-                    embedding_model="e5",
-                    embedding_dim=4,
-                    chunk_size=1000,
-                    chunk_overlap=100,
-                    vector_collection=f"v-{self.collection_id[:8]}",
-                )
-            )
+            session.add(collection_row(self.collection_id))
             await session.flush()
-            session.add(
-                KnowledgeDocument(
-                    id=self.document_id,
-                    org_id="org-a",
-                    collection_id=self.collection_id,
-                    filename="doc.txt",
-                    content_type="text/plain",
-                    size_bytes=1,
-                    sha256=uuid.uuid4().hex,
-                    status="ready",
-                    created_by="alice",
-                )
-            )
+            session.add(document_row(self.collection_id, self.document_id))
             await session.commit()
         return self
 
