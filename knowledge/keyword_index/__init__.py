@@ -38,14 +38,15 @@ deterministic.
 
 Modules: ``layout`` (tables, reserved counters), ``postings`` (the packed format and the
 cache), ``writes`` (index, remove, rebuild), ``reads`` (a query's statistics and
-postings at one version), ``search`` (BM25 scoring), ``warming`` (filling the cache).
+postings at one version), ``scoring`` (BM25: MaxScore or dense), ``query`` (a search:
+read, score, map the best numbers to ids), ``warming`` (filling the cache).
 """
 
 from knowledge.keyword_index.layout import CHUNKS_TERM, K1, MONOTONIC, TOKENS_TERM, B
 from knowledge.keyword_index.postings import PostingCache
+from knowledge.keyword_index.query import KeywordHits, search
 from knowledge.keyword_index.reads import CACHE
 from knowledge.keyword_index.scoring import idf
-from knowledge.keyword_index.search import KeywordHits, search
 from knowledge.keyword_index.warming import (
     configure,
     warm,
