@@ -9,9 +9,10 @@ An optional rerank stage (``services.knowledge.rerank``) reorders the best candi
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any, Literal, overload
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -44,6 +45,9 @@ from limits.enforcer import LimitEnforcer
 from services.knowledge.collections import Collections
 from services.knowledge.embedders import KnowledgeEmbedders
 from services.knowledge.rerank import Judge, Reranker, RerankOutcome
+
+T = TypeVar("T")
+"""What a vector leg's question to Chroma returns (hits, or ids and similarities)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +149,9 @@ class Search:
         where: dict[str, Any] | None,
     ) -> list[SearchHit]:
         if query.mode == "vector":  # Chroma returns texts and metadata: no SQL at all
-            collection, vector_hits = await self._vector_leg(context, collection, query, where)
+            collection, vector_hits = await self._vector_leg(
+                context, collection, query, self._hits(query, where)
+            )
             return await self._ranked(None, query, collection, vector_hits, KeywordHits([]), {})
         # One connection for the keyword leg and the texts (raw driver reads, db.driver_sql).
         async with self._sessions() as session:
@@ -167,7 +173,7 @@ class Search:
             keyword = await self._keyword_leg(reads, collection, query, where)
         elif query.mmr:
             (collection, vector_hits), keyword = await asyncio.gather(
-                self._vector_leg(context, collection, query, where),
+                self._vector_leg(context, collection, query, self._hits(query, where)),
                 self._keyword_leg(reads, collection, query, where),
             )
         else:
@@ -176,7 +182,7 @@ class Search:
             # read of 60 texts costs ~6.5 ms of CPU at 100k chunks), and only chunks of ready
             # documents, as the keyword leg always had.
             (collection, nearest), keyword = await asyncio.gather(
-                self._vector_leg(context, collection, query, where, ids_only=True),
+                self._vector_leg(context, collection, query, self._nearest(query, where)),
                 self._keyword_leg(reads, collection, query, where),
             )
             wanted = dict.fromkeys([*(cid for cid, _ in nearest), *(c for c, _ in keyword.hits)])
@@ -269,91 +275,66 @@ class Search:
             query.query, [found[cid] for cid, _ in keyword.hits if cid in found]
         )
 
-    @overload
     async def _vector_leg(
         self,
         context: CallContext,
         collection: KnowledgeCollection,
         query: SearchQuery,
-        where: dict[str, Any] | None,
-        *,
-        ids_only: Literal[False] = False,
-    ) -> tuple[KnowledgeCollection, list[VectorHit]]: ...
+        ask: Callable[[KnowledgeCollection, list[float]], Awaitable[T]],
+    ) -> tuple[KnowledgeCollection, T]:
+        """Embed the query with the collection's model and ``ask`` Chroma; and the record used.
 
-    @overload
-    async def _vector_leg(
-        self,
-        context: CallContext,
-        collection: KnowledgeCollection,
-        query: SearchQuery,
-        where: dict[str, Any] | None,
-        *,
-        ids_only: Literal[True],
-    ) -> tuple[KnowledgeCollection, list[tuple[str, float]]]: ...
-
-    async def _vector_leg(
-        self,
-        context: CallContext,
-        collection: KnowledgeCollection,
-        query: SearchQuery,
-        where: dict[str, Any] | None,
-        *,
-        ids_only: bool = False,
-    ) -> tuple[KnowledgeCollection, list[VectorHit] | list[tuple[str, float]]]:
-        """The vector hits (or only their ids and similarities), and their collection record.
-
-        After a re-embedding swap, the record is the new one.
+        After a re-embedding swap, the record is the new one (its model may differ too).
         """
-        query_leg = self._nearest if ids_only else self._vector_query
+
+        async def attempt(record: KnowledgeCollection) -> T:
+            embedder = await self._embedders.embedder(
+                context.org_id, record.embedding_model, context
+            )
+            return await ask(record, await embedder.aembed_query(query.query))
+
         try:
-            return collection, await query_leg(context, collection, query, where)
+            return collection, await attempt(collection)
         except Exception:
             # A re-embedding swapped (and dropped) the Chroma collection since the record
             # was read (from SQL or the search cache): search the new one.
             fresh = await self._collections.fresh(context.org_id, query.collection)
             if fresh is None or fresh.vector_collection == collection.vector_collection:
                 raise
-            return fresh, await query_leg(context, fresh, query, where)
+            return fresh, await attempt(fresh)
 
-    async def _nearest(
-        self,
-        context: CallContext,
-        collection: KnowledgeCollection,
-        query: SearchQuery,
-        where: dict[str, Any] | None,
-    ) -> list[tuple[str, float]]:
-        """Embed the query with the collection's model; the ids and similarities Chroma finds."""
-        embedder = await self._embedders.embedder(
-            context.org_id, collection.embedding_model, context
-        )
-        return await self._vectors.nearest(
-            collection.vector_collection,
-            space_of(collection.distance),
-            await embedder.aembed_query(query.query),
-            k=query.vector_fetch,
-            where=where,
-        )
+    def _hits(
+        self, query: SearchQuery, where: dict[str, Any] | None
+    ) -> Callable[[KnowledgeCollection, list[float]], Awaitable[list[VectorHit]]]:
+        """Chroma's closest chunks with texts and metadata (MMR if asked)."""
 
-    async def _vector_query(
-        self,
-        context: CallContext,
-        collection: KnowledgeCollection,
-        query: SearchQuery,
-        where: dict[str, Any] | None,
-    ) -> list[VectorHit]:
-        """Embed the query with the collection's model and ask Chroma."""
-        embedder = await self._embedders.embedder(
-            context.org_id, collection.embedding_model, context
-        )
-        vector = await embedder.aembed_query(query.query)
-        return await self._vectors.search(
-            collection.vector_collection,
-            space_of(collection.distance),
-            vector,
-            k=query.vector_fetch,
-            where=where,
-            mmr=query.mmr,
-        )
+        async def ask(record: KnowledgeCollection, vector: list[float]) -> list[VectorHit]:
+            return await self._vectors.search(
+                record.vector_collection,
+                space_of(record.distance),
+                vector,
+                k=query.vector_fetch,
+                where=where,
+                mmr=query.mmr,
+            )
+
+        return ask
+
+    def _nearest(
+        self, query: SearchQuery, where: dict[str, Any] | None
+    ) -> Callable[[KnowledgeCollection, list[float]], Awaitable[list[tuple[str, float]]]]:
+        """Only the ids and similarities Chroma finds (the texts come from the registry)."""
+
+        async def ask(record: KnowledgeCollection, vector: list[float]) -> list[tuple[str, float]]:
+            return await self._vectors.nearest(
+                record.vector_collection,
+                space_of(record.distance),
+                vector,
+                k=query.vector_fetch,
+                where=where,
+            )
+
+        return ask
 
     async def _keyword_leg(
         self,
