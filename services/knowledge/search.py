@@ -21,6 +21,7 @@ from accounting.embeddings import estimate_tokens
 from accounting.events import CallContext
 from auth.tokens import Principal
 from core.config import Settings
+from core.cpu_turns import CpuTurns
 from core.errors import ApiError
 from db.driver_sql import DriverReads
 from db.models import KnowledgeCollection
@@ -81,6 +82,7 @@ class Search:
         self._limits = limits
         self._collections = collections
         self._embedders = embedders
+        self._turns = CpuTurns(settings.knowledge_search_concurrency)
         keyword_index.configure(
             cache_postings=settings.knowledge_keyword_cache_postings,
             warm_postings=settings.knowledge_keyword_warm_postings,
@@ -148,15 +150,33 @@ class Search:
         collection: KnowledgeCollection,
         where: dict[str, Any] | None,
     ) -> list[SearchHit]:
-        if query.mode == "vector":  # Chroma returns texts and metadata: no SQL at all
-            collection, vector_hits = await self._vector_leg(
-                context, collection, query, self._hits(query, where)
-            )
-            return await self._ranked(None, query, collection, vector_hits, KeywordHits([]), {})
-        # One connection for the keyword leg and the texts (raw driver reads, db.driver_sql).
+        # The query's embedding (a provider call, or the local model) is awaited before the
+        # search takes its turn: the turns order the CPU-bound rest (core.cpu_turns).
+        vector = None
+        if query.mode != "keyword":
+            vector = await self._embed(context, collection, query)
+        async with self._turns.turn():
+            if vector is None:
+                return await self._keyword_search(context, query, collection, where)
+            if query.mode == "vector":  # Chroma returns texts and metadata: no SQL at all
+                collection, vector_hits = await self._vector_leg(
+                    context, collection, query, vector, self._hits(query, where)
+                )
+                return await self._ranked(None, query, collection, vector_hits, KeywordHits([]), {})
+            return await self._keyword_search(context, query, collection, where, vector)
+
+    async def _keyword_search(
+        self,
+        context: CallContext,
+        query: SearchQuery,
+        collection: KnowledgeCollection,
+        where: dict[str, Any] | None,
+        vector: list[float] | None = None,
+    ) -> list[SearchHit]:
+        """Keyword or hybrid: one connection for the keyword leg and the texts (db.driver_sql)."""
         async with self._sessions() as session:
             reads = await DriverReads.on(await session.connection())
-            return await self._with_keywords(reads, context, query, collection, where)
+            return await self._with_keywords(reads, context, query, collection, where, vector)
 
     async def _with_keywords(
         self,
@@ -165,15 +185,16 @@ class Search:
         query: SearchQuery,
         collection: KnowledgeCollection,
         where: dict[str, Any] | None,
+        vector: list[float] | None,
     ) -> list[SearchHit]:
         # ``collection`` becomes the record the vector leg used (after a re-embedding swap).
         vector_hits: list[VectorHit] = []
         texts: dict[str, ChunkText] = {}  # chunk texts already read from the registry
-        if query.mode == "keyword":
+        if vector is None:
             keyword = await self._keyword_leg(reads, collection, query, where)
         elif query.mmr:
             (collection, vector_hits), keyword = await asyncio.gather(
-                self._vector_leg(context, collection, query, self._hits(query, where)),
+                self._vector_leg(context, collection, query, vector, self._hits(query, where)),
                 self._keyword_leg(reads, collection, query, where),
             )
         else:
@@ -182,7 +203,7 @@ class Search:
             # read of 60 texts costs ~6.5 ms of CPU at 100k chunks), and only chunks of ready
             # documents, as the keyword leg always had.
             (collection, nearest), keyword = await asyncio.gather(
-                self._vector_leg(context, collection, query, self._nearest(query, where)),
+                self._vector_leg(context, collection, query, vector, self._nearest(query, where)),
                 self._keyword_leg(reads, collection, query, where),
             )
             wanted = dict.fromkeys([*(cid for cid, _ in nearest), *(c for c, _ in keyword.hits)])
@@ -275,33 +296,38 @@ class Search:
             query.query, [found[cid] for cid, _ in keyword.hits if cid in found]
         )
 
+    async def _embed(
+        self, context: CallContext, collection: KnowledgeCollection, query: SearchQuery
+    ) -> list[float]:
+        """The query embedded by the collection's model, accounted to ``context``."""
+        embedder = await self._embedders.embedder(
+            context.org_id, collection.embedding_model, context
+        )
+        return await embedder.aembed_query(query.query)
+
     async def _vector_leg(
         self,
         context: CallContext,
         collection: KnowledgeCollection,
         query: SearchQuery,
+        vector: list[float],
         ask: Callable[[KnowledgeCollection, list[float]], Awaitable[T]],
     ) -> tuple[KnowledgeCollection, T]:
-        """Embed the query with the collection's model and ``ask`` Chroma; and the record used.
+        """``ask`` Chroma with the query's ``vector``; and the collection record used.
 
         After a re-embedding swap, the record is the new one (its model may differ too).
         """
-
-        async def attempt(record: KnowledgeCollection) -> T:
-            embedder = await self._embedders.embedder(
-                context.org_id, record.embedding_model, context
-            )
-            return await ask(record, await embedder.aembed_query(query.query))
-
         try:
-            return collection, await attempt(collection)
+            return collection, await ask(collection, vector)
         except Exception:
             # A re-embedding swapped (and dropped) the Chroma collection since the record
             # was read (from SQL or the search cache): search the new one.
             fresh = await self._collections.fresh(context.org_id, query.collection)
             if fresh is None or fresh.vector_collection == collection.vector_collection:
                 raise
-            return fresh, await attempt(fresh)
+            if fresh.embedding_model != collection.embedding_model:
+                vector = await self._embed(context, fresh, query)
+            return fresh, await ask(fresh, vector)
 
     def _hits(
         self, query: SearchQuery, where: dict[str, Any] | None

@@ -1,0 +1,35 @@
+"""First come, first served turns for CPU-bound request work on the event loop.
+
+Under load an event loop shares its core among every request in flight: a request's steps
+interleave with all the others', so each one takes about (requests in flight) × its own CPU
+and the slow ones (a query with common words) finish last — the p95 follows the costliest
+requests. Taking turns in arrival order gives the same throughput (the core is busy either
+way) but each request then waits for the work queued ahead of it, which averages out: the
+tail shrinks towards the mean. Only CPU-bound stretches take a turn; waits on a provider
+(an embedding call) stay outside, so a slow provider never holds the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+
+class CpuTurns:
+    """At most ``limit`` holders at a time, admitted in arrival order (0: no limit)."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._semaphore: asyncio.Semaphore | None = None  # made on the serving loop
+
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """Hold a turn for the block (asyncio's semaphore wakes its waiters in FIFO order)."""
+        if self._limit <= 0:
+            yield
+            return
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(self._limit)
+        async with self._semaphore:
+            yield
