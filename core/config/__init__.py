@@ -96,6 +96,13 @@ class Settings(
             )
         return self
 
+    @property
+    def knowledge_search_turns(self) -> int:
+        """``knowledge_search_concurrency`` resolved: unset is 2 with embedded Chroma, else 0."""
+        if self.knowledge_search_concurrency is not None:
+            return self.knowledge_search_concurrency
+        return 0 if self.chroma_url else 2
+
     def context_window(self, model: str) -> int:
         """Tokens the named model can read; the local model's window is its n_ctx."""
         if model == self.local_model_name:

@@ -43,15 +43,17 @@ class KnowledgeSearchSettings(BaseModel):
         "language (which language's best hits stand out) and waived for the chunks BM25 "
         "ranks high. A model missing here has none. See bench/rag_quality.py.",
     )
-    knowledge_search_concurrency: int = Field(
-        default=2,
+    knowledge_search_concurrency: int | None = Field(
+        default=None,
         ge=0,
         description="Searches per process doing their CPU-bound part (Chroma's query, BM25, "
-        "fusion) at once, admitted first come first served (0: no limit). Queries are "
-        "embedded before they queue, so a slow provider holds no one up. Taking turns keeps "
-        "the throughput and cuts the tail under load, since a search no longer shares the "
-        "core with every other one in flight; 2 lets one search's database or Chroma wait "
-        "overlap another's work (bench/rag.py ×10 rows: 1 and 3 were worse).",
+        "fusion) at once, admitted first come first served (0: no limit). Unset: 2 with "
+        "embedded Chroma, no limit with a Chroma server (`chroma_url`), whose answer is a "
+        "network wait a turn would hold. Queries are embedded before they queue, so a slow "
+        "provider holds no one up. Taking turns keeps the throughput and cuts the tail under "
+        "load, since a search no longer shares the core with every other one in flight; 2 "
+        "lets one search's database or Chroma wait overlap another's work (bench/rag.py ×10 "
+        "rows: 1 and 3 were worse).",
     )
     knowledge_keyword_cache_postings: int = Field(
         default=20_000_000,

@@ -82,7 +82,7 @@ class Search:
         self._limits = limits
         self._collections = collections
         self._embedders = embedders
-        self._turns = CpuTurns(settings.knowledge_search_concurrency)
+        self._turns = CpuTurns(settings.knowledge_search_turns)
         keyword_index.configure(
             cache_postings=settings.knowledge_keyword_cache_postings,
             warm_postings=settings.knowledge_keyword_warm_postings,

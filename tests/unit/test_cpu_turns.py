@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from core.config import Settings
 from core.cpu_turns import CpuTurns
 
 
@@ -43,3 +44,14 @@ async def test_zero_admits_everyone() -> None:
     log, most = await _holders(CpuTurns(0), 4)
     assert most == 4
     assert log[:4] == [f"in {i}" for i in range(4)]
+
+
+def test_the_default_follows_where_chroma_runs() -> None:
+    """2 turns beside embedded Chroma; none when its query is a wait on a Chroma server."""
+    def turns(**values: object) -> int:
+        return Settings(_env_file=None, **values).knowledge_search_turns  # type: ignore[call-arg]
+
+    assert turns() == 2
+    assert turns(chroma_url="http://127.0.0.1:8000") == 0
+    assert turns(chroma_url="http://127.0.0.1:8000", knowledge_search_concurrency=3) == 3
+    assert turns(knowledge_search_concurrency=0) == 0
