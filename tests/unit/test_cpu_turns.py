@@ -48,6 +48,7 @@ async def test_zero_admits_everyone() -> None:
 
 def test_the_default_follows_where_chroma_runs() -> None:
     """2 turns beside embedded Chroma; none when its query is a wait on a Chroma server."""
+
     def turns(**values: object) -> int:
         return Settings(_env_file=None, **values).knowledge_search_turns  # type: ignore[call-arg]
 
