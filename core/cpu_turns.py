@@ -12,6 +12,7 @@ tail shrinks towards the mean. Only CPU-bound stretches take a turn; waits on a 
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,7 +22,11 @@ class CpuTurns:
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
-        self._semaphore: asyncio.Semaphore | None = None  # made on the serving loop
+        # One semaphore per event loop (an asyncio semaphore belongs to the loop it first
+        # waited on); a served app has one loop, tests and embedded runners may have several.
+        self._semaphores: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, asyncio.Semaphore
+        ] = weakref.WeakKeyDictionary()
 
     @asynccontextmanager
     async def turn(self) -> AsyncIterator[None]:
@@ -29,7 +34,9 @@ class CpuTurns:
         if self._limit <= 0:
             yield
             return
-        if self._semaphore is None:
-            self._semaphore = asyncio.Semaphore(self._limit)
-        async with self._semaphore:
+        loop = asyncio.get_running_loop()
+        semaphore = self._semaphores.get(loop)
+        if semaphore is None:
+            semaphore = self._semaphores[loop] = asyncio.Semaphore(self._limit)
+        async with semaphore:
             yield

@@ -56,3 +56,11 @@ def test_the_default_follows_where_chroma_runs() -> None:
     assert turns(chroma_url="http://127.0.0.1:8000") == 0
     assert turns(chroma_url="http://127.0.0.1:8000", knowledge_search_concurrency=3) == 3
     assert turns(knowledge_search_concurrency=0) == 0
+
+
+def test_turns_serve_several_event_loops() -> None:
+    """An app's services may outlive a loop (tests, embedded runners): each loop gets its own."""
+    turns = CpuTurns(1)
+    for _ in range(2):
+        _, most = asyncio.run(_holders(turns, 3))
+        assert most == 1
