@@ -48,7 +48,7 @@ from services.knowledge.embedders import KnowledgeEmbedders
 from services.knowledge.rerank import Judge, Reranker, RerankOutcome
 
 T = TypeVar("T")
-"""What a vector leg's question to Chroma returns (hits, or ids and similarities)."""
+"""What a vector leg's question to Chroma lists (hits, or ids and similarities)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,11 +191,11 @@ class Search:
         vector_hits: list[VectorHit] = []
         texts: dict[str, ChunkText] = {}  # chunk texts already read from the registry
         if vector is None:
-            keyword = await self._keyword_leg(reads, collection, query, where)
+            keyword = await self._keyword_leg(reads, context.org_id, collection, query, where)
         elif query.mmr:
             (collection, vector_hits), keyword = await asyncio.gather(
                 self._vector_leg(context, collection, query, vector, self._hits(query, where)),
-                self._keyword_leg(reads, collection, query, where),
+                self._keyword_leg(reads, context.org_id, collection, query, where),
             )
         else:
             # Hybrid reads 3x its share of vector hits (SearchQuery.vector_fetch): their ids
@@ -204,7 +204,7 @@ class Search:
             # documents, as the keyword leg always had.
             (collection, nearest), keyword = await asyncio.gather(
                 self._vector_leg(context, collection, query, vector, self._nearest(query, where)),
-                self._keyword_leg(reads, collection, query, where),
+                self._keyword_leg(reads, context.org_id, collection, query, where),
             )
             wanted = dict.fromkeys([*(cid for cid, _ in nearest), *(c for c, _ in keyword.hits)])
             texts = await ready_chunks(reads, list(wanted))
@@ -311,23 +311,35 @@ class Search:
         collection: KnowledgeCollection,
         query: SearchQuery,
         vector: list[float],
-        ask: Callable[[KnowledgeCollection, list[float]], Awaitable[T]],
-    ) -> tuple[KnowledgeCollection, T]:
+        ask: Callable[[KnowledgeCollection, list[float]], Awaitable[list[T]]],
+    ) -> tuple[KnowledgeCollection, list[T]]:
         """``ask`` Chroma with the query's ``vector``; and the collection record used.
 
         After a re-embedding swap, the record is the new one (its model may differ too).
         """
-        try:
-            return collection, await ask(collection, vector)
-        except Exception:
-            # A re-embedding swapped (and dropped) the Chroma collection since the record
-            # was read (from SQL or the search cache): search the new one.
-            fresh = await self._collections.fresh(context.org_id, query.collection)
-            if fresh is None or fresh.vector_collection == collection.vector_collection:
-                raise
-            if fresh.embedding_model != collection.embedding_model:
-                vector = await self._embed(context, fresh, query)
-            return fresh, await ask(fresh, vector)
+        found = await ask(collection, vector)
+        if found:
+            return collection, found
+        fresh = await self._swapped(context.org_id, query.collection, collection)
+        if fresh is None:
+            return collection, found
+        if fresh.embedding_model != collection.embedding_model:
+            vector = await self._embed(context, fresh, query)
+        return fresh, await ask(fresh, vector)
+
+    async def _swapped(
+        self, org_id: str, name: str, collection: KnowledgeCollection
+    ) -> KnowledgeCollection | None:
+        """The record as stored now, if a re-embedding swapped its vectors since ``collection``.
+
+        Asked when Chroma finds nothing: a record read before a swap (from the search
+        cache, maybe on another instance) names a dropped Chroma collection, which reads as
+        empty. An empty collection or a filter nothing matches costs one SQL read.
+        """
+        fresh = await self._collections.fresh(org_id, name)
+        if fresh is None or fresh.vector_collection == collection.vector_collection:
+            return None
+        return fresh
 
     def _hits(
         self, query: SearchQuery, where: dict[str, Any] | None
@@ -365,6 +377,7 @@ class Search:
     async def _keyword_leg(
         self,
         reads: DriverReads,
+        org_id: str,
         collection: KnowledgeCollection,
         query: SearchQuery,
         where: dict[str, Any] | None,
@@ -375,6 +388,10 @@ class Search:
             allowed = await self._vectors.ids_matching(
                 collection.vector_collection, space_of(collection.distance), where
             )
+            if not allowed and (fresh := await self._swapped(org_id, query.collection, collection)):
+                allowed = await self._vectors.ids_matching(
+                    fresh.vector_collection, space_of(fresh.distance), where
+                )
         hits = await keyword_index.search(
             reads, collection.id, query.query, limit=query.fetch, allowed=allowed
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+import chromadb
 import httpx
 import pytest
 
@@ -303,6 +304,8 @@ def test_reembed_swaps_the_collection_without_downtime(kb: RunningService) -> No
     assert started.status_code == 202, started.text
     assert started.json()["reembedding_to"] == "local-use"
     assert search(kb, "GlobalProtect", mode="vector").status_code == 200  # still searchable
+    searches = kb.app.state.services.knowledge._collections._cache
+    before = searches.get("org-a", "default")  # the record that search cached
 
     def swapped() -> bool:
         rows = httpx.get(f"{kb.api}/knowledge/collections", headers=kb.headers()).json()["data"]
@@ -313,6 +316,19 @@ def test_reembed_swaps_the_collection_without_downtime(kb: RunningService) -> No
     assert rows[0]["embedding_dim"] == 512
     hits = search(kb, "Which VPN client do we use?", mode="vector", k=1).json()["results"]
     assert hits[0]["metadata"]["filename"] == "security.txt"
+    # An instance that missed the swap still holds the old record (the old model, a dropped
+    # Chroma collection): its searches re-read the record and embed with the new model.
+    assert before is not None and before.embedding_model != "local-use"
+    for mode in ("vector", "hybrid"):
+        searches.put("org-a", "default", before)
+        found = search(kb, "Which VPN client do we use?", mode=mode, k=1)
+        assert found.status_code == 200, found.text
+        assert found.json()["results"][0]["metadata"]["filename"] == "security.txt"
+    chroma = chromadb.PersistentClient(  # the service's settings: the same shared client
+        path=str(kb.settings.data_dir / "chroma"),
+        settings=chromadb.config.Settings(anonymized_telemetry=False),
+    )
+    assert before.vector_collection not in {c.name for c in chroma.list_collections()}
     unknown = httpx.post(
         f"{kb.api}/knowledge/reembed",
         headers=kb.headers(role="admin"),
