@@ -156,9 +156,7 @@ class Search:
         if query.mode != "keyword":
             vector = await self._embed(context, collection, query)
         async with self._turns.turn():
-            if vector is None:
-                return await self._keyword_search(context, query, collection, where)
-            if query.mode == "vector":  # Chroma returns texts and metadata: no SQL at all
+            if vector is not None and query.mode == "vector":  # Chroma has texts: no SQL
                 collection, vector_hits = await self._vector_leg(
                     context, collection, query, vector, self._hits(query, where)
                 )
@@ -173,7 +171,7 @@ class Search:
         where: dict[str, Any] | None,
         vector: list[float] | None = None,
     ) -> list[SearchHit]:
-        """Keyword or hybrid: one connection for the keyword leg and the texts (db.driver_sql)."""
+        """Keyword (no ``vector``) or hybrid: one connection for the keyword leg and texts."""
         async with self._sessions() as session:
             reads = await DriverReads.on(await session.connection())
             return await self._with_keywords(reads, context, query, collection, where, vector)
