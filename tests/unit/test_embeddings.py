@@ -21,7 +21,6 @@ from accounting.events import CallContext, UsageRecord
 from accounting.pricing import PriceTable
 from core.config import Settings
 from core.tokenizer import count_text_tokens
-from providers import embeddings as embeddings_module
 from providers.embeddings import (
     E5USE_E5_WEIGHT,
     E5Embeddings,
@@ -30,6 +29,8 @@ from providers.embeddings import (
     EmbeddingSpec,
     UnknownEmbeddingModel,
     UseEmbeddings,
+    lean_query,
+    local_engines,
     measure_usage,
 )
 from tests.fakes.openai_server import FakeOpenAI
@@ -139,7 +140,7 @@ def test_local_batches_are_the_configured_size_and_order_is_kept() -> None:
     assert np.allclose(batched, one_by_one, atol=1e-5)
 
 
-class SlowEngine(embeddings_module._LocalEmbeddings):
+class SlowEngine(local_engines._LocalEmbeddings):
     """A stand-in engine: blocking work, and a record of loads and threads."""
 
     kind = "slow-test"
@@ -190,7 +191,7 @@ def test_building_embedders_loads_no_engine() -> None:
     registry = EmbeddingRegistry(settings(local_embedding_threads=3))  # engines of their own
     for name in ("local-e5", "local-use"):
         embedder = registry.embeddings(name)
-        assert isinstance(embedder, embeddings_module._LocalEmbeddings)
+        assert isinstance(embedder, local_engines._LocalEmbeddings)
         assert embedder._engine._engine is None  # weights load on the first embedding
 
 
@@ -430,14 +431,14 @@ def test_the_lean_path_takes_the_environment_s_proxy_once_per_url(
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
-    sessions = embeddings_module._Sessions()
+    sessions = lean_query._Sessions()
     url = "https://api.openai.example/v1/embeddings"
     assert sessions.proxy(url) == ("http://proxy.example:3128", None)
     monkeypatch.delenv("HTTPS_PROXY")
     assert sessions.proxy(url)[0] == "http://proxy.example:3128"  # looked up once
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     monkeypatch.setenv("NO_PROXY", "api.openai.example")
-    assert embeddings_module._Sessions().proxy(url) == (None, None)
+    assert lean_query._Sessions().proxy(url) == (None, None)
 
 
 # --- accounting -----------------------------------------------------------------------
