@@ -4,10 +4,10 @@ The 24 documents of ``tests/data/knowledge`` are uploaded with the embedded defa
 (``local``, no key); every question of ``questions.jsonl`` is searched (hybrid, k=5) and
 asked through the RAG graph, as are the questions of ``unanswerable.jsonl``,
 ``holdout_unanswerable.jsonl`` (written before the relevance gate was tuned, never tuned on),
-``holdout_cross.jsonl``, ``holdout_cross_2.jsonl`` and ``rare_terms.jsonl``. The floors sit just below what
-bench/rag_quality.py measures, so a regression in the embedder, the fusion, the chunking or
-the relevance gate fails the build; the full bench (every mode, latencies, calibration) stays
-outside CI.
+``holdout_cross.jsonl``, ``holdout_cross_2.jsonl`` and ``rare_terms.jsonl``. The floors sit
+just below what bench/rag_quality.py measures, so a regression in the embedder, the fusion,
+the chunking or the relevance gate fails the build; the full bench (every mode, latencies,
+calibration) stays outside CI.
 """
 
 from __future__ import annotations
@@ -125,8 +125,7 @@ def test_hit_rate_and_mrr_floors_per_language_group(knowledge_service: RunningSe
 
 
 def test_cross_lingual_floors_on_the_holdout_sets(knowledge_service: RunningService) -> None:
-    """Cross-lingual retrieval on questions written after the tuning (a regression shows here
-    too, not only on the set the fusion was tuned on)."""
+    """Cross-lingual retrieval on questions written after the tuning, never tuned on."""
     for name, (min_hit, min_mrr) in HOLDOUT_CROSS_FLOORS.items():
         hit, mrr = _measure(knowledge_service, "hybrid", name)["cross"]
         print(name, hit, mrr)
