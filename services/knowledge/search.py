@@ -315,11 +315,17 @@ class Search:
 
         After a re-embedding swap, the record is the new one (its model may differ too).
         """
-        found = await ask(collection, vector)
+        failure: Exception | None = None
+        try:
+            found = await ask(collection, vector)
+        except Exception as exc:  # a swap dropping the collection mid-query fails in Chroma
+            failure, found = exc, []
         if found:
             return collection, found
         fresh = await self._swapped(context.org_id, query.collection, collection)
         if fresh is None:
+            if failure is not None:
+                raise failure
             return collection, found
         if fresh.embedding_model != collection.embedding_model:
             vector = await self._embed(context, fresh, query)
@@ -330,9 +336,10 @@ class Search:
     ) -> KnowledgeCollection | None:
         """The record as stored now, if a re-embedding swapped its vectors since ``collection``.
 
-        Asked when Chroma finds nothing: a record read before a swap (from the search
-        cache, maybe on another instance) names a dropped Chroma collection, which reads as
-        empty. An empty collection or a filter nothing matches costs one SQL read.
+        Asked when Chroma finds nothing or fails: a record read before a swap (from the
+        search cache, maybe on another instance) names a dropped Chroma collection, which
+        reads as empty (or, dropped in the middle of the query, fails with Chroma's "missing
+        segment"). An empty collection or a filter nothing matches costs one SQL read.
         """
         fresh = await self._collections.fresh(org_id, name)
         if fresh is None or fresh.vector_collection == collection.vector_collection:

@@ -317,18 +317,24 @@ def test_reembed_swaps_the_collection_without_downtime(kb: RunningService) -> No
     hits = search(kb, "Which VPN client do we use?", mode="vector", k=1).json()["results"]
     assert hits[0]["metadata"]["filename"] == "security.txt"
     # An instance that missed the swap still holds the old record (the old model, a dropped
-    # Chroma collection): its searches re-read the record and embed with the new model.
+    # Chroma collection): its searches re-read the record and embed with the new model, and
+    # create nothing (no empty orphan of the old collection).
     assert before is not None and before.embedding_model != "local-use"
+    chroma = chromadb.PersistentClient(  # the service's settings: the same shared client
+        path=str(kb.settings.data_dir / "chroma"),
+        settings=chromadb.config.Settings(anonymized_telemetry=False),
+    )
+
+    def names() -> set[str]:
+        return {c.name for c in chroma.list_collections()}
+
+    wait_for(lambda: before.vector_collection not in names(), 30)  # dropped after the swap
     for mode in ("vector", "hybrid"):
         searches.put("org-a", "default", before)
         found = search(kb, "Which VPN client do we use?", mode=mode, k=1)
         assert found.status_code == 200, found.text
         assert found.json()["results"][0]["metadata"]["filename"] == "security.txt"
-    chroma = chromadb.PersistentClient(  # the service's settings: the same shared client
-        path=str(kb.settings.data_dir / "chroma"),
-        settings=chromadb.config.Settings(anonymized_telemetry=False),
-    )
-    assert before.vector_collection not in {c.name for c in chroma.list_collections()}
+    assert before.vector_collection not in names()
     unknown = httpx.post(
         f"{kb.api}/knowledge/reembed",
         headers=kb.headers(role="admin"),

@@ -22,6 +22,7 @@ def _knowledge() -> KnowledgeService:
             # Search's constructor sets the process's keyword cache budget: keep the defaults.
             knowledge_keyword_cache_postings=_DEFAULTS["knowledge_keyword_cache_postings"].default,
             knowledge_keyword_warm_postings=_DEFAULTS["knowledge_keyword_warm_postings"].default,
+            knowledge_search_turns=2,
         ),
     )
     return KnowledgeService(
