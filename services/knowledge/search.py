@@ -9,7 +9,7 @@ An optional rerank stage (``services.knowledge.rerank``) reorders the best candi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sized
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -49,6 +49,8 @@ from services.knowledge.rerank import Judge, Reranker, RerankOutcome
 
 T = TypeVar("T")
 """What a vector leg's question to Chroma lists (hits, or ids and similarities)."""
+C = TypeVar("C", bound=Sized)
+"""What a question to Chroma answers (empty: maybe a dropped collection)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,32 +317,43 @@ class Search:
 
         After a re-embedding swap, the record is the new one (its model may differ too).
         """
-        failure: Exception | None = None
+
+        async def on(record: KnowledgeCollection) -> list[T]:
+            if record.embedding_model == collection.embedding_model:
+                return await ask(record, vector)
+            return await ask(record, await self._embed(context, record, query))
+
+        return await self._on_current(context.org_id, query.collection, collection, on)
+
+    async def _on_current(
+        self,
+        org_id: str,
+        name: str,
+        collection: KnowledgeCollection,
+        call: Callable[[KnowledgeCollection], Awaitable[C]],
+    ) -> tuple[KnowledgeCollection, C]:
+        """``call`` Chroma for ``collection``; again for the stored record if a swap replaced it.
+
+        A record read before a re-embedding swap (from the search cache, maybe on another
+        instance) names a dropped Chroma collection: it reads as empty, or, dropped in the
+        middle of the call, fails in Chroma's words ("missing segment"). So when Chroma finds
+        nothing or fails, the record is read again (one SQL read; an empty collection or a
+        filter nothing matches pays it too).
+        """
         try:
-            found = await ask(collection, vector)
-        except Exception as exc:  # a swap dropping the collection mid-query fails in Chroma
-            failure, found = exc, []
-        if found:
-            return collection, found
-        fresh = await self._swapped(context.org_id, query.collection, collection)
-        if fresh is None:
-            if failure is not None:
-                raise failure
-            return collection, found
-        if fresh.embedding_model != collection.embedding_model:
-            vector = await self._embed(context, fresh, query)
-        return fresh, await ask(fresh, vector)
+            found = await call(collection)
+        except Exception:
+            if (fresh := await self._swapped(org_id, name, collection)) is None:
+                raise
+            return fresh, await call(fresh)
+        if not found and (fresh := await self._swapped(org_id, name, collection)):
+            return fresh, await call(fresh)
+        return collection, found
 
     async def _swapped(
         self, org_id: str, name: str, collection: KnowledgeCollection
     ) -> KnowledgeCollection | None:
-        """The record as stored now, if a re-embedding swapped its vectors since ``collection``.
-
-        Asked when Chroma finds nothing or fails: a record read before a swap (from the
-        search cache, maybe on another instance) names a dropped Chroma collection, which
-        reads as empty (or, dropped in the middle of the query, fails with Chroma's "missing
-        segment"). An empty collection or a filter nothing matches costs one SQL read.
-        """
+        """The record as stored now, if a re-embedding swapped its vectors since ``collection``."""
         fresh = await self._collections.fresh(org_id, name)
         if fresh is None or fresh.vector_collection == collection.vector_collection:
             return None
@@ -390,13 +403,13 @@ class Search:
         """BM25 hits from SQL, limited to the chunks matching ``where`` (asked of Chroma)."""
         allowed = None
         if where is not None:
-            allowed = await self._vectors.ids_matching(
-                collection.vector_collection, space_of(collection.distance), where
-            )
-            if not allowed and (fresh := await self._swapped(org_id, query.collection, collection)):
-                allowed = await self._vectors.ids_matching(
-                    fresh.vector_collection, space_of(fresh.distance), where
+
+            async def matching(record: KnowledgeCollection) -> set[str]:
+                return await self._vectors.ids_matching(
+                    record.vector_collection, space_of(record.distance), where
                 )
+
+            _, allowed = await self._on_current(org_id, query.collection, collection, matching)
         hits = await keyword_index.search(
             reads, collection.id, query.query, limit=query.fetch, allowed=allowed
         )

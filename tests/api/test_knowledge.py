@@ -292,6 +292,9 @@ def wait_for(check, timeout: float = 30) -> None:  # type: ignore[no-untyped-def
 
 def test_reembed_swaps_the_collection_without_downtime(kb: RunningService) -> None:
     upload(kb, [("security.txt", VPN.encode()), ("expenses.txt", POLICY.encode())])
+    assert search(kb, "GlobalProtect", mode="vector").status_code == 200
+    searches = kb.app.state.services.knowledge._collections._cache
+    before = searches.get("org-a", "default")  # the record that search cached
     member = httpx.post(
         f"{kb.api}/knowledge/reembed", headers=kb.headers(), json={"embedding_model": "local-use"}
     )
@@ -304,8 +307,6 @@ def test_reembed_swaps_the_collection_without_downtime(kb: RunningService) -> No
     assert started.status_code == 202, started.text
     assert started.json()["reembedding_to"] == "local-use"
     assert search(kb, "GlobalProtect", mode="vector").status_code == 200  # still searchable
-    searches = kb.app.state.services.knowledge._collections._cache
-    before = searches.get("org-a", "default")  # the record that search cached
 
     def swapped() -> bool:
         rows = httpx.get(f"{kb.api}/knowledge/collections", headers=kb.headers()).json()["data"]
