@@ -55,7 +55,7 @@ class VectorStore:
     Only writes create a Chroma collection. A read of one that does not exist (nothing
     written yet, or dropped by a re-embedding swap that a caller's record predates) finds
     nothing and creates nothing: an empty answer is the caller's cue to check its record
-    (``services.knowledge.search``), and no orphan collection is left behind.
+    (``services.knowledge.vector_leg``), and no orphan collection is left behind.
     """
 
     def __init__(self, clients: ChromaClientProvider) -> None:
@@ -107,7 +107,7 @@ class VectorStore:
         self._stores.pop(name, None)
         self._collections.pop(name, None)
 
-    async def _read(self, name: str, call: Callable[[], T]) -> T | None:
+    async def _call(self, name: str, call: Callable[[], T]) -> T | None:
         """``call`` in a worker thread; None when the collection was dropped meanwhile.
 
         A handle cached here outlives a collection another process dropped (a Chroma
@@ -150,7 +150,7 @@ class VectorStore:
             return
         for start in range(0, len(ids), 5000):
             batch = list(ids[start : start + 5000])
-            await self._read(name, functools.partial(collection.delete, ids=batch))
+            await self._call(name, functools.partial(collection.delete, ids=batch))
 
     async def search(
         self,
@@ -168,7 +168,7 @@ class VectorStore:
             return []
         fetch_k = max(k * 4, 20) if mmr else k
         query = list(vector)
-        scored = await self._read(
+        scored = await self._call(
             name,
             lambda: store.similarity_search_by_vector_with_relevance_scores(
                 query, k=fetch_k, filter=where
@@ -177,7 +177,7 @@ class VectorStore:
         hits = [_hit(doc, similarity(distance, space)) for doc, distance in scored or []]
         if not mmr or not hits:
             return hits
-        chosen = await self._read(
+        chosen = await self._call(
             name,
             lambda: store.max_marginal_relevance_search_by_vector(
                 query, k=k, fetch_k=fetch_k, filter=where
@@ -207,7 +207,7 @@ class VectorStore:
         if collection is None:
             return []
         query = [list(vector)]
-        result = await self._read(
+        result = await self._call(
             name,
             lambda: collection.query(
                 query_embeddings=query, n_results=k, where=where, include=["distances"]
@@ -223,7 +223,7 @@ class VectorStore:
         collection = await self._collection(name, space)
         if collection is None:
             return set()
-        result = await self._read(name, lambda: collection.get(where=where, include=[]))
+        result = await self._call(name, lambda: collection.get(where=where, include=[]))
         return set() if result is None else set(result["ids"])
 
     async def count(self, name: str, space: Distance) -> int:
@@ -231,7 +231,7 @@ class VectorStore:
         collection = await self._collection(name, space)
         if collection is None:
             return 0
-        return int(await self._read(name, collection.count) or 0)
+        return int(await self._call(name, collection.count) or 0)
 
     async def drop(self, name: str) -> None:
         """Delete a whole Chroma collection (after a re-embedding swap)."""

@@ -1,6 +1,7 @@
 """Hybrid search over an org's collection: the vector leg, the keyword leg, the gate, hydrate.
 
-The legs run concurrently; ranking, fusion and the relevance verdict are the pure
+The legs run concurrently (the vector leg's questions to Chroma, swap-aware, are
+``services.knowledge.vector_leg``); ranking, fusion and the relevance verdict are the pure
 functions of ``knowledge.search``. A search of its own (not RAG's retrieval, which its
 query holds) reserves its query's embedding against the org's limits like a chat prompt.
 An optional rerank stage (``services.knowledge.rerank``) reorders the best candidates last.
@@ -9,10 +10,9 @@ An optional rerank stage (``services.knowledge.rerank``) reorders the best candi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sized
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -41,16 +41,12 @@ from knowledge.search import (
     rank,
     to_hits,
 )
-from knowledge.vectors import VectorHit, VectorStore, space_of
+from knowledge.vectors import VectorHit, VectorStore
 from limits.enforcer import LimitEnforcer
 from services.knowledge.collections import Collections
 from services.knowledge.embedders import KnowledgeEmbedders
 from services.knowledge.rerank import Judge, Reranker, RerankOutcome
-
-T = TypeVar("T")
-"""What a vector leg's question to Chroma lists (hits, or ids and similarities)."""
-C = TypeVar("C", bound=Sized)
-"""What a question to Chroma answers (empty: maybe a dropped collection)."""
+from services.knowledge.vector_leg import VectorLeg
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +75,10 @@ class Search:
         self._settings = settings
         self._reranker = reranker
         self._sessions = sessions
-        self._vectors = vectors
         self._accountant = accountant
         self._limits = limits
         self._collections = collections
-        self._embedders = embedders
+        self._vector = VectorLeg(vectors=vectors, collections=collections, embedders=embedders)
         self._turns = CpuTurns(settings.knowledge_search_turns)
         keyword_index.configure(
             cache_postings=settings.knowledge_keyword_cache_postings,
@@ -156,11 +151,11 @@ class Search:
         # search takes its turn: the turns order the CPU-bound rest (core.cpu_turns).
         vector = None
         if query.mode != "keyword":
-            vector = await self._embed(context, collection, query)
+            vector = await self._vector.embed(context, collection, query)
         async with self._turns.turn():
             if vector is not None and query.mode == "vector":  # Chroma has texts: no SQL
-                collection, vector_hits = await self._vector_leg(
-                    context, collection, query, vector, self._hits(query, where)
+                collection, vector_hits = await self._vector.hits(
+                    context, collection, query, vector, where
                 )
                 return await self._ranked(None, query, collection, vector_hits, KeywordHits([]), {})
             return await self._keyword_search(context, query, collection, where, vector)
@@ -194,7 +189,7 @@ class Search:
             keyword = await self._keyword_leg(reads, context.org_id, collection, query, where)
         elif query.mmr:
             (collection, vector_hits), keyword = await asyncio.gather(
-                self._vector_leg(context, collection, query, vector, self._hits(query, where)),
+                self._vector.hits(context, collection, query, vector, where),
                 self._keyword_leg(reads, context.org_id, collection, query, where),
             )
         else:
@@ -203,7 +198,7 @@ class Search:
             # read of 60 texts costs ~6.5 ms of CPU at 100k chunks), and only chunks of ready
             # documents, as the keyword leg always had.
             (collection, nearest), keyword = await asyncio.gather(
-                self._vector_leg(context, collection, query, vector, self._nearest(query, where)),
+                self._vector.nearest(context, collection, query, vector, where),
                 self._keyword_leg(reads, context.org_id, collection, query, where),
             )
             wanted = dict.fromkeys([*(cid for cid, _ in nearest), *(c for c, _ in keyword.hits)])
@@ -296,102 +291,6 @@ class Search:
             query.query, [found[cid] for cid, _ in keyword.hits if cid in found]
         )
 
-    async def _embed(
-        self, context: CallContext, collection: KnowledgeCollection, query: SearchQuery
-    ) -> list[float]:
-        """The query embedded by the collection's model, accounted to ``context``."""
-        embedder = await self._embedders.embedder(
-            context.org_id, collection.embedding_model, context
-        )
-        return await embedder.aembed_query(query.query)
-
-    async def _vector_leg(
-        self,
-        context: CallContext,
-        collection: KnowledgeCollection,
-        query: SearchQuery,
-        vector: list[float],
-        ask: Callable[[KnowledgeCollection, list[float]], Awaitable[list[T]]],
-    ) -> tuple[KnowledgeCollection, list[T]]:
-        """``ask`` Chroma with the query's ``vector``; and the collection record used.
-
-        After a re-embedding swap, the record is the new one (its model may differ too).
-        """
-
-        async def on(record: KnowledgeCollection) -> list[T]:
-            if record.embedding_model == collection.embedding_model:
-                return await ask(record, vector)
-            return await ask(record, await self._embed(context, record, query))
-
-        return await self._on_current(context.org_id, query.collection, collection, on)
-
-    async def _on_current(
-        self,
-        org_id: str,
-        name: str,
-        collection: KnowledgeCollection,
-        call: Callable[[KnowledgeCollection], Awaitable[C]],
-    ) -> tuple[KnowledgeCollection, C]:
-        """``call`` Chroma for ``collection``; again for the stored record if a swap replaced it.
-
-        A record read before a re-embedding swap (from the search cache, maybe on another
-        instance) names a dropped Chroma collection: it reads as empty, or, dropped in the
-        middle of the call, fails in Chroma's words ("missing segment"). So when Chroma finds
-        nothing or fails, the record is read again (one SQL read; an empty collection or a
-        filter nothing matches pays it too).
-        """
-        try:
-            found = await call(collection)
-        except Exception:
-            if (fresh := await self._swapped(org_id, name, collection)) is None:
-                raise
-            return fresh, await call(fresh)
-        if not found and (fresh := await self._swapped(org_id, name, collection)):
-            return fresh, await call(fresh)
-        return collection, found
-
-    async def _swapped(
-        self, org_id: str, name: str, collection: KnowledgeCollection
-    ) -> KnowledgeCollection | None:
-        """The record as stored now, if a re-embedding swapped its vectors since ``collection``."""
-        fresh = await self._collections.fresh(org_id, name)
-        if fresh is None or fresh.vector_collection == collection.vector_collection:
-            return None
-        return fresh
-
-    def _hits(
-        self, query: SearchQuery, where: dict[str, Any] | None
-    ) -> Callable[[KnowledgeCollection, list[float]], Awaitable[list[VectorHit]]]:
-        """Chroma's closest chunks with texts and metadata (MMR if asked)."""
-
-        async def ask(record: KnowledgeCollection, vector: list[float]) -> list[VectorHit]:
-            return await self._vectors.search(
-                record.vector_collection,
-                space_of(record.distance),
-                vector,
-                k=query.vector_fetch,
-                where=where,
-                mmr=query.mmr,
-            )
-
-        return ask
-
-    def _nearest(
-        self, query: SearchQuery, where: dict[str, Any] | None
-    ) -> Callable[[KnowledgeCollection, list[float]], Awaitable[list[tuple[str, float]]]]:
-        """Only the ids and similarities Chroma finds (the texts come from the registry)."""
-
-        async def ask(record: KnowledgeCollection, vector: list[float]) -> list[tuple[str, float]]:
-            return await self._vectors.nearest(
-                record.vector_collection,
-                space_of(record.distance),
-                vector,
-                k=query.vector_fetch,
-                where=where,
-            )
-
-        return ask
-
     async def _keyword_leg(
         self,
         reads: DriverReads,
@@ -403,13 +302,7 @@ class Search:
         """BM25 hits from SQL, limited to the chunks matching ``where`` (asked of Chroma)."""
         allowed = None
         if where is not None:
-
-            async def matching(record: KnowledgeCollection) -> set[str]:
-                return await self._vectors.ids_matching(
-                    record.vector_collection, space_of(record.distance), where
-                )
-
-            _, allowed = await self._on_current(org_id, query.collection, collection, matching)
+            allowed = await self._vector.ids_matching(org_id, collection, query.collection, where)
         hits = await keyword_index.search(
             reads, collection.id, query.query, limit=query.fetch, allowed=allowed
         )
